@@ -1,0 +1,435 @@
+"""Training and evaluation, every epoch inside an EnergyMonitor window.
+
+Windows: ``fit`` (the whole run), ``train/epoch{N}`` (one epoch: its training pass and its
+validation pass) and ``test`` (the final evaluation).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from wattwise.data.loader import AugmentConfig, TensorLoader
+from wattwise.data.types import DatasetSplits, TensorSplit
+from wattwise.energy.base import Measurement
+from wattwise.energy.monitor import EnergyMonitor
+from wattwise.train.config import TrainConfig
+from wattwise.train.device import (
+    MemoryCap,
+    apply_memory_cap,
+    autocast,
+    is_out_of_memory,
+    num_threads,
+    resolve_device,
+)
+
+Status = Literal["ok", "diverged", "oom"]
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    """What one epoch did and cost.
+
+    ``components`` maps each component to ``{"energy_j", "provenance"}``; ``energy_provenance``
+    says whether the total is measured, estimated or mixed.
+    """
+
+    epoch: int
+    train_loss: float
+    train_accuracy: float
+    val_loss: float | None
+    val_accuracy: float | None
+    lr: float
+    images: int
+    duration_s: float
+    energy_j: float
+    energy_provenance: str
+    components: dict[str, dict[str, Any]]
+    peak_rss_bytes: int | None
+    peak_cuda_allocated_bytes: int | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_measurement(cls, m: Measurement, **values: Any) -> EpochRecord:
+        return cls(
+            duration_s=m.duration_s,
+            energy_j=m.total_energy_j,
+            energy_provenance=m.total_provenance,
+            components={
+                c.component: {"energy_j": c.energy_j, "provenance": c.provenance.label}
+                for c in m.components
+                if c.nested_in is None
+            },
+            peak_rss_bytes=m.peak_rss_bytes,
+            peak_cuda_allocated_bytes=m.peak_cuda_allocated_bytes,
+            **values,
+        )
+
+
+@dataclass
+class TrainResult:
+    """The outcome of :func:`fit`.
+
+    Attributes:
+        status: ``ok``, ``diverged`` (non-finite loss) or ``oom`` (did not fit in memory).
+        reason: Why a run stopped early (divergence, memory, early stopping), else ``None``.
+        history: One record per finished epoch.
+        fit: The measurement of the whole run (training, validation), if it ran.
+        test: The measurement of the final test evaluation, if it ran.
+        test_accuracy / test_loss: On the test split, with the final weights.
+        best_val_accuracy / best_epoch: The best validation accuracy and its epoch.
+        memory_cap: The GPU memory cap and whether it was enforced.
+        device: Where it ran.
+    """
+
+    status: Status
+    reason: str | None
+    history: list[EpochRecord]
+    config: TrainConfig
+    device: str
+    memory_cap: MemoryCap
+    fit: Measurement | None = None
+    test: Measurement | None = None
+    test_accuracy: float | None = None
+    test_loss: float | None = None
+    best_val_accuracy: float | None = None
+    best_epoch: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def train_energy_j(self) -> float | None:
+        return self.fit.total_energy_j if self.fit is not None else None
+
+    @property
+    def accuracy_per_kj(self) -> float | None:
+        """Training efficiency: test accuracy (fraction) per kJ of training energy."""
+        energy = self.train_energy_j
+        if self.test_accuracy is None or not energy:
+            return None
+        return self.test_accuracy / (energy / 1e3)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "reason": self.reason,
+            "device": self.device,
+            "config": self.config.to_dict(),
+            "memory_cap": self.memory_cap.to_dict(),
+            "history": [r.to_dict() for r in self.history],
+            "test_accuracy": self.test_accuracy,
+            "test_loss": self.test_loss,
+            "best_val_accuracy": self.best_val_accuracy,
+            "best_epoch": self.best_epoch,
+            "train_energy_j": self.train_energy_j,
+            "accuracy_per_kj": self.accuracy_per_kj,
+            "fit": self.fit.to_dict(timeline=False) if self.fit else None,
+            "test": self.test.to_dict(timeline=False) if self.test else None,
+            **self.extra,
+        }
+
+
+class Divergence(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+def _crop_padding(image_size: int) -> int:
+    return max(1, image_size // 8)
+
+
+def evaluate(
+    model: nn.Module,
+    split: TensorSplit,
+    *,
+    mean: tuple[float, ...] | None,
+    std: tuple[float, ...] | None,
+    batch_size: int = 256,
+    device: torch.device | str = "cpu",
+    precision: str = "fp32",
+    channels_last: bool = False,
+) -> tuple[float, float]:
+    """Mean cross-entropy loss and top-1 accuracy (fraction) of ``model`` on ``split``."""
+    device = torch.device(device)
+    if len(split) == 0:
+        return float("nan"), float("nan")
+    loader = TensorLoader(
+        split, batch_size, device=device, mean=mean, std=std, channels_last=channels_last
+    )
+    was_training = model.training
+    model.eval()
+    loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+    correct = torch.zeros((), device=device, dtype=torch.int64)
+    with torch.no_grad(), autocast(device, precision):
+        for x, y in loader:
+            logits = model(x)
+            loss_sum += nn.functional.cross_entropy(logits.float(), y, reduction="sum").double()
+            correct += (logits.argmax(1) == y).sum()
+    model.train(was_training)
+    return float(loss_sum) / len(split), int(correct) / len(split)
+
+
+def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.SGD(
+        params,
+        lr=config.lr,
+        momentum=config.momentum,
+        weight_decay=config.weight_decay,
+        nesterov=config.momentum > 0,
+    )
+
+
+StepFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def _cross_entropy_step(smoothing: float) -> StepFn:
+    def step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor) -> Any:
+        logits = model(x)
+        return nn.functional.cross_entropy(logits.float(), y, label_smoothing=smoothing), logits
+
+    return step
+
+
+def fit(
+    model: nn.Module,
+    data: DatasetSplits,
+    config: TrainConfig | None = None,
+    *,
+    monitor: EnergyMonitor | None = None,
+    progress: bool = True,
+    on_epoch: Callable[[EpochRecord], None] | None = None,
+    step_fn: StepFn | None = None,
+) -> TrainResult:
+    """Train ``model`` on ``data.train``, validating each epoch and testing at the end.
+
+    Args:
+        model: Any classifier producing ``[B, num_classes]`` logits.
+        data: The dataset (its train mean/std normalize every split).
+        config: Training settings (default :class:`TrainConfig`).
+        monitor: The EnergyMonitor to measure with (default: a new one, closed at the end).
+        progress: Show a progress bar per epoch.
+        on_epoch: Called with each finished epoch's record.
+        step_fn: Computes ``(loss, logits)`` for a batch (used by distillation); default:
+            cross-entropy with the configured label smoothing. ``idx`` are the batch's row
+            indices in ``data.train``.
+
+    Returns:
+        A :class:`TrainResult`. Divergence and out-of-memory end the run with a recorded status
+        and reason instead of raising; measurements made before are kept.
+    """
+    config = config or TrainConfig()
+    device = resolve_device(config.device)
+    torch.manual_seed(config.seed)
+    own_monitor = monitor is None
+    monitor = monitor or EnergyMonitor()
+    cap = apply_memory_cap(device, config.gpu_memory_gb)
+    result = TrainResult("ok", None, [], config, str(device), cap)
+    step = step_fn or _cross_entropy_step(config.label_smoothing)
+    info = data.info
+    try:
+        with num_threads(config.num_threads):
+            _run(model, data, config, device, monitor, result, step, progress, on_epoch)
+            if result.status == "ok":
+                with monitor.window("test") as w:
+                    result.test_loss, result.test_accuracy = evaluate(
+                        model,
+                        data.test,
+                        mean=info.mean,
+                        std=info.std,
+                        batch_size=config.eval_batch_size,
+                        device=device,
+                        precision=config.precision,
+                        channels_last=config.channels_last,
+                    )
+                result.test = w.measurement
+    finally:
+        if own_monitor:
+            monitor.close()
+    return result
+
+
+def _run(
+    model: nn.Module,
+    data: DatasetSplits,
+    config: TrainConfig,
+    device: torch.device,
+    monitor: EnergyMonitor,
+    result: TrainResult,
+    step: StepFn,
+    progress: bool,
+    on_epoch: Callable[[EpochRecord], None] | None,
+) -> None:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    info = data.info
+    model.to(device)
+    if config.channels_last:
+        model.to(memory_format=torch.channels_last)
+    augment = (
+        AugmentConfig(crop_padding=_crop_padding(info.image_size), hflip=config.hflip)
+        if config.augment
+        else False
+    )
+    loader = TensorLoader(
+        data.train,
+        config.batch_size,
+        shuffle=True,
+        seed=config.seed,
+        device=device,
+        augment=augment,
+        mean=info.mean,
+        std=info.std,
+        channels_last=config.channels_last,
+    )
+    optimizer = _optimizer(model, config)
+    steps = max(1, len(loader)) * config.epochs
+    scheduler = (
+        torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
+        if config.schedule == "cosine"
+        else None
+    )
+    scaler = torch.amp.GradScaler("cuda") if config.precision == "fp16" else None
+    since_best = 0
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]}"),
+        TimeRemainingColumn(),
+        disable=not progress,
+        transient=True,
+    )
+    monitor.begin_window("fit")
+    try:
+        with bar:
+            for epoch in range(1, config.epochs + 1):
+                task = bar.add_task(f"epoch {epoch}/{config.epochs}", total=len(loader), loss="-")
+                name = f"train/epoch{epoch}"
+                monitor.begin_window(name)
+                try:
+                    loss, acc, images, lr = _train_epoch(
+                        model, loader, optimizer, scheduler, scaler, step, config, device, bar, task
+                    )
+                    val_loss, val_acc = (None, None)
+                    if len(data.val):
+                        val_loss, val_acc = evaluate(
+                            model,
+                            data.val,
+                            mean=info.mean,
+                            std=info.std,
+                            batch_size=config.eval_batch_size,
+                            device=device,
+                            precision=config.precision,
+                            channels_last=config.channels_last,
+                        )
+                finally:
+                    measurement = monitor.end_window(name)
+                    bar.remove_task(task)
+                record = EpochRecord.from_measurement(
+                    measurement,
+                    epoch=epoch,
+                    train_loss=loss,
+                    train_accuracy=acc,
+                    val_loss=val_loss,
+                    val_accuracy=val_acc,
+                    lr=lr,
+                    images=images,
+                )
+                result.history.append(record)
+                if on_epoch is not None:
+                    on_epoch(record)
+                score = val_acc if val_acc is not None else acc
+                if result.best_val_accuracy is None or score > result.best_val_accuracy:
+                    result.best_val_accuracy, result.best_epoch, since_best = score, epoch, 0
+                else:
+                    since_best += 1
+                patience = config.early_stopping_patience
+                if patience is not None and since_best >= patience:
+                    result.reason = (
+                        f"early stopping: no better validation accuracy for {patience} epochs "
+                        f"(best {result.best_val_accuracy:.4f} at epoch {result.best_epoch})"
+                    )
+                    break
+    except Divergence as err:
+        result.status, result.reason = "diverged", str(err)
+    except Exception as err:
+        if not is_out_of_memory(err):
+            raise
+        result.status = "oom"
+        cap = config.gpu_memory_gb
+        result.reason = f"does not fit in {cap:g} GB" if cap else f"out of memory: {err}"[:300]
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    finally:
+        result.fit = monitor.end_window("fit")
+
+
+def _train_epoch(
+    model: nn.Module,
+    loader: TensorLoader,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    scaler: Any,
+    step: StepFn,
+    config: TrainConfig,
+    device: torch.device,
+    bar: Any,
+    task: Any,
+) -> tuple[float, float, int, float]:
+    model.train()
+    loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+    correct = torch.zeros((), device=device, dtype=torch.int64)
+    seen = 0
+    epoch = loader.epoch
+    lr = optimizer.param_groups[0]["lr"]
+    started = time.perf_counter()
+    for batch_index, (x, y, idx) in enumerate(_with_indices(loader)):
+        with autocast(device, config.precision):
+            loss, logits = step(model, x, y, idx)
+        if not torch.isfinite(loss).item():
+            raise Divergence(
+                f"loss became {loss.item()} at epoch {epoch + 1}, batch {batch_index + 1} "
+                f"(lr {lr:g}): stopped"
+            )
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        lr = optimizer.param_groups[0]["lr"]
+        loss_sum += loss.detach().double() * y.shape[0]
+        correct += (logits.detach().argmax(1) == y).sum()
+        seen += int(y.shape[0])
+        if time.perf_counter() - started > 0.25:
+            bar.update(task, completed=batch_index + 1, loss=f"{float(loss.detach()):.4f}")
+    bar.update(task, completed=len(loader))
+    return float(loss_sum) / max(seen, 1), int(correct) / max(seen, 1), seen, lr
+
+
+def _with_indices(loader: TensorLoader) -> Any:
+    """Batches with their row indices in the split (for per-sample targets such as KD)."""
+    iterate = getattr(loader, "iter_with_indices", None)
+    if iterate is not None:
+        yield from iterate()
+        return
+    for x, y in loader:  # pragma: no cover - fallback for loaders without indices
+        yield x, y, None
