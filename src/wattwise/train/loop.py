@@ -397,7 +397,7 @@ def _train_epoch(
     epoch = loader.epoch
     lr = optimizer.param_groups[0]["lr"]
     started = time.perf_counter()
-    for batch_index, (x, y, idx) in enumerate(_with_indices(loader)):
+    for batch_index, (x, y, idx) in enumerate(loader.iter_with_indices()):
         with autocast(device, config.precision):
             loss, logits = step(model, x, y, idx)
         if not torch.isfinite(loss).item():
@@ -423,13 +423,3 @@ def _train_epoch(
             bar.update(task, completed=batch_index + 1, loss=f"{float(loss.detach()):.4f}")
     bar.update(task, completed=len(loader))
     return float(loss_sum) / max(seen, 1), int(correct) / max(seen, 1), seen, lr
-
-
-def _with_indices(loader: TensorLoader) -> Any:
-    """Batches with their row indices in the split (for per-sample targets such as KD)."""
-    iterate = getattr(loader, "iter_with_indices", None)
-    if iterate is not None:
-        yield from iterate()
-        return
-    for x, y in loader:  # pragma: no cover - fallback for loaders without indices
-        yield x, y, None
