@@ -187,6 +187,9 @@ def cmd_monitor(args: argparse.Namespace) -> int:
         except PermissionError:
             monitor.end_window(name)
             raise ConfigError(f"command is not executable: {command[0]}") from None
+        except OSError as err:  # e.g. a script without a #! line: Exec format error
+            monitor.end_window(name)
+            raise ConfigError(f"cannot run {command[0]}: {err.strerror or err}") from None
         monitor.tree.refresh_children()  # count the child from its first sample on
         # Like `time`: the child gets the terminal's Ctrl-C; we wait for it, then report.
         previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -223,6 +226,8 @@ def _check_writable(path: str) -> None:
     probe = parent
     while not probe.exists():
         probe = probe.parent
+    if not probe.is_dir():
+        raise ConfigError(f"--json {path}: {probe} is not a folder")
     if not os.access(probe, os.W_OK):
         raise ConfigError(f"--json {path}: {probe} is not writable")
 

@@ -52,7 +52,12 @@ def measurement_table(m: Measurement) -> Table:
     table.add_column("provenance")
     notes: list[str] = []
     for comp in m.components:
-        name = comp.component if comp.nested_in is None else f"  {comp.component} (in total)"
+        if comp.nested_in is None:
+            name = comp.component
+        elif comp.nested_in == "platform":
+            name = f"  {comp.component} (contains the rest; not summed)"
+        else:
+            name = f"  {comp.component} (inside {comp.nested_in})"
         table.add_row(
             name,
             fmt_energy(comp.energy_j),

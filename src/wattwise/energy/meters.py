@@ -56,6 +56,8 @@ class MeterSet:
     unavailable: dict[str, str] = field(default_factory=dict)
     probed: dict[str, Availability] = field(default_factory=dict)
     tree: ProcessTree | None = None
+    #: Why a better meter was not used, per component kind (e.g. RAPL permission + the fix).
+    notes: dict[str, str] = field(default_factory=dict)
 
     def close(self) -> None:
         for meter in self.meters:
@@ -103,6 +105,9 @@ def create_meters(
         meters.append(rapl)
     has_rapl_cpu = any(c.startswith("cpu") for c in rapl_components)
     has_rapl_dram = any(c.startswith("dram") for c in rapl_components)
+    notes: dict[str, str] = {}
+    if "permission" in probed["rapl"].reason.lower():
+        notes["cpu"] = notes["dram"] = f"RAPL not used: {probed['rapl'].reason}"
     if not has_rapl_cpu:
         meters.append(_build("cpu-estimate", settings, tree, required=False))
     if not has_rapl_dram:
@@ -121,7 +126,7 @@ def create_meters(
             unavailable["gpu"] = (
                 f"NVML: {nvml.availability().reason}; nvidia-smi: {smi.availability().reason}"
             )
-    return MeterSet(meters, unavailable, probed, tree)
+    return MeterSet(meters, unavailable, probed, tree, notes)
 
 
 def _build(name: str, settings: MeterSettings, tree: ProcessTree, *, required: bool) -> Meter:

@@ -84,6 +84,7 @@ class _Open:
     start_unix: float
     start_energy: dict[str, float]
     timeline_from: int
+    failed: dict[str, str] = field(default_factory=dict)  # component -> edge read error
     peak_power_w: float | None = None
     peak_component_w: dict[str, float] = field(default_factory=dict)
     peak_rss_bytes: int = 0
@@ -148,6 +149,12 @@ class EnergyMonitor:
             for comp in meter.components():
                 self._top.append(comp)
                 self._provenance[comp] = meter.provenance(comp)
+                note = self.meter_set.notes.get(comp.split(":", 1)[0])
+                if note:
+                    prov = self._provenance[comp]
+                    self._provenance[comp] = Provenance(
+                        prov.kind, prov.source, f"{prov.detail}. {note}"
+                    )
             for comp, parent in meter.nested_components().items():
                 self._nested[comp] = parent
                 self._provenance[comp] = meter.provenance(comp)
@@ -167,6 +174,10 @@ class EnergyMonitor:
         self._thread: threading.Thread | None = None
         self._last_refresh = 0.0
         self.history: deque[Measurement] = deque(maxlen=self.config.history_size)
+        #: The last error of each meter whose read failed (the read is skipped: counters catch
+        #: up at the next read, power is integrated across the gap).
+        self.read_errors: dict[str, str] = {}
+        self._failed: dict[str, str] = {}
         self._closed = False
 
     # --- public API -------------------------------------------------------------------------
@@ -207,6 +218,7 @@ class EnergyMonitor:
                 start_mono=now,
                 start_unix=time.time(),
                 start_energy=dict(self._cum),
+                failed={c: f"at the window's start: {e}" for c, e in self._failed.items()},
                 timeline_from=self._timeline_offset + len(self._timeline),
                 peak_rss_bytes=self.tree.rss_bytes(),
                 profiler=profiler,
@@ -228,6 +240,8 @@ class EnergyMonitor:
         with self._lock:
             now = self._tick(sampled=False)
             state = self._open.pop(name)
+            for comp, error in self._failed.items():
+                state.failed.setdefault(comp, f"at the window's end: {error}")
             cuda_alloc, cuda_reserved = self._cuda.end(name)
             state.peak_rss_bytes = max(state.peak_rss_bytes, self.tree.rss_bytes())
             measurement = self._measurement(state, now, cuda_alloc, cuda_reserved, summary)
@@ -318,7 +332,16 @@ class EnergyMonitor:
 
     def _tick(self, *, sampled: bool) -> float:
         """Read all meters; update cumulative energies (and, for samples, peaks). Holds lock."""
-        readings = [meter.read() for meter in self.meter_set.meters]
+        readings = []
+        self._failed = {}
+        for meter in self.meter_set.meters:
+            try:
+                readings.append(meter.read())
+            except Exception as err:  # a flaky sensor: skip this read, keep the window going
+                message = f"{meter.name} read failed: {type(err).__name__}: {err}"
+                self.read_errors[meter.name] = message
+                for comp in [*meter.components(), *meter.nested_components()]:
+                    self._failed[comp] = message
         now = time.perf_counter()
         dt = None if self._last_t is None else now - self._last_t
         memory: dict[str, int] = {}
@@ -397,7 +420,10 @@ class EnergyMonitor:
         duration = now - state.start_mono
         components: list[ComponentEnergy] = []
         for comp in [*self._top, *self._nested]:
-            if comp not in self._cum or comp not in state.start_energy:
+            if comp in state.failed:  # an edge value would be stale: do not guess
+                energy = None
+                provenance = Provenance.unavailable(f"{comp}: {state.failed[comp]}")
+            elif comp not in self._cum or comp not in state.start_energy:
                 energy = None
                 provenance = Provenance.unavailable(f"{comp}: no reading in this window")
             else:
