@@ -33,11 +33,29 @@ class ProcessTree:
         self.refresh_children()
 
     def refresh_children(self) -> None:
-        """Rescan ``/proc`` for the root's descendants."""
-        try:
-            children = self._root.children(recursive=True)
-        except psutil.Error:
+        """Find the root's descendants again.
+
+        On Linux this walks ``/proc/<pid>/task/<tid>/children`` down from the root, which reads
+        a few files for a small tree; elsewhere it falls back to psutil's scan of all processes.
+        """
+        pids = _descendants_linux(self.pid)
+        if pids is None:
+            try:
+                children = self._root.children(recursive=True)
+            except psutil.Error:
+                children = []
+        else:
+            with self._lock:
+                known = {p.pid: p for p in self._children}
             children = []
+            for pid in pids:
+                proc = known.get(pid)
+                if proc is None:
+                    try:
+                        proc = psutil.Process(pid)
+                    except psutil.Error:
+                        continue
+                children.append(proc)
         with self._lock:
             self._children = children
 
@@ -75,3 +93,26 @@ class ProcessTree:
             except psutil.Error:
                 continue
         return total
+
+
+def _descendants_linux(root: int) -> list[int] | None:
+    """PIDs below ``root`` from ``/proc/*/task/*/children``, or ``None`` where unsupported."""
+    if not os.path.exists(f"/proc/{root}/task/{root}/children"):
+        return None
+    found: list[int] = []
+    stack = [root]
+    while stack:
+        pid = stack.pop()
+        try:
+            tids = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                with open(f"/proc/{pid}/task/{tid}/children") as fh:
+                    kids = [int(k) for k in fh.read().split()]
+            except (OSError, ValueError):
+                continue
+            found.extend(kids)
+            stack.extend(kids)
+    return found
