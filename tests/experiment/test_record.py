@@ -1,0 +1,141 @@
+"""TrialRecord: validation, JSON safety and the dict round trip."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from wattwise.energy.base import ComponentEnergy, Measurement, Provenance
+from wattwise.experiment import METRICS, TrialRecord, json_safe
+
+
+def measurement(name: str = "train", energy_j: float = 120.0) -> Measurement:
+    return Measurement(
+        name=name,
+        start_unix_s=1_700_000_000.0,
+        duration_s=4.0,
+        components=(
+            ComponentEnergy("cpu:0", energy_j, Provenance.measured("rapl")),
+            ComponentEnergy("gpu", None, Provenance.unavailable("no NVIDIA GPU")),
+        ),
+        peak_rss_bytes=123_456_789,
+    )
+
+
+def full_record(**changes: Any) -> TrialRecord:
+    values: dict[str, Any] = {
+        "trial_id": "0123456789abcdef",
+        "study": "demo",
+        "spec": {"dataset": "digits", "model": "small_cnn", "technique": "baseline", "lr": 0.01},
+        "accuracy": 0.95,
+        "train_energy_j": 120.0,
+        "train_energy_provenance": "measured",
+        "inference_energy_per_image_j": 0.002,
+        "inference_energy_provenance": "estimated",
+        "accuracy_per_kj_train": 0.95 / 0.12,
+        "accuracy_per_j_per_image": 0.95 / 0.002,
+        "duration_s": 12.5,
+        "peak_rss_bytes": 500_000_000,
+        "params": 11_689_512,
+        "macs": 1_814_083_944,
+        "model_bytes": 46_830_571,
+        "latency_p50_ms": 3.1,
+        "latency_p95_ms": 4.2,
+        "throughput_images_per_s": 20_000.0,
+        "phases": {"train": measurement(), "inference": measurement("inference", 2.0)},
+        "history": [{"epoch": 1, "train_loss": 0.7, "val_accuracy": 0.9}],
+        "details": {"sparsity": 0.5},
+        "environment": {"python": "3.11", "torch": "2.11"},
+        "started_unix_s": 1_700_000_000.0,
+        "finished_unix_s": 1_700_000_012.5,
+        "attempts": 2,
+    }
+    values.update(changes)
+    return TrialRecord(**values)
+
+
+def test_round_trip_through_json() -> None:
+    record = full_record()
+    text = json.dumps(record.to_dict(), allow_nan=False)
+    again = TrialRecord.from_dict(json.loads(text))
+    assert again == record
+    assert again.phases["train"]["components"][0]["provenance"]["label"] == "measured:rapl"
+    assert again.phases["train"]["components"][1]["provenance"]["kind"] == "unavailable"
+    assert again.phase_energy_j() == {"train": 120.0, "inference": 2.0}
+    assert Measurement.from_dict(again.phases["train"]).total_energy_j == 120.0
+    assert set(record.metrics()) == set(METRICS)
+
+
+def test_non_finite_numbers_become_null() -> None:
+    record = full_record(
+        accuracy=math.nan,
+        train_energy_j=math.inf,
+        history=({"epoch": 1, "val_loss": math.nan},),
+        details={"ratio": -math.inf, "nested": [1.0, math.nan]},
+    )
+    assert record.accuracy is None and record.train_energy_j is None
+    data = record.to_dict()
+    json.dumps(data, allow_nan=False)  # no NaN tokens
+    assert data["history"][0]["val_loss"] is None
+    assert data["details"] == {"ratio": None, "nested": [1.0, None]}
+    assert TrialRecord.from_dict(data) == record
+
+
+def test_plain_types_from_numpy_paths_and_tuples() -> None:
+    assert json_safe({1: (np.float32(0.5), np.int64(3)), "p": Path("/x")}) == {
+        "1": [0.5, 3],
+        "p": "/x",
+    }
+    assert json_safe(np.array([1.0, np.nan])) == [1.0, None]
+    record = full_record(params=np.int64(7), accuracy=np.float64(0.5), macs=1e3)
+    assert record.params == 7 and type(record.params) is int
+    assert record.macs == 1000 and type(record.macs) is int
+    assert record.accuracy == 0.5 and type(record.accuracy) is float
+
+
+def test_spec_objects_are_stored_as_dicts() -> None:
+    class Spec:
+        def to_dict(self) -> dict[str, Any]:
+            return {"dataset": "digits", "batch_size": 32}
+
+    record = TrialRecord.running("abc", Spec(), study="s", started_unix_s=5.0)
+    assert record.spec == {"dataset": "digits", "batch_size": 32}
+    assert (record.status, record.attempts, record.finished) == ("running", 1, False)
+
+
+def test_failed_record_keeps_its_reason_on_one_line() -> None:
+    record = full_record().failed("CUDA out of memory:\n  tried to allocate 2 GiB")
+    assert record.status == "failed" and record.finished
+    assert record.reason == "CUDA out of memory: tried to allocate 2 GiB"
+    assert record.accuracy == 0.95  # what was measured is kept
+    assert record.finished_unix_s is not None
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"status": "done"}, "status must be one of ok, failed, running"),
+        ({"trial_id": ""}, "trial_id must be a non-empty string"),
+        ({"status": "failed", "reason": None}, "a failed trial needs a reason"),
+        ({"attempts": -1}, "attempts must be an integer >= 0"),
+        ({"accuracy": "high"}, "expected a number"),
+        ({"params": 1.5}, "expected a whole number"),
+    ],
+)
+def test_invalid_records(changes: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        full_record(**changes)
+
+
+def test_from_dict_ignores_unknown_keys_and_record_is_frozen() -> None:
+    data = full_record().to_dict() | {"added_by_a_newer_version": 1}
+    record = TrialRecord.from_dict(data)
+    assert record == full_record()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        record.accuracy = 1.0  # type: ignore[misc]
