@@ -374,6 +374,71 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_optimize(args: argparse.Namespace) -> int:
+    import time
+
+    from rich.console import Console
+
+    from wattwise.console import variants_table
+    from wattwise.data import load_dataset
+    from wattwise.energy.monitor import EnergyMonitor
+    from wattwise.optimize.recipe import RecipeSettings, load_recipe_text, run_recipe
+    from wattwise.train import load_checkpoint
+
+    recipe = load_recipe_text(args.recipe)
+    settings = RecipeSettings(
+        finetune_epochs=args.finetune_epochs,
+        finetune_lr=args.finetune_lr,
+        distill_epochs=args.distill_epochs,
+        calibration_batches=args.calibration_batches,
+        batch_size=args.batch_size,
+        inference_s=args.inference_seconds,
+        device=args.device,
+    )
+    checkpoint = load_checkpoint(args.checkpoint)
+    info = checkpoint.dataset.get("info", {})
+    data = load_dataset(
+        checkpoint.dataset["name"],
+        args.data_root,
+        image_size=info.get("image_size"),
+        seed=int(checkpoint.train_config.get("seed", 0)),
+    )
+    model = checkpoint.build_model()
+    console = Console()
+    console.print(f"[bold]optimize[/bold] {checkpoint.path}: {recipe}")
+    rows: list[Any] = []
+
+    def on_variant(variant: Any) -> None:
+        rows.append(variant)
+        console.print(
+            f"  measured {variant.step}: accuracy {variant.accuracy:.2%}, "
+            f"{variant.energy_per_image_j * 1e3:.4g} mJ/image"
+        )
+
+    with EnergyMonitor(monitor_config_from_args(args)) as monitor:
+        result = run_recipe(
+            model,
+            data,
+            recipe,
+            settings=settings,
+            model_spec=checkpoint.model_spec,
+            monitor=monitor,
+            progress=True,
+            on_variant=on_variant,
+        )
+    console.print(variants_table(result.variants))
+    for note in dict.fromkeys(n for v in result.variants for n in v.notes):
+        console.print(f"note: {note}")
+    out = (
+        Path(args.out)
+        if args.out
+        else checkpoint.path.parent / time.strftime("optimize-%Y%m%d-%H%M%S")
+    )
+    _write_json(str(out / "recipe.json"), result.to_dict())
+    console.print(f"results written to {out / 'recipe.json'}")
+    return 0
+
+
 # --- parser ---------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
@@ -423,6 +488,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--width", type=_positive_float("--width"), default=1.0)
     p.add_argument("--json", metavar="PATH")
     p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("optimize", help="apply a compression recipe to a trained run")
+    p.add_argument("--checkpoint", required=True, help="a run folder or its checkpoint.pt")
+    p.add_argument(
+        "--recipe",
+        required=True,
+        help='steps, e.g. "prune:structured:0.5,quantize:int8", or a YAML file listing them',
+    )
+    p.add_argument("--data-root", help="data folder (default $WATTWISE_DATA)")
+    p.add_argument("--finetune-epochs", type=int, default=2, help="after pruning (default 2)")
+    p.add_argument("--finetune-lr", type=_positive_float("--finetune-lr"), default=0.01)
+    p.add_argument("--distill-epochs", type=_positive_int("--distill-epochs"), default=5)
+    p.add_argument("--calibration-batches", type=_positive_int("--calibration-batches"), default=16)
+    p.add_argument("--batch-size", type=_positive_int("--batch-size"), default=64)
+    p.add_argument("--inference-seconds", type=_positive_float("--inference-seconds"), default=3.0)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", help="folder for recipe.json (default: next to the checkpoint)")
+    _add_meter_options(p)
+    p.set_defaults(func=cmd_optimize)
     return parser
 
 

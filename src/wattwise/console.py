@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, Group
 from rich.table import Table
 
 from wattwise.energy.base import Measurement
@@ -185,3 +185,54 @@ def summary_rows(outcome: Any) -> list[tuple[str, str]]:
             )
     rows.append(("peak RSS", fmt_bytes(s["peak_rss_bytes"])))
     return rows
+
+
+def variants_table(variants: Sequence[Any]) -> Group:
+    """Before/after: one row per recipe step, all measured by the same inference protocol.
+
+    Two narrow tables (what the model is; what it costs) so that they fit 80 columns.
+    """
+    base = variants[0] if variants else None
+    what = Table(title="variants: accuracy and size", title_justify="left")
+    for col in ("step", "accuracy", "params", "MACs", "size"):
+        what.add_column(col, justify="left" if col == "step" else "right", no_wrap=True)
+    cost = Table(
+        title="variants: inference (latency in ms per batch) and payback (in images)",
+        title_justify="left",
+    )
+    for col in ("step", "p50", "p95", "img/s", "mJ/img", "saving", "payback"):
+        cost.add_column(col, justify="left" if col == "step" else "right", no_wrap=True)
+    for v in variants:
+        what.add_row(
+            v.step,
+            f"{v.accuracy:.2%}",
+            f"{v.params:,}",
+            "-" if v.macs is None else f"{v.macs / 1e6:.3g} M",
+            fmt_bytes(v.size_bytes),
+        )
+        saving = "-"
+        if base is not None and v is not base and v.energy_per_image_j > 0:
+            saving = f"{base.energy_per_image_j / v.energy_per_image_j:.2f}x"
+        if v is base:
+            payback = "-"
+        elif v.payback_inferences is None:
+            payback = "never"
+        else:
+            payback = f"{v.payback_inferences:,.0f}"
+        cost.add_row(
+            v.step,
+            f"{v.latency_p50_ms:.3g}",
+            f"{v.latency_p95_ms:.3g}",
+            f"{v.images_per_s:,.0f}",
+            f"{v.energy_per_image_j * 1e3:.4g}",
+            saving,
+            payback,
+        )
+    if variants:
+        cost.caption = (
+            f"energy {variants[-1].energy_provenance}; saving = baseline J/image / variant "
+            "J/image; payback = energy spent optimizing (fine-tuning, calibration, compiling) / "
+            "energy saved per image"
+        )
+        cost.caption_justify = "left"
+    return Group(what, cost)

@@ -29,3 +29,11 @@ class DatasetError(WattwiseError):
 
 class ModelError(WattwiseError):
     """A model is unknown or cannot be built or loaded."""
+
+
+class QuantizationError(WattwiseError):
+    """A quantization path is unavailable for this model or environment (the message says why)."""
+
+
+class PruningError(WattwiseError):
+    """A pruned model cannot be pruned, saved or loaded as asked (the message says why)."""

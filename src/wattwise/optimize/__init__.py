@@ -1,0 +1,115 @@
+"""Compression techniques: one module per technique, each a frozen config plus a handler.
+
+>>> from wattwise.optimize import ChannelPruneConfig, TechniqueContext, apply_technique
+>>> prepared = apply_technique(model, ChannelPruneConfig(ratio=0.3), TechniqueContext(x))
+>>> measure_inference(prepared.module, x, **prepared.inference_kwargs())
+
+See ``docs/optimize.md`` for what each technique really saves on CPU.
+"""
+
+from __future__ import annotations
+
+from wattwise.errors import PruningError, QuantizationError
+from wattwise.optimize.base import (
+    Batches,
+    PreparedModel,
+    TechniqueConfig,
+    TechniqueContext,
+    TechniqueRegistry,
+    apply_technique,
+    list_techniques,
+    register_technique,
+    technique_config,
+    techniques,
+    top1_agreement,
+)
+from wattwise.optimize.distill import (
+    DistillationTask,
+    DistillConfig,
+    DistillResult,
+    distill,
+    kd_loss,
+)
+from wattwise.optimize.prune import (
+    ChannelPruneConfig,
+    ChannelPruneReport,
+    MaskPruneConfig,
+    MaskPruneReport,
+    SparsityReport,
+    load_pruned,
+    prune_channels,
+    prune_masks,
+    remove_masks,
+    save_pruned,
+    weight_sparsity,
+)
+from wattwise.optimize.quantize import (
+    AutocastConfig,
+    ChannelsLastConfig,
+    DynamicInt8Config,
+    Int8Module,
+    Int8Report,
+    QATInt8Config,
+    StaticInt8Config,
+    graph_tensor_bytes,
+    inductor_freezing,
+    quantize_dynamic_int8,
+    quantize_qat_int8,
+    quantize_static_int8,
+)
+from wattwise.optimize.recipe import (
+    RecipeResult,
+    RecipeSettings,
+    VariantResult,
+    load_recipe_text,
+    run_recipe,
+)
+
+__all__ = [
+    "AutocastConfig",
+    "Batches",
+    "ChannelPruneConfig",
+    "ChannelPruneReport",
+    "ChannelsLastConfig",
+    "DistillConfig",
+    "DistillResult",
+    "DistillationTask",
+    "DynamicInt8Config",
+    "Int8Module",
+    "Int8Report",
+    "MaskPruneConfig",
+    "MaskPruneReport",
+    "PreparedModel",
+    "PruningError",
+    "QATInt8Config",
+    "QuantizationError",
+    "RecipeResult",
+    "RecipeSettings",
+    "SparsityReport",
+    "StaticInt8Config",
+    "TechniqueConfig",
+    "TechniqueContext",
+    "TechniqueRegistry",
+    "VariantResult",
+    "apply_technique",
+    "distill",
+    "graph_tensor_bytes",
+    "inductor_freezing",
+    "kd_loss",
+    "list_techniques",
+    "load_pruned",
+    "load_recipe_text",
+    "prune_channels",
+    "prune_masks",
+    "quantize_dynamic_int8",
+    "quantize_qat_int8",
+    "quantize_static_int8",
+    "register_technique",
+    "remove_masks",
+    "run_recipe",
+    "save_pruned",
+    "technique_config",
+    "techniques",
+    "top1_agreement",
+    "weight_sparsity",
+]

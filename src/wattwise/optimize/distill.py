@@ -1,0 +1,475 @@
+"""Knowledge distillation (Hinton et al., 2015): train a student on a teacher's softened outputs.
+
+    from wattwise.optimize.distill import DistillConfig, distill
+    config = DistillConfig(teacher_checkpoint="runs/teacher", temperature=4.0, alpha=0.9)
+    result = distill(student, data, TrainConfig(epochs=10), config)
+
+Per batch, with student logits ``s``, teacher logits ``t``, labels ``y`` and temperature ``T``::
+
+    kd_loss = T² · KL(softmax(t / T) ‖ softmax(s / T))      (mean over the batch)
+    loss    = alpha · kd_loss + (1 − alpha) · cross_entropy(s, y)
+              [+ feature_weight · MSE(P(student features), teacher features)]
+
+By default the teacher runs once over the training split, without augmentation, and its logits
+are looked up by row index in every step ("offline KD"): a KD epoch then costs what a plain one
+does. With augmentation on, the student sees an augmented image but the teacher's logits are for
+the plain one (a standard approximation); ``precompute_teacher=False`` runs the teacher on the
+augmented batch in every step instead (exact, and costlier). See docs/distill.md.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, nullcontext
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from wattwise.data.loader import TensorLoader
+from wattwise.data.types import DatasetInfo, DatasetSplits
+from wattwise.energy.base import Measurement
+from wattwise.energy.monitor import EnergyMonitor
+from wattwise.errors import ConfigError
+from wattwise.train.config import TrainConfig
+from wattwise.train.device import autocast, num_threads, resolve_device
+from wattwise.train.loop import TrainResult, evaluate, fit
+
+#: The EnergyMonitor window that measures the precomputed teacher pass.
+TEACHER_WINDOW = "distill/teacher_logits"
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """How to distill.
+
+    Attributes:
+        temperature: Softmax temperature ``T`` (> 0) of both teacher and student in the KD term.
+        alpha: Weight of the KD term; the label cross-entropy gets ``1 - alpha`` (in [0, 1]).
+        teacher: Registered model name of the teacher (see ``wattwise.models.list_models``).
+        teacher_kwargs: ``create_model`` arguments for ``teacher``; ``num_classes``,
+            ``in_channels`` and ``input_size`` default to the dataset's. Give trained weights
+            here (``weights="path/to/state_dict.pt"``): a random teacher teaches nothing.
+        teacher_checkpoint: A wattwise checkpoint (file or run folder) to load the teacher from;
+            exactly one of ``teacher`` and ``teacher_checkpoint`` is set.
+        precompute_teacher: Compute the teacher's logits once, over the un-augmented training
+            split, and look them up per batch (default); ``False`` runs the teacher every step.
+        feature_weight: If set (> 0), also match the student's penultimate features (the input
+            of its last ``nn.Linear``), through a learned linear projection, to the teacher's,
+            with mean-squared error weighted by this factor.
+    """
+
+    temperature: float = 4.0
+    alpha: float = 0.9
+    teacher: str | None = None
+    teacher_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    teacher_checkpoint: str | None = None
+    precompute_teacher: bool = True
+    feature_weight: float | None = None
+
+    def __post_init__(self) -> None:
+        t, a, w, kwargs = self.temperature, self.alpha, self.feature_weight, self.teacher_kwargs
+        if not (_finite(t) and t > 0):
+            raise ConfigError(f"temperature must be > 0, got {t!r}")
+        if not (_finite(a) and 0 <= a <= 1):
+            raise ConfigError(f"alpha (the weight of the KD term) must be in [0, 1], got {a!r}")
+        if (self.teacher is None) == (self.teacher_checkpoint is None):
+            raise ConfigError("give exactly one of teacher (a model name) and teacher_checkpoint")
+        if not isinstance(kwargs, Mapping) or "name" in kwargs or (kwargs and not self.teacher):
+            raise ConfigError(
+                "teacher_kwargs must be create_model arguments (without 'name') of a registry "
+                f"teacher, got {kwargs!r}"
+            )
+        if not isinstance(self.precompute_teacher, bool):
+            raise ConfigError(f"precompute_teacher must be a bool, got {self.precompute_teacher!r}")
+        if w is not None and not (_finite(w) and w > 0):
+            raise ConfigError(f"feature_weight must be > 0 or None, got {w!r}")
+        object.__setattr__(self, "teacher_kwargs", dict(self.teacher_kwargs))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> DistillConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(
+                f"unknown distillation setting {unknown[0]!r}; known: {', '.join(sorted(known))}"
+            )
+        return cls(**data)
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def kd_loss(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float
+) -> torch.Tensor:
+    """Hinton's loss ``T² · KL(softmax(t/T) ‖ softmax(s/T))`` in nats, summed over classes
+    and averaged over the batch; ``T²`` keeps the gradient scale independent of ``T``.
+
+    Args:
+        student_logits: ``[B, C]``; any float dtype (computed in float32).
+        teacher_logits: ``[B, C]``; no gradient flows into them.
+        temperature: ``T`` > 0.
+    """
+    if not temperature > 0:
+        raise ConfigError(f"temperature must be positive, got {temperature!r}")
+    log_p_student = F.log_softmax(student_logits.float() / temperature, dim=1)
+    log_p_teacher = F.log_softmax(teacher_logits.detach().float() / temperature, dim=1)
+    kl = F.kl_div(log_p_student, log_p_teacher, reduction="batchmean", log_target=True)
+    return kl * temperature**2
+
+
+def head_linear(model: nn.Module) -> nn.Linear:
+    """The classifier head: the last ``nn.Linear`` registered in ``model`` (for every registry
+    model this is its registered ``head``). Its input is the "penultimate feature" vector."""
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise ConfigError(
+            f"feature distillation needs an nn.Linear classifier; {type(model).__name__} has none"
+        )
+    return linears[-1]
+
+
+@contextmanager
+def _head_input(model: nn.Module, enabled: bool = True) -> Iterator[list[torch.Tensor]]:
+    """Captures the input of ``model``'s head while the block runs (one tensor per forward)."""
+    captured: list[torch.Tensor] = []
+    if not enabled:
+        yield captured
+        return
+    handle = head_linear(model).register_forward_pre_hook(
+        lambda _module, args: captured.append(args[0].flatten(1))
+    )
+    try:
+        yield captured
+    finally:
+        handle.remove()
+
+
+def freeze_teacher(teacher: nn.Module, device: torch.device | str | None = None) -> nn.Module:
+    """Moves ``teacher`` to ``device`` (if given), sets eval mode and turns gradients off."""
+    if device is not None:
+        teacher.to(device)
+    teacher.eval()
+    teacher.requires_grad_(False)
+    return teacher
+
+
+def build_teacher(
+    config: DistillConfig, info: DatasetInfo, device: torch.device | str = "cpu"
+) -> nn.Module:
+    """The teacher ``config`` names, frozen (eval mode, no gradients) on ``device``.
+
+    Raises:
+        ConfigError: If the teacher's classes or input channels do not match the dataset's.
+        ModelError / WattwiseError: If the model cannot be built or the checkpoint read.
+    """
+    from wattwise.models import create_model
+    from wattwise.train.checkpoint import load_checkpoint
+
+    if config.teacher_checkpoint is not None:
+        checkpoint = load_checkpoint(config.teacher_checkpoint)
+        spec, model = checkpoint.model_spec, checkpoint.build_model()
+        source = str(checkpoint.path)
+    else:
+        dataset_args = {"num_classes": info.num_classes, "in_channels": info.in_channels}
+        spec = {**dataset_args, "input_size": info.image_size, **config.teacher_kwargs}
+        model = create_model(config.teacher, **spec)  # type: ignore[arg-type]
+        source = f"model {config.teacher!r}"
+    for key in ("num_classes", "in_channels"):
+        want = getattr(info, key)
+        if spec.get(key, want) != want:
+            raise ConfigError(
+                f"the teacher ({source}) has {key}={spec[key]} but {info.name} has {want}"
+            )
+    return freeze_teacher(model, device)
+
+
+@dataclass
+class TeacherOutputs:
+    """The teacher's outputs on every row of the training split, on the training device.
+
+    Attributes:
+        logits: float32 ``[N, C]``; row ``i`` belongs to ``data.train`` row ``i``.
+        features: float32 ``[N, D]`` penultimate features, when feature distillation is on.
+        measurement: What the teacher pass cost (window ``distill/teacher_logits``), when a
+            monitor was given.
+    """
+
+    logits: torch.Tensor
+    features: torch.Tensor | None = None
+    measurement: Measurement | None = None
+
+
+def precompute_teacher_outputs(
+    teacher: nn.Module,
+    data: DatasetSplits,
+    *,
+    device: torch.device | str = "cpu",
+    batch_size: int = 256,
+    precision: str = "fp32",
+    channels_last: bool = False,
+    features: bool = False,
+    monitor: EnergyMonitor | None = None,
+) -> TeacherOutputs:
+    """Runs the teacher once over ``data.train`` (no augmentation, eval mode, no gradients).
+
+    Args:
+        teacher: The teacher (frozen here if it is not already).
+        data: The dataset; inputs are normalized with its train mean/std, as in :func:`fit`.
+        device: Where the teacher runs and the outputs are kept.
+        batch_size: Images per teacher batch.
+        precision: ``fp32``, or autocast to ``bf16`` / ``fp16`` (outputs stored as float32).
+        channels_last: Feed channels-last inputs.
+        features: Also keep the penultimate features (for feature distillation).
+        monitor: If given, the pass runs in its window ``distill/teacher_logits``.
+    """
+    device = torch.device(device)
+    freeze_teacher(teacher, device)
+    loader = TensorLoader.from_splits(
+        data, "train", batch_size, device=device, channels_last=channels_last
+    )
+    window = monitor.window(TEACHER_WINDOW) if monitor is not None else nullcontext(None)
+    with (
+        window as w,
+        torch.no_grad(),
+        autocast(device, precision),
+        _head_input(teacher, features) as captured,
+    ):
+        logits = torch.cat([teacher(x).float() for x, _ in loader])
+    return TeacherOutputs(
+        logits=logits,
+        features=torch.cat([f.float() for f in captured]) if features else None,
+        measurement=w.measurement if w is not None else None,
+    )
+
+
+def feature_projection(student: nn.Module, teacher: nn.Module) -> nn.Linear:
+    """A linear map from the student's penultimate features to the teacher's (FitNets-style)."""
+    return nn.Linear(head_linear(student).in_features, head_linear(teacher).in_features)
+
+
+class _WithProjection(nn.Module):
+    """Student plus feature projection, so that :func:`fit`'s optimizer trains both."""
+
+    def __init__(self, student: nn.Module, projection: nn.Module) -> None:
+        super().__init__()
+        self.student = student
+        self.projection = projection
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.student(x)
+
+
+class DistillationTask:
+    """One distillation step: the student's losses against a frozen teacher.
+
+    Args:
+        teacher: The teacher; frozen here (eval mode, ``requires_grad=False``).
+        config: Temperature, alpha, feature weight.
+        teacher_outputs: Precomputed outputs over ``data.train``; then the teacher is not run
+            and each batch's rows are looked up by ``idx``.
+        projection: Student-to-teacher feature projection; required with ``feature_weight``
+            (train its parameters along with the student's; :func:`distill` does).
+        label_smoothing: Label smoothing of the cross-entropy term.
+    """
+
+    def __init__(
+        self,
+        teacher: nn.Module,
+        config: DistillConfig,
+        *,
+        teacher_outputs: TeacherOutputs | None = None,
+        projection: nn.Module | None = None,
+        label_smoothing: float = 0.0,
+    ) -> None:
+        if config.feature_weight is not None and (
+            projection is None or (teacher_outputs is not None and teacher_outputs.features is None)
+        ):
+            raise ConfigError("feature_weight needs a projection and the teacher's features")
+        self.teacher = freeze_teacher(teacher)
+        self.config = config
+        self.teacher_outputs = teacher_outputs
+        self._features = config.feature_weight is not None
+        self.projection = projection if self._features else None
+        self.label_smoothing = label_smoothing
+
+    def _teacher(
+        self, x: torch.Tensor, idx: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        outputs = self.teacher_outputs
+        if outputs is not None:
+            if idx is None:
+                raise ValueError("precomputed teacher outputs are looked up by row: pass idx")
+            kept = outputs.features
+            features = kept.index_select(0, idx) if kept is not None and self._features else None
+            return outputs.logits.index_select(0, idx), features
+        if self.teacher.training:
+            self.teacher.eval()
+        with (
+            torch.no_grad(),
+            _head_input(self.teacher, self._features) as captured,
+        ):
+            logits = self.teacher(x)
+        return logits, (captured[-1] if self._features else None)
+
+    def __call__(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        idx: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """The losses of one batch.
+
+        Args:
+            model: The student (or the student wrapped with its projection by :func:`distill`).
+            x: Input batch ``[B, C, H, W]``, as the student sees it (augmented, normalized).
+            y: Labels ``[B]``.
+            idx: The batch's row indices in ``data.train`` (needed with precomputed outputs).
+
+        Returns:
+            ``loss`` (to minimize), ``task_loss`` (label cross-entropy), ``kd_loss``,
+            ``output`` (student logits ``[B, C]``) and, with feature distillation,
+            ``feature_loss``.
+        """
+        student = model.student if isinstance(model, _WithProjection) else model
+        with _head_input(student, self._features) as captured:
+            logits = student(x)
+        teacher_logits, teacher_features = self._teacher(x, idx)
+        alpha = self.config.alpha
+        task_loss = F.cross_entropy(logits.float(), y, label_smoothing=self.label_smoothing)
+        kd = kd_loss(logits, teacher_logits, self.config.temperature)
+        out = {
+            "loss": alpha * kd + (1 - alpha) * task_loss,
+            "task_loss": task_loss,
+            "kd_loss": kd,
+            "output": logits,
+        }
+        if self.projection is not None and teacher_features is not None:
+            projected = self.projection(captured[-1]).float()
+            out["feature_loss"] = F.mse_loss(projected, teacher_features.float())
+            out["loss"] = out["loss"] + self.config.feature_weight * out["feature_loss"]
+        return out
+
+    def step(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Adapter to :func:`wattwise.train.fit`'s ``step_fn``: ``(loss, logits)``."""
+        losses = self(model, x, y, idx)
+        return losses["loss"], losses["output"]
+
+
+@dataclass
+class DistillResult:
+    """The outcome of :func:`distill`.
+
+    Attributes:
+        train: The student's training result (its ``fit`` window includes the teacher's
+            per-step passes when ``precompute_teacher`` is off).
+        config: The distillation settings.
+        teacher_pass: What the precomputed teacher pass cost (``None`` when not precomputed).
+        teacher_test_accuracy / teacher_test_loss: The teacher on ``data.test``.
+    """
+
+    train: TrainResult
+    config: DistillConfig
+    teacher_pass: Measurement | None
+    teacher_test_accuracy: float
+    teacher_test_loss: float
+
+    @property
+    def total_energy_j(self) -> float | None:
+        """Training energy plus the teacher pass (J): what distillation cost end to end."""
+        if self.train.train_energy_j is None:
+            return None
+        extra = self.teacher_pass.total_energy_j if self.teacher_pass is not None else 0.0
+        return self.train.train_energy_j + extra
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "train": self.train.to_dict(),
+            "distill": self.config.to_dict(),
+            "teacher_pass": self.teacher_pass and self.teacher_pass.to_dict(timeline=False),
+            "teacher_test_accuracy": self.teacher_test_accuracy,
+            "teacher_test_loss": self.teacher_test_loss,
+            "total_energy_j": self.total_energy_j,
+        }
+
+
+def distill(
+    student: nn.Module,
+    data: DatasetSplits,
+    train_config: TrainConfig,
+    distill_config: DistillConfig,
+    *,
+    monitor: EnergyMonitor | None = None,
+    progress: bool = False,
+) -> DistillResult:
+    """Trains ``student`` (in place) on ``data`` with knowledge distillation.
+
+    Builds the teacher on the training device, tests it, precomputes its outputs (in the
+    monitor's window ``distill/teacher_logits``) unless ``precompute_teacher`` is off, then runs
+    :func:`wattwise.train.fit` with the distillation step.
+
+    Args:
+        student: The model to train; its weights are updated in place.
+        data: The dataset.
+        train_config: Training settings (device, epochs, lr, precision, threads...).
+        distill_config: The teacher and the loss settings.
+        monitor: The EnergyMonitor to measure with (default: a new one, closed at the end).
+        progress: Show a progress bar per epoch.
+    """
+    device = resolve_device(train_config.device)
+    own_monitor = monitor is None
+    monitor = monitor or EnergyMonitor()
+    info, tc = data.info, train_config
+    run: dict[str, Any] = {
+        "device": device,
+        "batch_size": tc.eval_batch_size,
+        "precision": tc.precision,
+        "channels_last": tc.channels_last,
+    }
+    try:
+        with num_threads(tc.num_threads):
+            teacher = build_teacher(distill_config, info, device)
+            if tc.channels_last:
+                teacher.to(memory_format=torch.channels_last)
+            teacher_loss, teacher_accuracy = evaluate(
+                teacher, data.test, mean=info.mean, std=info.std, **run
+            )
+            projection = None
+            if distill_config.feature_weight is not None:
+                torch.manual_seed(tc.seed)
+                projection = feature_projection(student, teacher)
+            outputs = None
+            if distill_config.precompute_teacher:
+                outputs = precompute_teacher_outputs(
+                    teacher, data, features=projection is not None, monitor=monitor, **run
+                )
+        task = DistillationTask(
+            teacher,
+            distill_config,
+            teacher_outputs=outputs,
+            projection=projection,
+            label_smoothing=tc.label_smoothing,
+        )
+        model = student if projection is None else _WithProjection(student, projection)
+        result = fit(model, data, tc, monitor=monitor, step_fn=task.step, progress=progress)
+    finally:
+        if own_monitor:
+            monitor.close()
+    return DistillResult(
+        train=result,
+        config=distill_config,
+        teacher_pass=outputs.measurement if outputs is not None else None,
+        teacher_test_accuracy=teacher_accuracy,
+        teacher_test_loss=teacher_loss,
+    )

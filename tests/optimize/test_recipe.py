@@ -1,0 +1,179 @@
+"""Recipes: steps compose, every variant is measured like the baseline, payback is computed."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from wattwise.cli import main
+from wattwise.config import parse_recipe
+from wattwise.data import load_dataset
+from wattwise.errors import ConfigError
+from wattwise.models import create_model
+from wattwise.optimize.recipe import (
+    RecipeSettings,
+    _payback,
+    load_recipe_text,
+    run_recipe,
+)
+from wattwise.train import TrainConfig, fit
+from wattwise.train.run import RunSpec, train_run
+
+SPEC = {"name": "small_cnn", "num_classes": 10, "in_channels": 1, "input_size": 8}
+FAST = RecipeSettings(finetune_epochs=1, finetune_lr=0.02, inference_s=0.2, batch_size=32)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def trained():
+    torch.manual_seed(0)
+    data = load_dataset("digits")
+    model = create_model(**SPEC)
+    result = fit(
+        model,
+        data,
+        TrainConfig(epochs=4, lr=0.05, batch_size=32, hflip=False),
+        progress=False,
+    )
+    assert result.test_accuracy > 0.85
+    return model, data
+
+
+def test_recipe_text_round_trips_through_yaml(tmp_path):
+    path = tmp_path / "recipe.yaml"
+    path.write_text("steps:\n  - prune:structured:0.50\n  - quantize:int8\n")
+    assert load_recipe_text(str(path)) == "prune:structured:0.5,quantize:int8"
+    assert load_recipe_text("prune:structured:0.5,quantize:int8") == load_recipe_text(str(path))
+    listed = tmp_path / "list.yaml"
+    listed.write_text("- bf16\n")
+    assert load_recipe_text(str(listed)) == "bf16"
+    assert parse_recipe(load_recipe_text(str(path)))[0].args == ("structured", "0.5")
+
+
+@pytest.mark.parametrize("bad", ["- 3\n", "steps: []\n", "{unclosed\n"])
+def test_bad_yaml_recipe_is_a_config_error(tmp_path, bad):
+    path = tmp_path / "r.yaml"
+    path.write_text(bad)
+    with pytest.raises(ConfigError):
+        load_recipe_text(str(path))
+
+
+def test_payback_is_spent_over_saving_and_none_without_saving():
+    assert _payback(10.0, 0.002, 0.001) == pytest.approx(10_000)
+    assert _payback(10.0, 0.001, 0.001) is None
+    assert _payback(10.0, 0.001, 0.002) is None
+
+
+def test_settings_are_validated():
+    with pytest.raises(ConfigError):
+        RecipeSettings(finetune_epochs=-1)
+    with pytest.raises(ConfigError):
+        RecipeSettings(finetune_lr=0)
+    with pytest.raises(ConfigError):
+        RecipeSettings(inference_s=0)
+
+
+def test_prune_then_bf16_composes_and_measures_each_variant(trained):
+    model, data = trained
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    result = run_recipe(model, data, "prune:structured:0.5,bf16", settings=FAST, model_spec=SPEC)
+    steps = [v.step for v in result.variants]
+    assert steps == ["baseline", "prune:structured:0.5", "bf16"]
+    base, pruned, bf16 = result.variants
+    # the original model is untouched
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    # structured pruning really shrinks the model; bf16 keeps its size
+    assert pruned.params < 0.6 * base.params
+    assert pruned.macs < 0.6 * base.macs
+    assert pruned.size_bytes < base.size_bytes
+    assert bf16.params == pruned.params
+    # every variant measured by the same protocol, with provenance and a step cost
+    for v in result.variants:
+        assert 0.0 <= v.accuracy <= 1.0
+        assert v.energy_per_image_j > 0 and v.images_per_s > 0
+        assert v.energy_provenance in ("measured", "estimated", "mixed")
+    assert base.step_energy_j == 0.0 and base.payback_inferences == 0.0
+    assert pruned.step_energy_j > 0  # fine-tuning was measured
+    assert bf16.optimization_energy_j == pytest.approx(
+        pruned.step_energy_j + bf16.step_energy_j
+    )
+    assert pruned.accuracy > 0.5  # fine-tuning kept it far above chance (0.1)
+    assert result.final.precision == "bf16"
+    json.dumps(result.to_dict())  # JSON-ready
+
+
+def test_prune_after_quantize_is_refused(trained):
+    model, data = trained
+    with pytest.raises(ConfigError, match="prune must come before"):
+        run_recipe(model, data, "bf16,prune:structured:0.3", settings=FAST, model_spec=SPEC)
+
+
+def test_mask_pruning_keeps_macs_and_says_so(trained):
+    model, data = trained
+    result = run_recipe(model, data, "prune:unstructured:0.5", settings=FAST, model_spec=SPEC)
+    base, masked = result.variants
+    assert masked.macs == base.macs and masked.params == base.params
+    assert any("speedup" in note.lower() for note in masked.notes)
+    assert masked.details["masks_made_permanent"] > 0
+
+
+def test_prune_and_int8_recipe_shrinks_and_keeps_accuracy(trained):
+    model, data = trained
+    result = run_recipe(
+        model, data, "prune:structured:0.3,quantize:int8", settings=FAST, model_spec=SPEC
+    )
+    base, pruned, int8 = result.variants
+    assert int8.size_bytes < pruned.size_bytes < base.size_bytes
+    assert int8.params == pruned.params  # int8 computes what its float model computed
+    assert int8.accuracy >= pruned.accuracy - 0.03
+    assert int8.step_energy_j > 0  # calibration + compile are counted
+    assert int8.details["report"]["calibration_batches"] >= 1
+
+
+def test_optimize_cli_runs_a_recipe_on_a_saved_run(tmp_path, capsys):
+    spec = RunSpec(train=TrainConfig(epochs=2, lr=0.05, batch_size=32, hflip=False))
+    run = train_run(spec, out_dir=tmp_path / "run", progress=False)
+    out = tmp_path / "opt"
+    code = main(
+        [
+            "optimize",
+            "--checkpoint",
+            str(run.run_dir),
+            "--recipe",
+            "prune:structured:0.3",
+            "--finetune-epochs",
+            "1",
+            "--inference-seconds",
+            "0.2",
+            "--out",
+            str(out),
+        ]
+    )
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "prune:structured:0.3" in text and "payback" in text
+    saved = json.loads((out / "recipe.json").read_text())
+    assert [v["step"] for v in saved["variants"]] == ["baseline", "prune:structured:0.3"]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["optimize", "--checkpoint", "/nonexistent", "--recipe", "quantize:int8"],
+        ["optimize", "--checkpoint", "/tmp", "--recipe", "prune:sideways:0.5"],
+        ["optimize", "--checkpoint", "/tmp", "--recipe", "shrink"],
+    ],
+)
+def test_optimize_cli_bad_input_is_one_line_and_exit_2(argv, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("wattwise: error:")
