@@ -307,7 +307,7 @@ def _run_spec(args: argparse.Namespace) -> Any:
     )
 
 
-def cmd_train(args: argparse.Namespace, *, title: str = "training") -> int:
+def cmd_train(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from wattwise.console import epoch_table, measurement_table, print_rows, summary_rows
@@ -320,7 +320,7 @@ def cmd_train(args: argparse.Namespace, *, title: str = "training") -> int:
         raise ConfigError(f"--out {out} exists and is not a folder")
     console = Console()
     console.print(
-        f"[bold]{title}[/bold]: {spec.model} on {spec.dataset}, {spec.train.epochs} epochs, "
+        f"[bold]training[/bold]: {spec.model} on {spec.dataset}, {spec.train.epochs} epochs, "
         f"batch {spec.train.batch_size}, lr {spec.train.lr:g}"
     )
     records: list[Any] = []
@@ -336,10 +336,6 @@ def cmd_train(args: argparse.Namespace, *, title: str = "training") -> int:
     print_rows(console, "summary", summary_rows(outcome))
     console.print(f"run saved to {outcome.run_dir}")
     return 0 if outcome.result.status == "ok" else 1
-
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    return cmd_train(args, title="wattwise demo (offline: scikit-learn digits)")
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
@@ -473,14 +469,6 @@ def build_parser() -> argparse.ArgumentParser:
     _add_meter_options(p)
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("demo", help="the offline demo: a measured training on digits")
-    _add_train_options(
-        p,
-        {"epochs": 8, "batch_size": 32, "lr": 0.05, "no_hflip": True, "inference_seconds": 3.0},
-    )
-    _add_meter_options(p)
-    p.set_defaults(func=cmd_demo)
-
     p = sub.add_parser("inspect", help="parameters, MACs, FLOPs and size of a model")
     p.add_argument("model")
     p.add_argument("--input", default="3x224x224", help="CxHxW (default 3x224x224)")
@@ -507,6 +495,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="folder for recipe.json (default: next to the checkpoint)")
     _add_meter_options(p)
     p.set_defaults(func=cmd_optimize)
+
+    from wattwise.cli_experiment import register, register_demo
+
+    register(sub)  # sweep, results
+    register_demo(sub)
     return parser
 
 

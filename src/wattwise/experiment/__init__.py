@@ -1,11 +1,15 @@
-"""Experiments at scale: trial records and the SQLite results store.
+"""Experiments at scale: trial records, the SQLite results store, the trial runner, sweeps and
+executors.
 
-    from wattwise.experiment import ResultsStore, TrialRecord
+    from wattwise.experiment import ResultsStore, TrialRecord, run_study, run_trial
 
-Importing this package is cheap (no torch). See docs/experiments.md.
+Importing this package is cheap (no torch): the runner, sweep, executors and demo are imported
+when one of their names is first used. See docs/experiments.md.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from wattwise.experiment.record import METRICS, STATUSES, TrialRecord, TrialStatus, json_safe
 from wattwise.experiment.store import (
@@ -16,15 +20,72 @@ from wattwise.experiment.store import (
     StoreError,
 )
 
+_LAZY = {
+    "run_trial": "wattwise.experiment.runner",
+    "failure_reason": "wattwise.experiment.runner",
+    "TrialFailure": "wattwise.experiment.runner",
+    "run_study": "wattwise.experiment.sweep",
+    "StudySummary": "wattwise.experiment.sweep",
+    "StudyInterrupted": "wattwise.experiment.sweep",
+    "describe_trial": "wattwise.experiment.sweep",
+    "Executor": "wattwise.experiment.executors",
+    "LocalExecutor": "wattwise.experiment.executors",
+    "LocalGpuExecutor": "wattwise.experiment.executors",
+    "RayExecutor": "wattwise.experiment.executors",
+    "create_executor": "wattwise.experiment.executors",
+    "run_demo": "wattwise.experiment.demo",
+    "demo_config": "wattwise.experiment.demo",
+}
+
+if TYPE_CHECKING:  # pragma: no cover
+    from wattwise.experiment.demo import demo_config, run_demo
+    from wattwise.experiment.executors import (
+        Executor,
+        LocalExecutor,
+        LocalGpuExecutor,
+        RayExecutor,
+        create_executor,
+    )
+    from wattwise.experiment.runner import TrialFailure, failure_reason, run_trial
+    from wattwise.experiment.sweep import (
+        StudyInterrupted,
+        StudySummary,
+        describe_trial,
+        run_study,
+    )
+
 __all__ = [
     "EXPORT_COLUMNS",
     "FILTERS",
     "METRICS",
     "SCHEMA_VERSION",
     "STATUSES",
+    "Executor",
+    "LocalExecutor",
+    "LocalGpuExecutor",
+    "RayExecutor",
     "ResultsStore",
     "StoreError",
+    "StudyInterrupted",
+    "StudySummary",
+    "TrialFailure",
     "TrialRecord",
     "TrialStatus",
+    "create_executor",
+    "demo_config",
+    "describe_trial",
+    "failure_reason",
     "json_safe",
+    "run_demo",
+    "run_study",
+    "run_trial",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'wattwise.experiment' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)

@@ -1,0 +1,422 @@
+"""Where trials run: this process, one worker process per local GPU, or a Ray cluster.
+
+    executor = create_executor(config.executor)       # from the study's ``executor`` section
+    with executor:
+        executor.run(specs, on_start=begin, on_done=finish, teacher_dir=study_dir / "teachers")
+
+Every executor runs :func:`wattwise.experiment.runner.run_trial` without a store and hands each
+finished :class:`TrialRecord` to ``on_done`` in the driver process, which writes the store:
+workers never touch it. ``on_start(spec)`` is called in the driver just before a trial is handed
+to a worker (the sweep marks it ``running`` there).
+
+Importing this module is cheap (no torch, no Ray): workers import the runner when they start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import signal
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from multiprocessing.connection import Connection, wait
+from pathlib import Path
+from typing import Any, Protocol
+
+from wattwise.config import ExecutorSettings, TrialSpec
+from wattwise.errors import ConfigError
+from wattwise.experiment.record import TrialRecord
+
+OnStart = Callable[[TrialSpec], None]
+OnDone = Callable[[TrialRecord], None]
+
+
+class Executor(Protocol):
+    """Runs trials and reports each one to the driver.
+
+    Attributes:
+        name: ``local``, ``local-gpus`` or ``ray``.
+        slots: How many trials run at once.
+    """
+
+    name: str
+    slots: int
+
+    def run(
+        self,
+        specs: Sequence[TrialSpec],
+        *,
+        on_start: OnStart,
+        on_done: OnDone,
+        teacher_dir: str | Path | None = None,
+    ) -> None:
+        """Runs every spec; returns when all are done. ``KeyboardInterrupt`` propagates (after
+        the executor stopped its workers); trials in flight are not reported."""
+        ...
+
+    def close(self) -> None:
+        """Releases workers and caches."""
+        ...
+
+
+class _Closing:
+    def close(self) -> None:  # pragma: no cover - overridden
+        pass
+
+    def __enter__(self) -> Any:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def create_executor(settings: ExecutorSettings | None = None) -> Executor:
+    """The executor a study's ``executor`` section describes.
+
+    Raises:
+        ConfigError: ``local-gpus`` without a visible GPU, ``ray`` without Ray installed.
+    """
+    settings = settings or ExecutorSettings()
+    if settings.kind == "local-gpus":
+        return LocalGpuExecutor(settings.gpus)
+    if settings.kind == "ray":
+        return RayExecutor(settings.address)
+    return LocalExecutor()
+
+
+def failed_record(spec: TrialSpec, reason: str) -> TrialRecord:
+    """The record of a trial whose worker could not report one."""
+    return TrialRecord(
+        trial_id=spec.trial_id,
+        study=spec.study,
+        spec=spec.to_dict(),
+        status="failed",
+        reason=reason,
+    )
+
+
+# --- local, sequential ------------------------------------------------------------------------
+
+
+class LocalExecutor(_Closing):
+    """One trial at a time, in this process (the default).
+
+    Datasets and trained teachers stay in ``cache`` between trials (and between ``run`` calls)
+    until :meth:`close`.
+    """
+
+    name = "local"
+    slots = 1
+
+    def __init__(self) -> None:
+        self.cache: dict[tuple[Any, ...], Any] = {}
+
+    def run(
+        self,
+        specs: Sequence[TrialSpec],
+        *,
+        on_start: OnStart,
+        on_done: OnDone,
+        teacher_dir: str | Path | None = None,
+    ) -> None:
+        from wattwise.experiment.runner import run_trial
+
+        for spec in specs:
+            on_start(spec)
+            on_done(run_trial(spec, store=None, data_cache=self.cache, teacher_dir=teacher_dir))
+
+    def close(self) -> None:
+        self.cache.clear()
+
+
+# --- local worker processes -------------------------------------------------------------------
+
+
+def _worker_main(env: Mapping[str, str], conn: Connection, teacher_dir: str | None) -> None:
+    """A worker process: applies ``env`` before torch is imported, then runs trials it is sent
+    (spec dicts) and sends back record dicts, until it receives ``None``."""
+    os.environ.update(env)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver decides; it terminates workers
+    from wattwise.experiment.runner import run_trial
+
+    cache: dict[tuple[Any, ...], Any] = {}
+    while True:
+        try:
+            message = conn.recv()
+        except EOFError:
+            return
+        if message is None:
+            return
+        spec = TrialSpec.from_dict(message)
+        try:
+            record = run_trial(spec, store=None, data_cache=cache, teacher_dir=teacher_dir)
+        except Exception as err:  # run_trial records failures; this is a last resort
+            record = failed_record(spec, f"{type(err).__name__}: {err}")
+        conn.send(record.to_dict())
+
+
+class _Worker:
+    def __init__(self, env: Mapping[str, str], label: str, teacher_dir: str | None) -> None:
+        context = multiprocessing.get_context("spawn")
+        self.conn, child = context.Pipe()
+        self.label = label
+        self.process = context.Process(
+            target=_worker_main, args=(dict(env), child, teacher_dir), daemon=True
+        )
+        self.process.start()
+        child.close()
+        self.spec: TrialSpec | None = None
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            self.conn.send(None)
+        self.process.join(timeout_s)
+        if self.process.is_alive():
+            self.process.terminate()
+            self.process.join(timeout_s)
+        if self.process.is_alive():  # pragma: no cover - a worker stuck in native code
+            self.process.kill()
+            self.process.join()
+        self.conn.close()
+
+    def kill(self) -> None:
+        if self.process.is_alive():
+            self.process.terminate()
+            self.process.join(5)
+        if self.process.is_alive():  # pragma: no cover
+            self.process.kill()
+            self.process.join()
+        self.conn.close()
+
+
+class _ProcessPool(_Closing):
+    """One long-lived worker process per slot; slot ``i`` runs with the environment ``envs[i]``.
+
+    A worker that dies (killed, segfault) fails its trial with the exit code and is replaced.
+    """
+
+    name = "processes"
+
+    def __init__(self, envs: Sequence[Mapping[str, str]], labels: Sequence[str]) -> None:
+        if not envs:
+            raise ConfigError("a worker pool needs at least one worker")
+        self.envs = [dict(env) for env in envs]
+        self.labels = list(labels)
+        self.slots = len(self.envs)
+        self._workers: list[_Worker] = []
+        self._teacher_dir: str | None = None
+
+    def _start(self, teacher_dir: str | None) -> None:
+        if self._workers and teacher_dir == self._teacher_dir:
+            return
+        self.close()
+        self._teacher_dir = teacher_dir
+        self._workers = [
+            _Worker(env, label, teacher_dir)
+            for env, label in zip(self.envs, self.labels, strict=True)
+        ]
+
+    def run(
+        self,
+        specs: Sequence[TrialSpec],
+        *,
+        on_start: OnStart,
+        on_done: OnDone,
+        teacher_dir: str | Path | None = None,
+    ) -> None:
+        if not specs:
+            return
+        self._start(None if teacher_dir is None else str(teacher_dir))
+        queue = deque(specs)
+        try:
+            while queue or any(w.spec is not None for w in self._workers):
+                for worker in self._workers:
+                    if worker.spec is None and queue:
+                        spec = queue.popleft()
+                        on_start(spec)
+                        worker.spec = spec
+                        try:
+                            worker.conn.send(spec.to_dict())
+                        except OSError:  # the worker is gone: its sentinel reports it
+                            worker.process.kill()
+                busy = [w for w in self._workers if w.spec is not None]
+                ready = wait([w.conn for w in busy] + [w.process.sentinel for w in busy])
+                for index, worker in enumerate(list(self._workers)):
+                    if worker.spec is None:
+                        continue
+                    if worker.conn in ready or worker.process.sentinel in ready:
+                        self._collect(index, worker, on_done)
+        except BaseException:
+            self._terminate()
+            raise
+
+    def _collect(self, index: int, worker: _Worker, on_done: OnDone) -> None:
+        spec = worker.spec
+        assert spec is not None
+        record: TrialRecord | None = None
+        with contextlib.suppress(EOFError, OSError):
+            if worker.conn.poll():
+                record = TrialRecord.from_dict(worker.conn.recv())
+        if record is None and worker.process.is_alive():
+            return  # woken by a partial message; wait for the rest
+        worker.spec = None
+        if record is None:  # the worker died with the trial
+            worker.process.join(5)
+            code = worker.process.exitcode
+            record = failed_record(
+                spec, f"worker {worker.label} died (exit code {code}) while running the trial"
+            )
+            worker.kill()
+            self._workers[index] = _Worker(self.envs[index], self.labels[index], self._teacher_dir)
+        on_done(record)
+
+    def _terminate(self) -> None:
+        for worker in self._workers:
+            worker.kill()
+        self._workers = []
+
+    def close(self) -> None:
+        for worker in self._workers:
+            worker.stop()
+        self._workers = []
+
+
+def visible_gpus() -> list[str]:
+    """The GPUs this process may use, as ``CUDA_VISIBLE_DEVICES`` entries of the children.
+
+    ``CUDA_VISIBLE_DEVICES`` of this process is honoured (its entries are passed on as they
+    are); otherwise the devices are numbered 0..N-1.
+    """
+    import torch
+
+    count = torch.cuda.device_count()
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        entries = [e.strip() for e in visible.split(",") if e.strip()]
+        return entries[:count]
+    return [str(i) for i in range(count)]
+
+
+class LocalGpuExecutor(_ProcessPool):
+    """One trial per local GPU at a time: a worker process per GPU, pinned with
+    ``CUDA_VISIBLE_DEVICES`` (inside it the GPU is ``cuda:0``).
+
+    Args:
+        gpus: Indices of the visible GPUs to use (default all).
+
+    Raises:
+        ConfigError: No GPU is visible, or an index is out of range.
+    """
+
+    name = "local-gpus"
+
+    def __init__(self, gpus: Sequence[int] | None = None) -> None:
+        visible = visible_gpus()
+        if not visible:
+            raise ConfigError("no GPU visible for the local-gpus executor")
+        chosen = list(range(len(visible))) if gpus is None else list(gpus)
+        for index in chosen:
+            if not 0 <= index < len(visible):
+                raise ConfigError(
+                    f"executor.gpus: GPU {index} is not visible (visible: 0..{len(visible) - 1})"
+                )
+        super().__init__(
+            [{"CUDA_VISIBLE_DEVICES": visible[i]} for i in chosen],
+            [f"GPU {i}" for i in chosen],
+        )
+
+
+# --- Ray --------------------------------------------------------------------------------------
+
+
+def _ray_trial(spec_dict: dict[str, Any], teacher_dir: str | None) -> dict[str, Any]:
+    """A Ray task: one trial in a Ray worker; returns the record as a dict (no store)."""
+    from wattwise.experiment.runner import run_trial
+
+    spec = TrialSpec.from_dict(spec_dict)
+    return run_trial(spec, store=None, teacher_dir=teacher_dir).to_dict()
+
+
+def _import_ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("the ray executor needs Ray: pip install 'wattwise[ray]'") from None
+    return ray
+
+
+class RayExecutor(_Closing):
+    """Trials as Ray tasks: one per GPU (``num_gpus=1``) when the cluster has GPUs, else one per
+    CPU (``num_cpus=1``). Records come back to the driver, which writes the store.
+
+    Args:
+        address: A Ray cluster (``ray://host:10001``, ``auto``); default: the Ray instance this
+            process already started, else a new local one (stopped again by :meth:`close`).
+
+    Raises:
+        ConfigError: Ray is not installed (``pip install 'wattwise[ray]'``) or cannot connect.
+    """
+
+    name = "ray"
+
+    def __init__(self, address: str | None = None) -> None:
+        ray = _import_ray()
+        self._ray = ray
+        self._owns = False
+        if not ray.is_initialized():
+            try:
+                if address is None:
+                    ray.init(include_dashboard=False, logging_level="warning")
+                else:
+                    ray.init(address=address, logging_level="warning")
+            except Exception as err:
+                where = address or "a local Ray instance"
+                raise ConfigError(f"cannot start or reach {where}: {err}".splitlines()[0]) from err
+            self._owns = True
+        resources = ray.cluster_resources()
+        self.gpus = int(resources.get("GPU", 0))
+        cpus = int(resources.get("CPU", 1))
+        self.slots = max(1, self.gpus if self.gpus else cpus)
+        self._options = {"num_gpus": 1} if self.gpus else {"num_cpus": 1}
+        self._task = ray.remote(_ray_trial).options(max_retries=0, **self._options)
+
+    def run(
+        self,
+        specs: Sequence[TrialSpec],
+        *,
+        on_start: OnStart,
+        on_done: OnDone,
+        teacher_dir: str | Path | None = None,
+    ) -> None:
+        ray = self._ray
+        queue = deque(specs)
+        inflight: dict[Any, TrialSpec] = {}
+        where = None if teacher_dir is None else str(teacher_dir)
+        try:
+            while queue or inflight:
+                while queue and len(inflight) < self.slots:
+                    spec = queue.popleft()
+                    on_start(spec)
+                    inflight[self._task.remote(spec.to_dict(), where)] = spec
+                done, _ = ray.wait(list(inflight), num_returns=1)
+                for ref in done:
+                    spec = inflight.pop(ref)
+                    try:
+                        record = TrialRecord.from_dict(ray.get(ref))
+                    except Exception as err:  # the worker crashed, or Ray lost the task
+                        message = str(err).strip().splitlines()[-1] if str(err).strip() else ""
+                        record = failed_record(
+                            spec, f"ray task failed: {type(err).__name__}: {message}"
+                        )
+                    on_done(record)
+        except BaseException:
+            for ref in inflight:
+                with contextlib.suppress(Exception):
+                    ray.cancel(ref, force=True)
+            raise
+
+    def close(self) -> None:
+        if self._owns and self._ray.is_initialized():
+            self._ray.shutdown()
+        self._owns = False

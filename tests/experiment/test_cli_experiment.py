@@ -1,0 +1,262 @@
+"""``wattwise sweep / results / demo``: exit codes, one-line errors, and studies that survive
+SIGKILL and Ctrl-C at random moments."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from wattwise.cli_experiment import main, register, register_demo
+from wattwise.config import expand_grid, load_study_config
+from wattwise.experiment import ResultsStore
+from wattwise.experiment import demo as demo_module
+
+STUDY = """\
+name: {name}
+output_dir: {out}
+datasets: [digits]
+models: [small_cnn]
+width: 0.25
+techniques: [baseline]
+batch_sizes: [64]
+learning_rates: [0.05, 0.1]
+epochs: [{epochs}]
+seeds: {seeds}
+train: {{hflip: false, augment: false, num_threads: 1}}
+measurement: {{inference_s: {inference_s}, inference_batch_size: 32}}
+"""
+
+
+@pytest.fixture(autouse=True)
+def _env(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")  # rich: no wrapped names
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def write_study(
+    tmp_path: Path, name: str = "cli", seeds: str = "[0]", epochs: int = 1, inference_s: float = 0.1
+) -> Path:
+    path = tmp_path / f"{name}.yaml"
+    out = tmp_path / "results"
+    text = STUDY.format(name=name, out=out, seeds=seeds, epochs=epochs, inference_s=inference_s)
+    path.write_text(text)
+    return path
+
+
+def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    try:
+        code = main(argv)
+    except SystemExit as exit_:
+        code = exit_.code if isinstance(exit_.code, int) else 1
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_sweep_then_results_with_filters_and_exports(tmp_path, capsys):
+    study = write_study(tmp_path)
+    code, out, err = run(["sweep", str(study)], capsys)
+    assert code == 0, err
+    assert "best accuracy" in out and "lowest training energy" in out
+    folder = tmp_path / "results" / "cli"
+    csv_path, parquet_path = tmp_path / "x.csv", tmp_path / "x.parquet"
+    argv = ["results", str(folder), "--csv", str(csv_path), "--parquet", str(parquet_path)]
+    code, out, err = run(argv, capsys)
+    assert code == 0, err
+    assert "(2 trials)" in out and "small_cnn" in out and "(estimated)" in out
+    assert "2 rows written" in out and csv_path.is_file() and parquet_path.is_file()
+    code, out, _ = run(["results", str(folder / "results.sqlite"), "--status", "failed"], capsys)
+    assert code == 0 and "(0 trials)" in out
+    code, out, _ = run(
+        ["results", str(folder), "--dataset", "digits", "--technique", "baseline"], capsys
+    )
+    assert "(2 trials)" in out
+    code, out, _ = run(["sweep", str(study)], capsys)  # resumes: nothing to run
+    assert code == 0 and "2 finished earlier, 0 to run" in out
+
+
+def test_sweep_out_and_executor_flags(tmp_path, capsys):
+    study = write_study(tmp_path, seeds="[0]")
+    out_dir = tmp_path / "elsewhere"
+    code, _, err = run(["sweep", str(study), "--out", str(out_dir), "--executor", "local"], capsys)
+    assert code == 0, err
+    assert (out_dir / "results.sqlite").is_file() and (out_dir / "study.yaml").is_file()
+
+
+BAD = [
+    ("colour: blue", "unknown key; allowed keys"),
+    ("models: [resnet19]", "unknown model 'resnet19'"),
+    ("datasets: [imagenet]", "unknown dataset 'imagenet'"),
+    ("techniques: [prune:magic:0.5]", "prune takes"),
+    ("techniques: [sharpen]", "unknown technique step 'sharpen'"),
+    ("batch_sizes: [big]", "expected an integer"),
+    ("epochs: []", "must not be empty"),
+]
+
+
+@pytest.mark.parametrize(("line", "message"), BAD)
+def test_bad_study_is_one_line_and_exit_2(tmp_path, capsys, line, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(f"name: bad\noutput_dir: {tmp_path}\n{line}\n")
+    code, _, err = run(["sweep", str(path)], capsys)
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("wattwise: error: ") and message in err
+    assert "Traceback" not in err and not (tmp_path / "bad").exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["sweep", "{tmp}/missing.yaml"], "cannot read the study config"),
+        (["sweep", "{study}", "--out", "{tmp}/file/sub"], "cannot create the study folder"),
+        (["sweep", "{study}", "--address", "ray://x:1"], "--address is for the ray executor"),
+        (["results", "{tmp}/nothing"], "no study folder or results store"),
+        (["results", "{tmp}"], "holds no results.sqlite"),
+        (["results", "{tmp}/file", "--technique", "sharpen"], "unknown technique step"),
+    ],
+)
+def test_bad_arguments_are_one_line_and_exit_2(tmp_path, capsys, argv, message):
+    (tmp_path / "file").write_text("x")
+    study = write_study(tmp_path)
+    argv = [a.format(tmp=tmp_path, study=study) for a in argv]
+    code, _, err = run(argv, capsys)
+    assert code == 2 and err.count("\n") == 1 and message in err, err
+
+
+def test_unwritable_output_dir_in_the_study(tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    study = write_study(tmp_path)
+    study.write_text(
+        study.read_text().replace(
+            f"output_dir: {tmp_path / 'results'}", f"output_dir: {tmp_path / 'file'}"
+        )
+    )
+    code, _, err = run(["sweep", str(study)], capsys)
+    assert code == 2 and "cannot create the study folder" in err
+
+
+def test_demo_command_runs_the_bundled_study_into_out(tmp_path, capsys, monkeypatch):
+    small = demo_module.demo_config().model_copy(
+        update={
+            "learning_rates": (0.1,),
+            "seeds": (0,),
+            "epochs": (1,),
+            "techniques": ("baseline",),
+        }
+    )
+    monkeypatch.setattr(demo_module, "demo_config", lambda: small)
+    code, out, err = run(["demo", "--out", str(tmp_path / "d")], capsys)
+    assert code == 0, err
+    assert (tmp_path / "d" / "results.csv").is_file()
+    assert f"results folder:  {tmp_path / 'd'}" in out and "wattwise results" in out
+
+
+def test_register_adds_the_commands_to_another_parser():
+    parser = argparse.ArgumentParser(prog="wattwise")
+    sub = parser.add_subparsers(dest="cmd")
+    register(sub)
+    register_demo(sub)
+    args = parser.parse_args(
+        ["sweep", "s.yaml", "--no-resume", "--retry-failed", "--executor", "ray"]
+    )
+    assert (args.no_resume, args.retry_failed, args.executor) == (True, True, "ray")
+    assert parser.parse_args(["results", "d", "--status", "ok"]).status == "ok"
+    assert parser.parse_args(["demo"]).out is None
+
+
+# --- killed and interrupted sweeps ------------------------------------------------------------
+
+
+def _snapshot(store: Path) -> dict[str, tuple[str, str]]:
+    """trial id -> (status, record_json), read-only."""
+    if not store.exists():
+        return {}
+    with sqlite3.connect(f"file:{store}?mode=ro", uri=True, timeout=30) as conn:
+        rows = conn.execute("SELECT trial_id, status, record_json FROM trials").fetchall()
+    return {r[0]: (r[1], r[2]) for r in rows}
+
+
+def _sweep(study: Path) -> subprocess.Popen[str]:
+    env = dict(os.environ, OMP_NUM_THREADS="1", COLUMNS="200", PYTHONUNBUFFERED="1")
+    return subprocess.Popen(
+        [sys.executable, "-m", "wattwise.cli_experiment", "sweep", str(study)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+
+
+def _kill_and_resume(tmp_path: Path, sig: signal.Signals, rounds: int, seeds: int) -> list[str]:
+    """``rounds`` times: start ``wattwise sweep``, wait for its first finished trial, send
+    ``sig`` 1 to 4 s later; then resume to the end and check the store."""
+    # 2 x seeds trials of about a second each: the signal lands in a trial or between two
+    name = f"crash-{sig.name.lower()}"
+    seed_list = str(list(range(seeds)))
+    study = write_study(tmp_path, name=name, seeds=seed_list, epochs=2, inference_s=0.6)
+    config = load_study_config(study)
+    store = tmp_path / "results" / config.name / "results.sqlite"
+    expected = {s.trial_id for s in expand_grid(config)}
+    rng = random.Random()
+    finished: dict[str, str] = {}  # measured before a kill: must survive byte for byte
+    log: list[str] = []
+    for _ in range(rounds):
+        proc = _sweep(study)
+        assert proc.stdout is not None
+        for line in proc.stdout:  # a trial has finished in this run: the sweep is under way
+            if line.startswith(("ok ", "failed ")):
+                break
+        delay = rng.uniform(1.0, 4.0)
+        time.sleep(delay)
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=120)
+        log.append(f"{sig.name} after {delay:.2f} s -> exit {proc.returncode}")
+        snapshot = _snapshot(store)
+        done = all(snapshot.get(t, ("",))[0] == "ok" for t in expected)
+        if sig == signal.SIGKILL:
+            assert proc.returncode in (-signal.SIGKILL, 0), log
+        else:  # Ctrl-C: 130 after committing, unless it had already finished
+            assert proc.returncode == 130 or (proc.returncode == 0 and done), (log, err)
+            if proc.returncode == 130:
+                assert "interrupted" in err and "Traceback" not in err, err
+            assert all(status != "failed" for status, _ in snapshot.values()), log
+        for trial_id, (status, text) in snapshot.items():
+            if trial_id in finished:
+                assert text == finished[trial_id], (log, trial_id)
+            elif status == "ok":
+                finished[trial_id] = text
+        if done:
+            break
+    proc = _sweep(study)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, (log, err)
+    final = _snapshot(store)
+    assert set(final) == expected, log  # every trial exactly once (trial_id is the key)
+    assert all(status == "ok" for status, _ in final.values()), log
+    for trial_id, text in finished.items():
+        assert final[trial_id][1] == text, (log, trial_id)
+    with ResultsStore(store) as results:
+        assert results.integrity_check() == "ok"
+        n = len(expected)
+        assert len(results) == n and results.counts() == {"ok": n, "failed": 0, "running": 0}
+    return log
+
+
+def test_sigkill_at_random_moments_then_resume(tmp_path):
+    _kill_and_resume(tmp_path, signal.SIGKILL, rounds=3, seeds=4)
+
+
+def test_ctrl_c_at_random_moments_exits_130_then_resume(tmp_path):
+    _kill_and_resume(tmp_path, signal.SIGINT, rounds=2, seeds=3)

@@ -1,0 +1,208 @@
+"""run_trial: one TrialRecord per trial, filled from real measurements; failures are records."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+import torch
+
+from wattwise.config import StudyConfig, TrialSpec, expand_grid
+from wattwise.experiment import METRICS, ResultsStore
+from wattwise.experiment import runner as runner_module
+from wattwise.experiment.runner import TrialFailure, failure_reason, run_trial
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def specs(**changes: Any) -> list[TrialSpec]:
+    """Tiny digits trials: 8 px, quarter-width small_cnn, 1 epoch, 0.1 s inference."""
+    values: dict[str, Any] = {
+        "name": "runner",
+        "width": 0.5,
+        "techniques": ["baseline"],
+        "batch_sizes": [64],
+        "learning_rates": [0.05],
+        "epochs": [1],
+        "train": {"hflip": False, "augment": False, "num_threads": 1},
+        "measurement": {"inference_s": 0.1, "inference_batch_size": 32},
+    }
+    values.update(changes)
+    return expand_grid(StudyConfig(**values))
+
+
+def test_baseline_trial_fills_the_record():
+    (spec,) = specs(epochs=[2])
+    record = run_trial(spec)
+    assert record.status == "ok" and record.reason is None
+    assert record.trial_id == spec.trial_id and record.spec == spec.to_dict()
+    assert 0.1 < record.accuracy <= 1.0  # far above chance after two epochs
+    assert record.train_energy_j > 0
+    assert record.train_energy_provenance in ("measured", "estimated", "mixed")
+    assert record.accuracy_per_kj_train == pytest.approx(
+        record.accuracy / (record.train_energy_j / 1e3)
+    )
+    assert record.inference_energy_per_image_j > 0
+    assert record.accuracy_per_j_per_image == pytest.approx(
+        record.accuracy / record.inference_energy_per_image_j
+    )
+    assert record.latency_p95_ms >= record.latency_p50_ms > 0
+    assert record.throughput_images_per_s > 0
+    assert record.params > 0 and record.macs > 0 and record.model_bytes > 0
+    assert record.peak_rss_bytes > 0 and record.duration_s > 0
+    assert set(record.phases) == {"train", "test", "inference"}
+    for phase in record.phases.values():  # energy by component, each with its provenance
+        assert phase["components"] and all(c["provenance"]["label"] for c in phase["components"])
+    assert [h["epoch"] for h in record.history] == [1, 2]
+    assert record.details["memory_cap"]["gpu_memory_gb"] is None
+    assert [v["step"] for v in record.details["variants"]] == ["baseline"]
+    assert record.details["train"]["status"] == "ok"
+    assert {"torch", "python", "device", "energy_components"} <= set(record.environment)
+    assert set(METRICS) <= set(record.to_dict())
+    json.dumps(record.to_dict(), allow_nan=False)
+
+
+def test_store_counts_attempts_and_keeps_the_record(tmp_path):
+    (spec,) = specs()
+    with ResultsStore(tmp_path / "results.sqlite", study="runner") as store:
+        first = run_trial(spec, store=store)
+        assert store.get(spec.trial_id) == first and first.attempts == 1
+        again = run_trial(spec, store=store)  # an explicit call runs it again
+        assert again.attempts == 2 and store.status(spec.trial_id) == "ok"
+
+
+def test_distill_trains_the_teacher_once_and_recipe_steps_follow(tmp_path):
+    distill_prune, distill = specs(
+        techniques=["distill:small_cnn:2:0.5,prune:structured:0.5", "distill:small_cnn:2:0.5"]
+    )
+    cache: dict[Any, Any] = {}
+    teachers = tmp_path / "teachers"
+    first = run_trial(distill_prune, data_cache=cache, teacher_dir=teachers)
+    assert first.status == "ok", first.reason
+    assert list(first.phases) == [
+        "teacher",
+        "teacher_logits",
+        "train",
+        "test",
+        "inference/baseline",
+        "recipe/prune:structured:0.5",
+        "inference",
+    ]
+    teacher = first.details["teacher"]
+    assert teacher["trained_here"] and teacher["train_energy_j"] > 0
+    assert (
+        first.details["distill"]["temperature"] == 2.0 and first.details["distill"]["alpha"] == 0.5
+    )
+    base, pruned = first.details["variants"]
+    assert pruned["params"] < base["params"] and first.params == pruned["params"]
+    assert first.accuracy == pruned["accuracy"]
+    # the student's training cost includes the teacher's pass, not the teacher's training
+    student = (
+        first.phases["train"]["total_energy_j"] + first.phases["teacher_logits"]["total_energy_j"]
+    )
+    assert first.train_energy_j == pytest.approx(student)
+    assert len(list(teachers.glob("small_cnn-*.pt"))) == 1
+
+    second = run_trial(distill, data_cache=cache, teacher_dir=teachers)
+    assert second.status == "ok" and "teacher" not in second.phases
+    assert not second.details["teacher"]["trained_here"]
+    assert second.details["teacher"]["train_energy_j"] == teacher["train_energy_j"]
+    # a new process (empty cache) finds it on disk
+    third = run_trial(distill, data_cache={}, teacher_dir=teachers)
+    assert not third.details["teacher"]["trained_here"]
+    assert third.details["teacher"]["key"] == teacher["key"]
+
+
+def test_missing_dataset_is_a_failed_record(tmp_path):
+    (spec,) = specs(datasets=["fashion_mnist"], data_root=str(tmp_path / "empty"))
+    with ResultsStore(tmp_path / "results.sqlite") as store:
+        record = run_trial(spec, store=store)
+        assert record.status == "failed"
+        assert record.reason.startswith("DatasetError: ") and "\n" not in record.reason
+        assert store.get(spec.trial_id).reason == record.reason
+
+
+def test_divergence_fails_with_the_loop_reason():
+    (spec,) = specs(learning_rates=[1e12])
+    record = run_trial(spec)
+    assert record.status == "failed"
+    assert record.reason.startswith("diverged: loss became")
+    assert "train" in record.phases  # what was measured before is kept
+
+
+def test_out_of_memory_under_a_cap_says_it_does_not_fit(monkeypatch):
+    (spec,) = specs(gpu_memory_gb=[4])
+
+    def out_of_memory(*args: Any, **kwargs: Any) -> Any:
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(runner_module, "fit", out_of_memory)
+    record = run_trial(spec)
+    assert (record.status, record.reason) == ("failed", "does not fit in 4 GB")
+    assert "OutOfMemoryError" in record.details["error"]
+
+
+def test_any_exception_becomes_a_one_line_reason(monkeypatch):
+    (spec,) = specs()
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("boom\nsecond line")
+
+    monkeypatch.setattr(runner_module, "create_model", broken)
+    record = run_trial(spec)
+    assert record.reason == "RuntimeError: boom second line"
+
+
+def test_interrupt_is_not_caught_and_leaves_the_trial_running(tmp_path, monkeypatch):
+    (spec,) = specs()
+
+    def interrupted(*args: Any, **kwargs: Any) -> Any:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner_module, "fit", interrupted)
+    with ResultsStore(tmp_path / "results.sqlite") as store:
+        with pytest.raises(KeyboardInterrupt):
+            run_trial(spec, store=store)
+        assert store.status(spec.trial_id) == "running"
+        assert store.pending([spec]) == [spec]  # resumed later
+
+
+def test_data_is_loaded_once_per_dataset_and_seed(monkeypatch):
+    calls: list[tuple[Any, ...]] = []
+    real = runner_module.load_dataset
+
+    def counting(name: str, *args: Any, **kwargs: Any) -> Any:
+        calls.append((name, kwargs["seed"]))
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(runner_module, "load_dataset", counting)
+    monkeypatch.setattr(runner_module, "_apply_recipe", lambda *a, **k: None)  # training only
+    cache: dict[Any, Any] = {}
+    for spec in specs(learning_rates=[0.05, 0.1], seeds=[0, 1]):
+        assert run_trial(spec, data_cache=cache).status == "ok"
+    assert sorted(calls) == [("digits", 0), ("digits", 1)]
+
+
+def test_inference_seconds_zero_reports_no_inference_numbers():
+    (spec,) = specs(measurement={"inference_s": 0})
+    record = run_trial(spec)
+    assert record.status == "ok" and record.accuracy is not None
+    assert record.inference_energy_per_image_j is None and record.latency_p50_ms is None
+    assert "inference" not in record.phases
+    assert any("inference_s is 0" in note for note in record.details["notes"])
+
+
+def test_failure_reasons():
+    (spec,) = specs(gpu_memory_gb=[8])
+    assert failure_reason(TrialFailure("diverged: x"), spec) == "diverged: x"
+    assert failure_reason(MemoryError(), spec) == "does not fit in 8 GB"
+    assert failure_reason(RuntimeError("CUDA out of memory"), None).startswith("out of memory")
+    assert failure_reason(ValueError("")) == "ValueError"
+    assert len(failure_reason(ValueError("x" * 5000))) == runner_module.MAX_REASON

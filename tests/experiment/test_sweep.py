@@ -1,0 +1,232 @@
+"""run_study: grid and Optuna search, resume, failures, interruption, progress and summary."""
+
+from __future__ import annotations
+
+import io
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+import torch
+from rich.console import Console
+
+from wattwise.config import StudyConfig, expand_grid, load_study_config
+from wattwise.errors import ConfigError
+from wattwise.experiment import ResultsStore
+from wattwise.experiment import runner as runner_module
+from wattwise.experiment.executors import LocalExecutor
+from wattwise.experiment.sweep import StudyInterrupted, describe_trial, run_study
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(autouse=True)
+def _training_only(monkeypatch):
+    """These tests are about the sweep: trials train (1 epoch) but skip the inference protocol."""
+    monkeypatch.setattr(runner_module, "_apply_recipe", _accuracy_only)
+
+
+def _accuracy_only(trial: Any, *args: Any, **kwargs: Any) -> None:
+    trial.metrics["accuracy"] = trial.details["train"]["test_accuracy"]
+
+
+def config(tmp_path: Path, **changes: Any) -> StudyConfig:
+    values: dict[str, Any] = {
+        "name": "sweep",
+        "output_dir": str(tmp_path),
+        "width": 0.25,
+        "batch_sizes": [64],
+        "learning_rates": [0.05, 0.1],
+        "epochs": [1],
+        "seeds": [0],
+        "train": {"hflip": False, "augment": False, "num_threads": 1},
+        "measurement": {"inference_s": 0.1},
+    }
+    values.update(changes)
+    return StudyConfig(**values)
+
+
+def record_json(path: Path) -> dict[str, str]:
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
+        return dict(conn.execute("SELECT trial_id, record_json FROM trials").fetchall())
+
+
+def test_grid_runs_every_trial_then_resume_skips_them(tmp_path):
+    study = config(tmp_path)
+    summary = run_study(study, progress=False)
+    folder = tmp_path / "sweep"
+    assert summary.study_dir == folder and summary.store_path == folder / "results.sqlite"
+    assert (summary.total, summary.ok, summary.failed, summary.ran, summary.skipped) == (
+        2,
+        2,
+        0,
+        2,
+        0,
+    )
+    assert summary.left == 0 and not summary.interrupted
+    assert load_study_config(folder / "study.yaml") == study  # the resolved config
+    assert summary.best_accuracy is not None and summary.lowest_train_energy is not None
+    before = record_json(summary.store_path)
+    again = run_study(study, progress=False)
+    assert (again.ran, again.skipped, again.ok) == (0, 2, 2)
+    assert record_json(summary.store_path) == before  # nothing rewritten
+
+
+def test_failed_trial_is_recorded_and_the_study_goes_on(tmp_path):
+    study = config(
+        tmp_path,
+        datasets=["fashion_mnist", "digits"],
+        learning_rates=[0.05],
+        data_root=str(tmp_path / "no-data"),
+    )
+    summary = run_study(study, progress=False)
+    assert (summary.ok, summary.failed) == (1, 1)
+    with ResultsStore(summary.store_path) as store:
+        (failed,) = store.records("failed")
+        assert failed.spec["dataset"] == "fashion_mnist"
+        assert failed.reason.startswith("DatasetError")
+        assert store.records("ok")[0].spec["dataset"] == "digits"
+    assert run_study(study, progress=False).ran == 0  # a failure is a result
+    retried = run_study(study, progress=False, retry_failed=True)
+    assert retried.ran == 1
+    with ResultsStore(summary.store_path) as store:
+        assert store.records("failed")[0].attempts == 2
+
+
+def test_a_trial_left_running_is_run_again_and_no_resume_reruns_all(tmp_path):
+    study = config(tmp_path)
+    first, second = expand_grid(study)
+    with ResultsStore(tmp_path / "sweep" / "results.sqlite", study="sweep") as store:
+        store.begin_trial(first.trial_id, first)  # as if a killed sweep had started it
+    summary = run_study(study, progress=False)
+    assert summary.ran == 2
+    with ResultsStore(summary.store_path) as store:
+        assert store.get(first.trial_id).attempts == 2
+        assert store.get(second.trial_id).attempts == 1
+    rerun = run_study(study, progress=False, resume=False)
+    assert rerun.ran == 2 and rerun.skipped == 0
+    with ResultsStore(summary.store_path) as store:
+        assert store.get(second.trial_id).attempts == 2
+
+
+def test_unwritable_output_is_one_config_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(ConfigError, match="cannot create the study folder") as err:
+        run_study(config(tmp_path, output_dir=str(blocker / "sub")), progress=False)
+    assert "\n" not in str(err.value)
+
+
+class _StopAfter(LocalExecutor):
+    """Runs ``n`` trials, then starts the next and raises KeyboardInterrupt (Ctrl-C)."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.n = n
+
+    def run(self, specs: Sequence[Any], *, on_start: Any, on_done: Any, **kwargs: Any) -> None:
+        super().run(specs[: self.n], on_start=on_start, on_done=on_done, **kwargs)
+        on_start(specs[self.n])
+        raise KeyboardInterrupt
+
+
+def test_interrupt_commits_what_finished_and_leaves_the_current_trial_running(tmp_path):
+    study = config(tmp_path)
+    first, second = expand_grid(study)
+    with pytest.raises(StudyInterrupted) as stop:
+        run_study(study, executor=_StopAfter(1), progress=False)
+    summary = stop.value.summary
+    assert isinstance(stop.value, KeyboardInterrupt)
+    assert summary.interrupted and (summary.ok, summary.running, summary.left) == (1, 1, 1)
+    with ResultsStore(summary.store_path) as store:
+        assert store.status(first.trial_id) == "ok"
+        assert store.status(second.trial_id) == "running"
+    resumed = run_study(study, progress=False)
+    assert (resumed.ran, resumed.ok) == (1, 2)
+
+
+def test_progress_prints_a_line_per_trial_and_a_summary(tmp_path):
+    out = io.StringIO()
+    console = Console(file=out, width=200, force_terminal=False)
+    run_study(config(tmp_path), console=console)
+    text = out.getvalue()
+    assert "study sweep: 2 trials, 0 finished earlier, 2 to run (local executor)" in text
+    lines = [line for line in text.splitlines() if line.startswith("ok ")]
+    assert len(lines) == 2 and "1/2 digits small_cnn baseline bs64 lr0.05 ep1 seed0" in lines[0]
+    for row in ("best accuracy", "lowest training energy", "results.sqlite", "study.yaml"):
+        assert row in text
+
+
+def test_describe_trial_names_the_point():
+    spec = expand_grid(StudyConfig(name="x", gpu_memory_gb=[8]))[0]
+    assert describe_trial(spec) == "digits small_cnn baseline bs32 lr0.001 ep10 seed0 cap8GB"
+
+
+def search(tmp_path: Path, n_trials: int) -> StudyConfig:
+    return config(
+        tmp_path,
+        batch_sizes=[32, 64],
+        seeds=[0, 1],
+        search={"kind": "optuna", "n_trials": n_trials},
+    )
+
+
+def optuna_trials(tmp_path: Path) -> list[Any]:
+    storage = f"sqlite:///{tmp_path / 'sweep' / 'optuna.sqlite'}"
+    return optuna.load_study(study_name="sweep", storage=storage).get_trials()
+
+
+def test_optuna_search_runs_every_seed_and_resumes_by_counting(tmp_path):
+    summary = run_study(search(tmp_path, 2), progress=False)
+    trials = optuna_trials(tmp_path)
+    assert len(trials) == 2 and all(t.state.name == "COMPLETE" for t in trials)
+    assert summary.total == 4 and summary.search == "optuna"
+    with ResultsStore(summary.store_path) as store:
+        records = store.records()
+        assert records and all(r.status == "ok" for r in records)
+        for trial in trials:  # each Optuna trial ran its point with both seeds
+            key = (trial.params["lr"], trial.params["batch_size"])
+            point = [r for r in records if (r.spec["lr"], r.spec["batch_size"]) == key]
+            assert sorted(r.spec["seed"] for r in point) == [0, 1]
+            mean = sum(r.accuracy for r in point) / 2
+            assert trial.values[0] == pytest.approx(mean)
+            assert trial.values[1] == pytest.approx(sum(r.train_energy_j for r in point) / 2)
+    again = run_study(search(tmp_path, 2), progress=False)
+    assert again.ran == 0 and len(optuna_trials(tmp_path)) == 2  # finished trials counted
+    run_study(search(tmp_path, 3), progress=False)
+    assert len(optuna_trials(tmp_path)) == 3
+
+
+def test_optuna_trial_left_running_is_finished_on_resume(tmp_path):
+    run_study(search(tmp_path, 1), progress=False)
+    storage = f"sqlite:///{tmp_path / 'sweep' / 'optuna.sqlite'}"
+    study = optuna.load_study(study_name="sweep", storage=storage)
+    stale = study.ask()  # a killed run had asked for this one
+    stale.suggest_categorical("batch_size", [32, 64])
+    stale.suggest_categorical("lr", [0.05, 0.1])
+    run_study(search(tmp_path, 2), progress=False)
+    trials = optuna_trials(tmp_path)
+    assert len(trials) == 2 and trials[1].number == stale.number
+    assert trials[1].state.name == "COMPLETE"
+
+
+def test_search_objectives_must_match_a_resumed_search(tmp_path):
+    run_study(search(tmp_path, 1), progress=False)
+    other = search(tmp_path, 1).model_copy(
+        update={
+            "search": search(tmp_path, 1).search.model_copy(
+                update={"objectives": ("accuracy",), "directions": ("maximize",)}
+            )
+        }
+    )
+    with pytest.raises(ConfigError, match="other objectives"):
+        run_study(other, progress=False)
