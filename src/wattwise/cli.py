@@ -500,6 +500,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     register(sub)  # sweep, results
     register_demo(sub)
+
+    from wattwise.cli_analysis import register as register_report
+
+    register_report(sub)
     return parser
 
 

@@ -63,7 +63,7 @@ class DemoResult:
             f"  CSV export:      {self.csv_path}",
         ]
         if self.report is not None:
-            lines.append(f"  report:          {self.report}")
+            lines.append(f"  report:          {getattr(self.report, 'html', self.report)}")
         lines.append(f"list the trials:  wattwise results {s.study_dir}")
         return lines
 
@@ -115,5 +115,5 @@ def run_demo(
     report = None
     module = find_report(report_module)
     if module is not None:
-        report = module.build_report(summary.store_path, out)
+        report = module.build_report(summary.store_path, out / "report")
     return DemoResult(summary, csv_path, report)

@@ -1,0 +1,234 @@
+"""Efficiency metrics, Pareto front and recommendation on hand-made records with known numbers."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+
+import pytest
+from analysis_fixtures import make_record
+
+from wattwise.analysis.metrics import (
+    RATIO_CAVEAT,
+    accuracy_per_j_per_image,
+    accuracy_per_kj_per_1000_images,
+    accuracy_per_kj_train,
+    co2e_g,
+    energy_per_correct_j,
+    pareto_front,
+    paybacks,
+    recommend,
+    summarize,
+    trial_metrics,
+)
+
+
+def test_formulas_with_units() -> None:
+    assert accuracy_per_kj_train(0.9, 1800.0) == pytest.approx(0.5)  # 0.9 / 1.8 kJ
+    assert accuracy_per_j_per_image(0.9, 0.003) == pytest.approx(300.0)
+    # kJ per 1,000 images is numerically the same as J per image
+    assert accuracy_per_kj_per_1000_images(0.9, 0.003) == pytest.approx(300.0)
+    assert energy_per_correct_j(0.003, 0.75) == pytest.approx(0.004)
+
+
+@pytest.mark.parametrize("energy", [None, 0.0, -1.0, math.nan, math.inf])
+def test_formulas_refuse_unusable_energy(energy: float | None) -> None:
+    assert accuracy_per_kj_train(0.9, energy) is None
+    assert accuracy_per_j_per_image(0.9, energy) is None
+    assert accuracy_per_kj_train(None, 100.0) is None
+    assert energy_per_correct_j(0.003, 0.0) is None
+
+
+def test_trial_metrics_recomputes_from_a_record_and_its_dict() -> None:
+    record = make_record("t1", accuracy=0.8, train_energy_j=2000.0, j_per_image=0.004)
+    m = trial_metrics(record)
+    assert m.accuracy_per_kj_train == pytest.approx(0.4)
+    assert m.accuracy_per_j_per_image == pytest.approx(200.0)
+    assert m.energy_per_correct_j == pytest.approx(0.005)
+    assert m.chance_accuracy == pytest.approx(0.1)  # 10 classes
+    assert m.train_energy_provenance == "estimated"
+    assert trial_metrics(record.to_dict()) == m
+
+
+def test_co2e_sums_every_phase() -> None:
+    # fixture: train phase 1000 J, inference phase 0.002 J/image x 5000 images = 10 J, 380 g/kWh
+    record = make_record("t1", train_energy_j=1000.0, j_per_image=0.002)
+    assert co2e_g(record) == pytest.approx(1010.0 / 3.6e6 * 380)
+    assert co2e_g(make_record("t2", phases={})) is None
+
+
+def test_paybacks_come_from_the_recorded_variants() -> None:
+    variants = [
+        {"step": "baseline", "technique": "baseline", "accuracy": 0.95,
+         "energy_per_image_j": 0.002, "optimization_energy_j": 0.0, "payback_inferences": 0.0},
+        {"step": "quantize:int8", "technique": "quantize:int8", "accuracy": 0.94,
+         "energy_per_image_j": 0.001, "optimization_energy_j": 50.0,
+         "payback_inferences": 50000.0},
+        {"step": "prune:unstructured:0.5", "technique": "prune", "accuracy": 0.94,
+         "energy_per_image_j": 0.003, "optimization_energy_j": 20.0, "payback_inferences": None},
+    ]  # fmt: skip
+    steps = paybacks(make_record("t1", variants=variants))
+    assert [p.step for p in steps] == ["baseline", "quantize:int8", "prune:unstructured:0.5"]
+    assert steps[1].payback_inferences == pytest.approx(50.0 / (0.002 - 0.001))
+    assert steps[2].payback_inferences is None  # saves nothing per image: never pays back
+    assert paybacks(make_record("t2")) == []
+
+
+# --- Pareto front -------------------------------------------------------------------------------
+
+
+def test_pareto_front_hand_checked() -> None:
+    points = [
+        (0.90, 10.0),  # 0: front
+        (0.95, 20.0),  # 1: front
+        (0.80, 5.0),  # 2: front (cheapest)
+        (0.85, 15.0),  # 3: dominated by 0 (less accurate, costlier)
+        (0.95, 30.0),  # 4: dominated by 1 (same accuracy, costlier)
+        (0.99, 50.0),  # 5: front (most accurate)
+    ]
+    assert pareto_front(points) == [2, 0, 1, 5]  # by increasing energy
+
+
+def test_pareto_front_ties() -> None:
+    # identical points are both kept; same energy keeps the more accurate; same accuracy keeps
+    # the cheaper
+    assert pareto_front([(0.9, 10.0), (0.9, 10.0)]) == [0, 1]
+    assert pareto_front([(0.8, 10.0), (0.9, 10.0)]) == [1]
+    assert pareto_front([(0.9, 12.0), (0.9, 10.0)]) == [1]
+    assert pareto_front([(0.9, 10.0), (0.9, 10.0), (0.95, 10.0)]) == [2]
+
+
+def test_pareto_front_skips_missing_values() -> None:
+    assert pareto_front([]) == []
+    assert pareto_front([(None, 1.0), (0.5, math.nan), (0.7, 3.0)]) == [2]
+
+
+def test_pareto_front_matches_brute_force() -> None:
+    rng = random.Random(7)
+    for _ in range(30):
+        # few distinct values: many ties
+        points = [(rng.choice([0.7, 0.8, 0.9]), rng.choice([1.0, 2.0, 3.0])) for _ in range(12)]
+
+        def dominated(i: int, pts: list[tuple[float, float]] = points) -> bool:
+            a, e = pts[i]
+            return any(
+                a2 >= a and e2 <= e and (a2 > a or e2 < e)
+                for j, (a2, e2) in enumerate(pts)
+                if j != i
+            )
+
+        expected = sorted((i for i in range(len(points)) if not dominated(i)),
+                          key=lambda i: (points[i][1], i))  # fmt: skip
+        assert pareto_front(points) == expected
+
+
+# --- variants and the recommendation ------------------------------------------------------------
+
+
+def test_summarize_averages_seeds_of_a_configuration() -> None:
+    records = [
+        make_record(f"b{s}", accuracy=acc, train_energy_j=e, seed=s)
+        for s, (acc, e) in enumerate([(0.90, 1000.0), (0.92, 1200.0), (0.94, 1100.0)])
+    ] + [make_record("q0", technique="quantize:int8", accuracy=0.5), make_record(
+        "f0", status="failed", reason="boom")]  # fmt: skip
+    variants = summarize(records)
+    assert [v.technique for v in variants] == ["baseline", "quantize:int8"]  # failed: ignored
+    base = variants[0]
+    assert base.n == 3 and base.seeds == (0, 1, 2)
+    assert base.accuracy == pytest.approx(0.92)
+    assert base.train_energy_j == pytest.approx(1100.0)
+    # 95 % t-interval of (0.90, 0.92, 0.94): sd 0.02, t(0.975, 2) = 4.3027
+    assert base.accuracy_high - base.accuracy == pytest.approx(4.302653 * 0.02 / math.sqrt(3))
+    assert variants[1].accuracy_low is None  # a single seed has no interval
+
+
+def _study() -> list:
+    """baseline 0.95 @ 2 mJ/image; prune 0.945 @ 1.2 mJ; quantize 0.93 @ 0.8 mJ; a tiny model
+    at chance (0.1 on 10 classes) @ 0.01 mJ: the best ratio by far."""
+    return [
+        make_record("base", accuracy=0.95, j_per_image=0.002, train_energy_j=1000.0),
+        make_record("prune", technique="prune:structured:0.5", accuracy=0.945,
+                    j_per_image=0.0012, train_energy_j=1200.0),
+        make_record("quant", technique="quantize:int8", accuracy=0.93, j_per_image=0.0008,
+                    train_energy_j=1050.0),
+        make_record("tiny", technique="prune:structured:0.99", accuracy=0.1,
+                    j_per_image=0.00001, train_energy_j=900.0),
+    ]  # fmt: skip
+
+
+def test_recommendation_is_the_cheapest_within_the_floor() -> None:
+    (rec,) = recommend(summarize(_study()), floor_points=1.0)
+    assert rec.reference_kind == "baseline"
+    assert rec.reference_accuracy == pytest.approx(0.95)
+    assert rec.floor_accuracy == pytest.approx(0.94)
+    assert rec.chosen is not None and rec.chosen.technique == "prune:structured:0.5"
+    assert rec.saving == pytest.approx(1 - 0.0012 / 0.002)
+    assert "prune:structured:0.5" in rec.message and "less energy" in rec.message
+
+
+def test_floor_moves_the_recommendation() -> None:
+    variants = summarize(_study())
+    (strict,) = recommend(variants, floor_points=0.0)
+    assert strict.chosen is not None and strict.chosen.technique == "baseline"
+    (loose,) = recommend(variants, floor_points=3.0)
+    assert loose.chosen is not None and loose.chosen.technique == "quantize:int8"
+
+
+def test_recommendation_by_training_energy() -> None:
+    (rec,) = recommend(summarize(_study()), floor_points=1.0, by="train")
+    assert rec.chosen is not None and rec.chosen.technique == "baseline"  # 1000 J < 1200 J
+    assert rec.energy_metric == "train_energy_j"
+
+
+def test_tiny_useless_model_is_flagged_not_recommended() -> None:
+    (rec,) = recommend(summarize(_study()), floor_points=1.0)
+    tiny = next(f for f in rec.flagged if "prune:structured:0.99" in f.label)
+    assert any(r.startswith("near chance") for r in tiny.reasons)
+    assert any(r.startswith("below floor") for r in tiny.reasons)
+    # the ratio alone would have picked it, and the output says so
+    assert rec.best_ratio_label is not None and "prune:structured:0.99" in rec.best_ratio_label
+    assert rec.best_ratio_flagged
+    assert "best ratio alone would pick" in rec.message
+    assert "chance" in RATIO_CAVEAT and "tiny" in RATIO_CAVEAT
+    assert rec.to_dict()["caveat"] == RATIO_CAVEAT
+
+
+def test_near_chance_is_flagged_even_with_a_generous_floor() -> None:
+    (rec,) = recommend(summarize(_study()), floor_points=100.0)
+    assert rec.chosen is not None and rec.chosen.technique == "quantize:int8"
+    assert any("near chance" in r for f in rec.flagged for r in f.reasons)
+
+
+def test_without_a_baseline_the_most_accurate_variant_is_the_reference() -> None:
+    records = [r for r in _study() if r.spec["technique"] != "baseline"]
+    (rec,) = recommend(summarize(records), floor_points=1.0)
+    assert rec.reference_kind == "most accurate variant"
+    assert rec.reference_accuracy == pytest.approx(0.945)
+
+
+def test_one_recommendation_per_dataset_and_model() -> None:
+    records = [
+        *_study(),
+        make_record("other", model="resnet18", accuracy=0.97, j_per_image=0.01),
+        make_record("cifar", dataset="cifar10", accuracy=0.7, j_per_image=0.02),
+    ]
+    recs = recommend(summarize(records))
+    assert sorted((r.dataset, r.model) for r in recs) == [
+        ("cifar10", "small_cnn"), ("digits", "resnet18"), ("digits", "small_cnn"),
+    ]  # fmt: skip
+
+
+def test_recommend_rejects_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="by must be"):
+        recommend([], by="flops")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="floor_points"):
+        recommend([], floor_points=-1)
+
+
+def test_summaries_serialize() -> None:
+    import json
+
+    for v, r in itertools.product(summarize(_study()), recommend(summarize(_study()))):
+        json.dumps(v.to_dict())
+        json.dumps(r.to_dict())
