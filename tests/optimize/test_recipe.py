@@ -103,9 +103,7 @@ def test_prune_then_bf16_composes_and_measures_each_variant(trained):
         assert v.energy_provenance in ("measured", "estimated", "mixed")
     assert base.step_energy_j == 0.0 and base.payback_inferences == 0.0
     assert pruned.step_energy_j > 0  # fine-tuning was measured
-    assert bf16.optimization_energy_j == pytest.approx(
-        pruned.step_energy_j + bf16.step_energy_j
-    )
+    assert bf16.optimization_energy_j == pytest.approx(pruned.step_energy_j + bf16.step_energy_j)
     assert pruned.accuracy > 0.5  # fine-tuning kept it far above chance (0.1)
     assert result.final.precision == "bf16"
     json.dumps(result.to_dict())  # JSON-ready
