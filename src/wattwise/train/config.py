@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal
 
@@ -118,9 +119,14 @@ class TrainConfig:
             f"num_threads must be >= 1, got {self.num_threads}",
         )
         need(
-            self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),
+            isinstance(self.device, str)
+            and re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device) is not None,
             f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}",
         )
+        need(_is_int(self.seed), f"seed must be an integer, got {self.seed!r}")
+        for key in ("channels_last", "augment", "hflip"):
+            value = getattr(self, key)
+            need(isinstance(value, bool), f"{key} must be true or false, got {value!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

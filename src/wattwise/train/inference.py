@@ -12,6 +12,7 @@ measured joules, not assumed FLOPs:
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from dataclasses import dataclass
@@ -92,13 +93,15 @@ def measure_inference(
     """
     if inputs.dim() != 4 or inputs.shape[0] < 1:
         raise ConfigError(f"inputs must be one batch [B, C, H, W], got {tuple(inputs.shape)}")
-    if min_batches < 1 or min_duration_s < 0 or warmup_s < 0:
-        raise ConfigError("min_batches must be >= 1 and durations >= 0")
+    if min_batches < 1 or not (0 <= min_duration_s < math.inf) or not (0 <= warmup_s < math.inf):
+        raise ConfigError("min_batches must be >= 1 and durations finite numbers >= 0")
     dev = resolve_device(str(device))
     x = inputs.to(dev)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     if isinstance(model, nn.Module):
+        if not hasattr(model, "compiled"):  # an int8 graph stays where it was compiled
+            model.to(dev)
         model.eval()
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     own = monitor is None

@@ -187,7 +187,10 @@ def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     )
 
 
-StepFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+#: ``step(model, x, y, idx) -> (loss, logits)``.
+StepFn = Callable[
+    [nn.Module, torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]
+]
 
 
 def _cross_entropy_step(smoothing: float) -> StepFn:
@@ -227,6 +230,7 @@ def fit(
     """
     config = config or TrainConfig()
     device = resolve_device(config.device)
+    autocast(device, config.precision)  # fp16 on CPU: refuse before anything runs
     torch.manual_seed(config.seed)
     own_monitor = monitor is None
     monitor = monitor or EnergyMonitor()

@@ -7,6 +7,7 @@ measured, with provenance) and ``config.json`` (the resolved settings, to rerun 
 from __future__ import annotations
 
 import json
+import math
 import platform
 import time
 from collections.abc import Callable
@@ -23,6 +24,7 @@ from wattwise.errors import ConfigError, WattwiseError
 from wattwise.models import create_model, inspect_model
 from wattwise.train.checkpoint import save_checkpoint
 from wattwise.train.config import TrainConfig
+from wattwise.train.device import num_threads
 from wattwise.train.inference import InferenceResult, measure_inference
 from wattwise.train.loop import EpochRecord, TrainResult, fit
 
@@ -58,7 +60,7 @@ class RunSpec:
     inference_s: float = 3.0
 
     def __post_init__(self) -> None:
-        if self.inference_s < 0:
+        if not math.isfinite(self.inference_s) or self.inference_s < 0:
             raise ConfigError(f"inference_s must be >= 0, got {self.inference_s}")
         if self.inference_batch_size < 1:
             raise ConfigError(f"inference batch size must be >= 1, got {self.inference_batch_size}")
@@ -189,16 +191,17 @@ def train_run(
             if batch.shape[0] < spec.inference_batch_size:  # small test split: repeat rows
                 reps = -(-spec.inference_batch_size // batch.shape[0])
                 batch = batch.repeat(reps, 1, 1, 1)[: spec.inference_batch_size]
-            inference = measure_inference(
-                model,
-                batch,
-                monitor=monitor,
-                device=result.device,
-                precision=spec.train.precision,
-                channels_last=spec.train.channels_last,
-                warmup_s=min(1.0, spec.inference_s / 3),
-                min_duration_s=spec.inference_s,
-            )
+            with num_threads(spec.train.num_threads):
+                inference = measure_inference(
+                    model,
+                    batch,
+                    monitor=monitor,
+                    device=result.device,
+                    precision=spec.train.precision,
+                    channels_last=spec.train.channels_last,
+                    warmup_s=min(1.0, spec.inference_s / 3),
+                    min_duration_s=spec.inference_s,
+                )
     finally:
         if own:
             monitor.close()

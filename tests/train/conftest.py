@@ -1,0 +1,79 @@
+"""Shared fixtures for the training tests: digits at 8 px, small_cnn, a fast CPU config.
+
+Every test runs on the CPU with one PyTorch thread: on a 2-core machine that other processes
+share, PyTorch's two default threads slow these tiny models down 10-100x (measured with
+benchmarks/loader_throughput.py), while one thread stays fast.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+from wattwise.data import DatasetSplits, load_dataset
+from wattwise.energy.monitor import EnergyMonitor
+from wattwise.models import create_model
+from wattwise.train import TrainConfig
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    """One PyTorch thread in every test (restored afterwards), for the reason above."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="session")
+def digits() -> DatasetSplits:
+    """scikit-learn digits, 8x8 grey, 10 classes (1295 train / 143 val / 359 test)."""
+    return load_dataset("digits")
+
+
+@pytest.fixture
+def make_cnn(digits: DatasetSplits) -> Callable[..., nn.Module]:
+    """``make_cnn(seed=0)``: a freshly initialized small_cnn for digits."""
+
+    def make(seed: int = 0) -> nn.Module:
+        torch.manual_seed(seed)
+        info = digits.info
+        return create_model(
+            "small_cnn",
+            num_classes=info.num_classes,
+            in_channels=info.in_channels,
+            input_size=info.image_size,
+        )
+
+    return make
+
+
+@pytest.fixture
+def fast_config() -> Callable[..., TrainConfig]:
+    """``fast_config(**overrides)``: a short CPU training that learns digits."""
+
+    def make(**overrides: Any) -> TrainConfig:
+        settings: dict[str, Any] = {
+            "epochs": 2,
+            "batch_size": 32,
+            "lr": 0.05,
+            "hflip": False,
+            "device": "cpu",
+            "num_threads": 1,
+            "eval_batch_size": 512,
+        }
+        settings.update(overrides)
+        return TrainConfig(**settings)
+
+    return make
+
+
+@pytest.fixture
+def monitor() -> Iterator[EnergyMonitor]:
+    """An auto-detected EnergyMonitor, closed after the test."""
+    with EnergyMonitor() as m:
+        yield m

@@ -1,0 +1,102 @@
+"""TrainConfig and RunSpec validation: every bad value is a ConfigError naming its key."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import pytest
+
+from wattwise.errors import ConfigError, WattwiseError
+from wattwise.train import GPU_MEMORY_CAPACITIES_GB, RunSpec, TrainConfig
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("epochs", 0),
+        ("epochs", -3),
+        ("epochs", 2.5),
+        ("epochs", True),
+        ("batch_size", 0),
+        ("eval_batch_size", 0),
+        ("lr", -1),
+        ("lr", 0),
+        ("lr", math.nan),
+        ("lr", math.inf),
+        ("lr", "0.1"),
+        ("optimizer", "rmsprop"),
+        ("schedule", "step"),
+        ("precision", "fp8"),
+        ("precision", "FP32"),
+        ("momentum", 1.0),
+        ("momentum", -0.1),
+        ("weight_decay", -1e-4),
+        ("label_smoothing", 1),
+        ("label_smoothing", -0.1),
+        ("early_stopping_patience", 0),
+        ("gpu_memory_gb", -4),
+        ("gpu_memory_gb", 0),
+        ("gpu_memory_gb", math.nan),
+        ("num_threads", 0),
+        ("device", "gpu"),
+        ("device", "CPU"),
+        ("device", "mps"),
+    ],
+)
+def test_bad_value_is_a_config_error_naming_the_key(key: str, value: Any) -> None:
+    with pytest.raises(ConfigError, match=key) as info:
+        TrainConfig(**{key: value})
+    assert isinstance(info.value, WattwiseError)
+
+
+def test_defaults_are_valid_and_round_trip_through_json() -> None:
+    config = TrainConfig(epochs=3, optimizer="adam", gpu_memory_gb=8, early_stopping_patience=2)
+    assert TrainConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    assert TrainConfig() == TrainConfig.from_dict({})
+    assert GPU_MEMORY_CAPACITIES_GB == (4, 8, 16, 32)
+
+
+def test_from_dict_unknown_key_is_a_config_error_naming_it() -> None:
+    with pytest.raises(ConfigError, match="learning_rate"):
+        TrainConfig.from_dict({"learning_rate": 0.1})
+
+
+def test_from_dict_bad_value_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="epochs"):
+        TrainConfig.from_dict({"epochs": "3"})
+
+
+def test_config_is_frozen() -> None:
+    config = TrainConfig()
+    with pytest.raises(AttributeError):
+        config.epochs = 9  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("device", ["cuda7", "cuda:-1", "cuda:x", "cudax"])
+def test_malformed_cuda_device_is_a_config_error(device: str) -> None:
+    with pytest.raises(ConfigError, match="device"):
+        TrainConfig(device=device)
+
+
+def test_non_string_device_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="device"):
+        TrainConfig(device=0)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("key", "value"), [("inference_s", -1.0), ("inference_batch_size", 0)])
+def test_run_spec_bad_value_is_a_config_error(key: str, value: Any) -> None:
+    with pytest.raises(ConfigError, match=key.split("_")[0]):
+        RunSpec(**{key: value})
+
+
+def test_run_spec_nan_inference_seconds_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="inference_s"):
+        RunSpec(inference_s=math.nan)
+
+
+@pytest.mark.parametrize(("key", "value"), [("seed", 1.5), ("seed", "0"), ("channels_last", "no")])
+def test_bad_seed_or_flag_is_a_config_error(key: str, value: Any) -> None:
+    with pytest.raises(ConfigError, match=key):
+        TrainConfig(**{key: value})
