@@ -139,3 +139,19 @@ def test_from_dict_ignores_unknown_keys_and_record_is_frozen() -> None:
     assert record == full_record()
     with pytest.raises(dataclasses.FrozenInstanceError):
         record.accuracy = 1.0  # type: ignore[misc]
+
+
+def test_only_the_training_phase_keeps_its_timeline_thinned_to_600_samples():
+    from wattwise.energy.base import PowerSample
+
+    samples = tuple(PowerSample(i * 0.1, {"cpu": float(i % 7)}) for i in range(1500))
+    train = dataclasses.replace(measurement("train"), timeline=samples)
+    test = dataclasses.replace(measurement("test"), timeline=samples)
+    record = TrialRecord(
+        trial_id="t1", study="s", spec={}, status="ok", phases={"train": train, "test": test}
+    )
+    kept = record.phases["train"]["timeline"]
+    assert 500 <= len(kept) <= 600
+    assert kept[0]["t_s"] == 0.0 and kept[1]["t_s"] == pytest.approx(0.3)
+    assert record.phases["test"]["timeline"] is None
+    assert json.loads(json.dumps(record.to_dict()))["phases"]["train"]["timeline"][0]["t_s"] == 0.0

@@ -434,8 +434,8 @@ def timeline_data(
     records: Records, *, trial_id: str | None = None, phase: str | None = None
 ) -> TimelineData:
     """The sampled power of one phase of one trial (the first ``ok`` trial that kept a timeline,
-    preferring the ``train`` phase). Stores usually keep no timeline (it is dropped to keep
-    records small): then ``message`` says so."""
+    preferring the ``train`` phase). Trial records keep the training phase's timeline (thinned to
+    at most 600 samples); where none was kept, ``message`` says so."""
     for rec in _ok(records):
         if trial_id is not None and rec.trial_id != trial_id:
             continue
@@ -460,8 +460,8 @@ def timeline_data(
         phase,
         (),
         {},
-        f"no timeline recorded{which}: trial records keep energy totals per phase, not the "
-        "power samples (measure a run with `wattwise monitor --json` to keep one)",
+        f"no timeline recorded{which}: only the training phase keeps its power samples "
+        "(measure a run with `wattwise monitor --json` to keep one)",
     )
 
 

@@ -120,10 +120,7 @@ class TrialRecord:
         if self.status == "failed" and not self.reason:
             raise ValueError("a failed trial needs a reason")
         spec = self.spec.to_dict() if hasattr(self.spec, "to_dict") else self.spec
-        phases = {
-            str(name): m.to_dict(timeline=False) if hasattr(m, "to_dict") else m
-            for name, m in dict(self.phases).items()
-        }
+        phases = {str(name): _phase_dict(str(name), m) for name, m in dict(self.phases).items()}
         setattr_ = object.__setattr__
         setattr_(self, "spec", json_safe(spec))
         setattr_(self, "phases", json_safe(phases))
@@ -231,3 +228,22 @@ def _number(value: Any, integer: bool) -> float | int | None:
             raise ValueError(f"expected a whole number, got {value!r}")
         return int(value)
     return float(value)
+
+
+#: The phase whose power timeline a record keeps (others keep totals only, to stay small).
+TIMELINE_PHASE = "train"
+#: At most this many timeline samples are kept (evenly thinned beyond).
+MAX_TIMELINE_SAMPLES = 600
+
+
+def _phase_dict(name: str, measurement: Any) -> Any:
+    """A phase as plain data: ``Measurement.to_dict()``, with the power timeline of the
+    training phase thinned to :data:`MAX_TIMELINE_SAMPLES` and dropped elsewhere."""
+    if not hasattr(measurement, "to_dict"):
+        return measurement
+    data = measurement.to_dict(timeline=name == TIMELINE_PHASE)
+    timeline = data.get("timeline")
+    if timeline and len(timeline) > MAX_TIMELINE_SAMPLES:
+        step = -(-len(timeline) // MAX_TIMELINE_SAMPLES)
+        data["timeline"] = timeline[::step]
+    return data
