@@ -75,8 +75,8 @@ def test_demo_leaves_store_config_csv_and_calls_the_report(tmp_path, monkeypatch
     assert all(r["status"] == "ok" and float(r["train_energy_j"]) > 0 for r in rows)
     import fake_report_pkg.report as report
 
-    assert report.calls == [(result.summary.store_path, out)]
-    assert result.report == out / "report.html"
+    assert report.calls == [(result.summary.store_path, out / "report")]
+    assert result.report == out / "report" / "report.html"
     assert any("wattwise results" in line for line in result.where())
     # a second run resumes: nothing is trained again
     assert run_demo(out, progress=False, config=small_demo(), report_module="x.y").summary.ran == 0
