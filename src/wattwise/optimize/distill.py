@@ -19,7 +19,6 @@ augmented batch in every step instead (exact, and costlier). See docs/distill.md
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field, fields
@@ -34,7 +33,10 @@ from wattwise.data.types import DatasetInfo, DatasetSplits
 from wattwise.energy.base import Measurement
 from wattwise.energy.monitor import EnergyMonitor
 from wattwise.errors import ConfigError
-from wattwise.train.config import TrainConfig
+from wattwise.train.config import (
+    TrainConfig,
+    _finite,  # the same finite-number check
+)
 from wattwise.train.device import autocast, num_threads, resolve_device
 from wattwise.train.loop import TrainResult, evaluate, fit
 
@@ -101,10 +103,6 @@ class DistillConfig:
                 f"unknown distillation setting {unknown[0]!r}; known: {', '.join(sorted(known))}"
             )
         return cls(**data)
-
-
-def _finite(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def kd_loss(

@@ -36,7 +36,7 @@ from wattwise.optimize.distill import DistillConfig, distill
 from wattwise.optimize.prune import ChannelPruneConfig, MaskPruneConfig, remove_masks, save_pruned
 from wattwise.optimize.quantize import AutocastConfig, ChannelsLastConfig, StaticInt8Config
 from wattwise.train.config import TrainConfig
-from wattwise.train.inference import measure_inference
+from wattwise.train.inference import inference_batch, measure_inference
 from wattwise.train.loop import fit
 
 
@@ -234,7 +234,7 @@ def run_recipe(
         drop_last=True,
     )
     example = next(iter(loader))[0]
-    test_batch = _test_batch(data, settings.batch_size, device)
+    test_batch = inference_batch(data, settings.batch_size, device)
     variants: list[VariantResult] = []
     spent = 0.0
     try:
@@ -300,17 +300,6 @@ def _steps(recipe: str | Sequence[str] | Sequence[RecipeStep]) -> tuple[RecipeSt
     if items and all(isinstance(s, RecipeStep) for s in items):
         return tuple(items)  # type: ignore[arg-type]
     return parse_recipe(",".join(str(s) for s in items))
-
-
-def _test_batch(data: DatasetSplits, batch_size: int, device: torch.device) -> torch.Tensor:
-    info = data.info
-    batch = next(
-        iter(TensorLoader(data.test, batch_size, device=device, mean=info.mean, std=info.std))
-    )[0]
-    if batch.shape[0] < batch_size:  # a tiny test split: repeat rows to a full batch
-        reps = -(-batch_size // batch.shape[0])
-        batch = batch.repeat(reps, 1, 1, 1)[:batch_size]
-    return batch
 
 
 def _apply(

@@ -21,6 +21,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from wattwise.data.loader import TensorLoader
+from wattwise.data.types import DatasetSplits
 from wattwise.energy.base import Measurement
 from wattwise.energy.monitor import EnergyMonitor
 from wattwise.errors import ConfigError
@@ -51,6 +53,20 @@ class InferenceResult:
         out = {k: v for k, v in self.__dict__.items() if k != "measurement"}
         out["measurement"] = self.measurement.to_dict(timeline=False)
         return out
+
+
+def inference_batch(
+    data: DatasetSplits, batch_size: int, device: str | torch.device = "cpu"
+) -> torch.Tensor:
+    """The first ``batch_size`` test images, normalized as in training (rows repeated when the
+    test split is smaller than one batch): the input of the inference protocol."""
+    info = data.info
+    loader = TensorLoader(data.test, batch_size, device=device, mean=info.mean, std=info.std)
+    batch = next(iter(loader))[0]
+    if batch.shape[0] < batch_size:
+        reps = -(-batch_size // batch.shape[0])
+        batch = batch.repeat(reps, 1, 1, 1)[:batch_size]
+    return batch
 
 
 def _percentile(values: list[float], q: float) -> float:

@@ -18,14 +18,13 @@ from typing import Any
 import torch
 
 from wattwise.data import load_dataset
-from wattwise.data.loader import TensorLoader
 from wattwise.energy.monitor import EnergyMonitor
 from wattwise.errors import ConfigError, WattwiseError
 from wattwise.models import create_model, inspect_model
 from wattwise.train.checkpoint import save_checkpoint
 from wattwise.train.config import TrainConfig
 from wattwise.train.device import num_threads
-from wattwise.train.inference import InferenceResult, measure_inference
+from wattwise.train.inference import InferenceResult, inference_batch, measure_inference
 from wattwise.train.loop import EpochRecord, TrainResult, fit
 
 
@@ -178,19 +177,7 @@ def train_run(
         result = fit(model, data, spec.train, monitor=monitor, progress=progress, on_epoch=on_epoch)
         inference = None
         if result.status == "ok" and spec.inference_s > 0 and len(data.test):
-            batch = next(
-                iter(
-                    TensorLoader(
-                        data.test,
-                        spec.inference_batch_size,
-                        mean=info.mean,
-                        std=info.std,
-                    )
-                )
-            )[0]
-            if batch.shape[0] < spec.inference_batch_size:  # small test split: repeat rows
-                reps = -(-spec.inference_batch_size // batch.shape[0])
-                batch = batch.repeat(reps, 1, 1, 1)[: spec.inference_batch_size]
+            batch = inference_batch(data, spec.inference_batch_size)
             with num_threads(spec.train.num_threads):
                 inference = measure_inference(
                     model,
