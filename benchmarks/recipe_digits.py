@@ -89,7 +89,6 @@ def main() -> None:
         model,
         data,
         TrainConfig(epochs=args.epochs, lr=0.05, batch_size=64, hflip=False, device="cpu"),
-        progress=False,
     )
     print(
         f"baseline {args.model}: test accuracy {trained.test_accuracy:.4f}, training "
@@ -114,10 +113,10 @@ def main() -> None:
             "accuracy_lost_points": (res.variants[0].accuracy - last.accuracy) * 100,
             "params": last.params,
             "macs": last.macs,
-            "size_bytes": last.size_bytes,
+            "model_bytes": last.model_bytes,
             "optimization_energy_j": last.optimization_energy_j,
             "payback_inferences": last.payback_inferences,
-            "recipe_run_j_per_image": last.energy_per_image_j,
+            "recipe_run_j_per_image": last.inference_energy_per_image_j,
         }
         finals[recipe] = res.final
     x = next(iter(TensorLoader(data.test, 64, mean=info.mean, std=info.std)))[0]

@@ -2,7 +2,8 @@
 
 Run: ``.venv/bin/python benchmarks/train_digits.py [--threads N] [--skip-32px] [--json out.json]``
 
-Each row is one :func:`wattwise.train.train_run` (progress off, no run folder) on scikit-learn's
+Each row is one :func:`wattwise.experiment.runner.run_trial` (technique ``baseline``: what
+``wattwise train`` runs, without the run folder) on scikit-learn's
 digits (1797 8x8 grey images: 1295 train / 143 val / 359 test, seed 0):
 
 - ``small_cnn`` at 8 px, fp32, the ``wattwise demo`` settings (8 epochs, batch 32, lr 0.05,
@@ -23,7 +24,6 @@ machine without RAPL/NVML the CPU and DRAM energies are estimates (``estimated:t
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import time
@@ -31,67 +31,76 @@ from typing import Any
 
 import torch
 
-from wattwise.energy.monitor import EnergyMonitor
-from wattwise.train import RunSpec, TrainConfig, train_run
-from wattwise.train.run import environment
+from wattwise.config import MeasurementSettings
+from wattwise.experiment.runner import environment, run_trial
+from wattwise.experiment.spec import TrialSpec
+from wattwise.train import TrainConfig
 
 DEMO = {"batch_size": 32, "lr": 0.05, "hflip": False}
 
 
-def variants(skip_32px: bool, threads: int | None) -> list[tuple[str, RunSpec]]:
-    def train(**kw: Any) -> TrainConfig:
-        return TrainConfig(**{**DEMO, "num_threads": threads, "device": "cpu", **kw})
+def variants(skip_32px: bool, threads: int | None) -> list[tuple[str, TrialSpec]]:
+    def spec(model: str, image_size: int | None = None, **kw: Any) -> TrialSpec:
+        train = TrainConfig(**{**DEMO, "num_threads": threads, "device": "cpu", **kw})
+        return TrialSpec(
+            study="train_digits",
+            dataset="digits",
+            model=model,
+            technique="baseline",
+            train=train,
+            measurement=MeasurementSettings(inference_s=2.0),
+            image_size=image_size,
+            width=1.0,
+            weights=None,
+            val_fraction=0.1,
+        )
 
     rows = [
-        ("small_cnn 8px fp32", RunSpec(model="small_cnn", train=train(epochs=8))),
-        ("small_cnn 8px bf16", RunSpec(model="small_cnn", train=train(epochs=8, precision="bf16"))),
-        ("resnet18 8px fp32", RunSpec(model="resnet18", train=train(epochs=5))),
+        ("small_cnn 8px fp32", spec("small_cnn", epochs=8)),
+        ("small_cnn 8px bf16", spec("small_cnn", epochs=8, precision="bf16")),
+        ("resnet18 8px fp32", spec("resnet18", epochs=5)),
     ]
     if not skip_32px:
-        rows.append(
-            ("resnet18 32px fp32", RunSpec(model="resnet18", image_size=32, train=train(epochs=3)))
-        )
-    return [(name, dataclasses.replace(spec, inference_s=2.0)) for name, spec in rows]
+        rows.append(("resnet18 32px fp32", spec("resnet18", image_size=32, epochs=3)))
+    return rows
 
 
-def run_one(name: str, spec: RunSpec) -> dict[str, Any]:
-    with EnergyMonitor() as monitor:
-        started = time.perf_counter()
-        outcome = train_run(spec, monitor=monitor, progress=False)
-        wall = time.perf_counter() - started
-    r, inf = outcome.result, outcome.inference
-    fit = r.fit
-    assert fit is not None
+def run_one(name: str, spec: TrialSpec) -> dict[str, Any]:
+    started = time.perf_counter()
+    r = run_trial(spec)
+    wall = time.perf_counter() - started
+    fit, train = r.phases["train"], r.details["train"]
+    inference = r.phases.get("inference")
     return {
         "run": name,
         "model": spec.model,
-        "image_size": outcome.dataset_info["image_size"],
-        "precision": spec.train.precision,
+        "image_size": r.details["dataset"]["image_size"],
+        "precision": spec.precision,
         "epochs": len(r.history),
         "status": r.status,
-        "test_accuracy": r.test_accuracy,
-        "best_val_accuracy": r.best_val_accuracy,
-        "train_duration_s": fit.duration_s,
-        "train_energy_j": fit.total_energy_j,
-        "train_energy_provenance": fit.total_provenance,
+        "test_accuracy": r.accuracy,
+        "best_val_accuracy": train["best_val_accuracy"],
+        "train_duration_s": fit["duration_s"],
+        "train_energy_j": fit["total_energy_j"],
+        "train_energy_provenance": fit["total_provenance"],
         "train_components": {
-            c.component: {"energy_j": c.energy_j, "provenance": c.provenance.label}
-            for c in fit.components
-            if c.nested_in is None
+            c["component"]: {"energy_j": c["energy_j"], "provenance": c["provenance"]["label"]}
+            for c in fit["components"]
+            if c.get("nested_in") is None
         },
-        "energy_per_epoch_j": [round(e.energy_j, 3) for e in r.history],
-        "duration_per_epoch_s": [round(e.duration_s, 3) for e in r.history],
-        "accuracy_per_kj_train": r.accuracy_per_kj,
-        "peak_rss_bytes": fit.peak_rss_bytes,
-        "params": outcome.model_stats["params"],
-        "macs_per_image": outcome.model_stats["macs"],
-        "inference_batch_size": inf.batch_size if inf else None,
-        "inference_energy_per_image_j": inf.energy_per_image_j if inf else None,
-        "inference_images_per_s": inf.images_per_s if inf else None,
-        "inference_latency_p50_ms": inf.latency_p50_ms if inf else None,
-        "inference_latency_p95_ms": inf.latency_p95_ms if inf else None,
-        "inference_energy_provenance": inf.energy_provenance if inf else None,
-        "inference_threads": inf.threads if inf else None,
+        "energy_per_epoch_j": [round(e["energy_j"], 3) for e in r.history],
+        "duration_per_epoch_s": [round(e["duration_s"], 3) for e in r.history],
+        "accuracy_per_kj_train": r.accuracy_per_kj_train,
+        "peak_rss_bytes": fit["peak_rss_bytes"],
+        "params": r.params,
+        "macs_per_image": r.macs,
+        "inference_batch_size": spec.measurement.inference_batch_size,
+        "inference_energy_per_image_j": r.inference_energy_per_image_j,
+        "inference_images_per_s": r.images_per_s,
+        "inference_latency_p50_ms": r.latency_p50_ms,
+        "inference_latency_p95_ms": r.latency_p95_ms,
+        "inference_energy_provenance": r.inference_energy_provenance,
+        "inference_duration_s": inference["duration_s"] if inference else None,
         "threads": spec.train.num_threads or torch.get_num_threads(),
         "wall_s": wall,
     }
@@ -103,10 +112,6 @@ def main() -> None:
     parser.add_argument("--skip-32px", action="store_true", help="leave out resnet18 at 32 px")
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
-    if args.threads:
-        # Also for the inference measurement: train_run applies TrainConfig.num_threads to
-        # training and testing only.
-        torch.set_num_threads(args.threads)
 
     load_before = os.getloadavg()
     rows = []

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from wattwise.cli import main
-from wattwise.console import fmt_bytes, fmt_energy, measurement_table
+from wattwise.cli.render import fmt_bytes, fmt_energy, measurement_table
 from wattwise.energy.base import CarbonEstimate, ComponentEnergy, Measurement, Provenance
 from wattwise.energy.meters import METER_NAMES
 from wattwise.energy.nvml import NvmlMeter
@@ -209,7 +209,8 @@ def _assert_one_error_line(code: int, out: str, err: str) -> str:
         (["monitor", "--interval", "20", "--", "true"], "--interval"),
         (["monitor", "--cpu-tdp-w", "-5", "--", "true"], "--cpu-tdp-w"),
         (["monitor", "--cpu-threads", "0", "--", "true"], "--cpu-threads"),
-        (["monitor", "--pue", "0.5", "--", "true"], "PUE"),
+        (["monitor", "--pue", "0.5", "--", "true"], "--pue: must be >= 1"),
+        (["monitor", "--carbon-intensity", "-3", "--", "true"], "--carbon-intensity-g-per-kwh"),
         (["monitor", "--country", "XYZ", "--", "true"], "XYZ"),
         (["monitor", "--", "/nonexistent/wattwise-test-command"], "command not found"),
         (["monitor", "--", "wattwise-no-such-command-on-path"], "command not found"),
@@ -289,7 +290,7 @@ def test_version(capsys):
 
 # --- real processes -------------------------------------------------------------------------
 def test_console_script_end_to_end(tmp_path):
-    exe = [str(WATTWISE)] if WATTWISE.exists() else [sys.executable, "-m", "wattwise.cli"]
+    exe = [str(WATTWISE)] if WATTWISE.exists() else [sys.executable, "-m", "wattwise"]
     target = tmp_path / "m.json"
     result = subprocess.run(
         [*exe, "monitor", "--json", str(target), "--", sys.executable, "-c", "pass"],
@@ -318,7 +319,7 @@ def test_console_script_end_to_end(tmp_path):
 )
 def test_module_errors_in_a_real_process(argv):
     result = subprocess.run(
-        [sys.executable, "-m", "wattwise.cli", *argv],
+        [sys.executable, "-m", "wattwise", *argv],
         capture_output=True,
         text=True,
         timeout=60,

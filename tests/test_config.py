@@ -1,29 +1,22 @@
-"""Study configuration: validation errors (one line, naming the key), the seed's grid, trial ids,
-resolved YAML and safe loading. No model is built: only the registries' names are read."""
+"""Study configuration: validation errors (one line, naming the key), the seed's grid, resolved
+YAML and safe loading. No model is built: only the registries' names are read. Trial specs and
+their identity are tested in tests/experiment/test_spec.py."""
 
 from __future__ import annotations
 
 import dataclasses
 import itertools
-import json
+import math
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from wattwise.config import (
-    MeasurementSettings,
-    RecipeStep,
-    StudyConfig,
-    TrialSpec,
-    expand_grid,
-    format_recipe,
-    load_study_config,
-    parse_recipe,
-    resolved_yaml,
-    trial_hash,
-)
+from wattwise.config import MeasurementSettings, StudyConfig, load_study_config, resolved_yaml
+from wattwise.energy.carbon import CarbonConfig
 from wattwise.errors import ConfigError
+from wattwise.experiment.spec import expand_grid
+from wattwise.validation import MAX_INT, validate
 
 
 def write(tmp_path: Path, text: str, name: str = "study.yaml") -> Path:
@@ -65,14 +58,10 @@ def error_of(tmp_path: Path, text: str) -> str:
         (
             "techniques: [baseline, 'prunes:structured:0.5']",
             "techniques[1]: unknown technique step 'prunes' in 'prunes:structured:0.5'; "
-            "choose from: baseline, prune, quantize, distill, channels_last, bf16, fp16",
+            "choose from: ",
         ),
-        (
-            "techniques: ['prune:0.5']",
-            "techniques[0]: prune takes prune:<structured|unstructured>:<amount in (0, 1)>",
-        ),
-        ("techniques: ['quantize:int4']", "techniques[0]: quantize takes quantize:<int8>"),
-        ("techniques: ['distill:resnet19']", "techniques[0]: unknown teacher model 'resnet19'"),
+        ("techniques: ['prune:0.5']", "techniques[0]: prune takes prune:structured:<ratio>"),
+        ("techniques: ['quantize:int4']", "techniques[0]: quantize takes quantize:int8"),
         ("optimizer: rmsprop", "optimizer: got 'rmsprop'; choose from: sgd, adam"),
         (
             "executor: {kind: slurm}",
@@ -91,7 +80,9 @@ def error_of(tmp_path: Path, text: str) -> str:
         ("measurement: fast", "measurement: expected a mapping (key: value), got 'fast'"),
         ("train: {device: 0}", "train.device: expected a string, got 0"),
         ("train: {augment: maybe}", "train.augment: expected true or false, got 'maybe'"),
-        ("train: {momentum: 1.5}", "train: momentum must be in [0, 1), got 1.5"),
+        ("train: {momentum: 1.5}", "train.momentum: must be < 1.0, got 1.5"),
+        ("train: {device: gpu}", "train.device: must be auto, cpu, cuda or cuda:N, got 'gpu'"),
+        ("train: {early_stopping_patience: 0}", "train.early_stopping_patience: must be > 0"),
         # empty lists
         ("models: []", "models: must not be empty"),
         ("epochs: []", "epochs: must not be empty"),
@@ -118,6 +109,31 @@ def test_error_names_the_key_and_the_allowed_values(
     tmp_path: Path, body: str, expected: str
 ) -> None:
     assert error_of(tmp_path, f"name: s\n{body}\n").startswith(expected)
+
+
+def test_an_unknown_teacher_is_named(tmp_path: Path) -> None:
+    message = error_of(tmp_path, "name: s\ntechniques: ['distill:resnet19']\n")
+    assert message.startswith("techniques[0]: ")
+    assert "unknown teacher model 'resnet19'" in message
+
+
+@pytest.mark.parametrize(
+    ("body", "key"),
+    [
+        ("batch_sizes: [32, 100000000000000000000]", "batch_sizes[1]"),
+        ("epochs: [100000000000000000000]", "epochs[0]"),
+        ("seeds: [0, 4294967296]", "seeds[1]"),
+        ("image_size: 100000000000000000000", "image_size"),
+        ("train: {eval_batch_size: 100000000000000000000}", "train.eval_batch_size"),
+        ("measurement: {inference_batch_size: 100000000000000000000}", "measurement.inference_"),
+    ],
+)
+def test_integers_are_range_checked_at_validation(tmp_path: Path, body: str, key: str) -> None:
+    # A batch size of 10**20 is a typo: one line naming the key, not an OverflowError later.
+    message = error_of(tmp_path, f"name: s\n{body}\n")
+    assert message.startswith(f"{key}")
+    assert f": must be <= {MAX_INT}, got " in message
+    assert MAX_INT == 2**31 - 1
 
 
 def test_missing_name(tmp_path: Path) -> None:
@@ -165,23 +181,36 @@ def test_python_tags_are_refused_and_never_run(tmp_path: Path) -> None:
     assert "only plain YAML" in error_of(tmp_path, "name: !!python/name:os.system ''\n")
 
 
-def test_model_validate_and_direct_construction_raise_config_error() -> None:
+def test_validate_and_direct_construction_raise_config_error() -> None:
     with pytest.raises(ConfigError, match=r"^study config: models\[0\]: unknown model 'x'"):
-        StudyConfig.model_validate({"name": "s", "models": ["x"]})
+        validate(StudyConfig, {"name": "s", "models": ["x"]}, "study config")
     with pytest.raises(ConfigError, match=r"^study config: expected a mapping"):
-        StudyConfig.model_validate(["name", "s"])
+        validate(StudyConfig, ["name", "s"], "study config")
     with pytest.raises(ConfigError, match=r"^StudyConfig: epochs\[0\]: must be > 0"):
         StudyConfig(name="s", epochs=[0])
     with pytest.raises(ConfigError, match=r"^MeasurementSettings: pue: must be >= 1.0, got 0.5"):
         MeasurementSettings(pue=0.5)
+    with pytest.raises(ConfigError, match=r"^ExecutorSettings: gpus: only the 'local-gpus'"):
+        dataclasses.replace(StudyConfig(name="s").executor, gpus=(0,))
+
+
+@pytest.mark.parametrize(("key", "value"), [("inference_s", -1.0), ("inference_batch_size", 0)])
+def test_inference_settings_bad_value_is_a_config_error(key: str, value: Any) -> None:
+    with pytest.raises(ConfigError, match=key):
+        MeasurementSettings(**{key: value})
+
+
+def test_nan_inference_seconds_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="inference_s"):
+        MeasurementSettings(inference_s=math.nan)
 
 
 # --- accepted forms, defaults -----------------------------------------------------------------
 
 
 def test_defaults_reproduce_the_seed_grid() -> None:
-    config = StudyConfig.model_validate(
-        {
+    config = StudyConfig(
+        **{
             "name": "seed",
             "datasets": ["digits", "medmnist:pathmnist"],
             "models": ["small_cnn", "resnet18"],
@@ -229,166 +258,71 @@ def test_gpu_memory_caps_and_optional_sections(tmp_path: Path) -> None:
     assert config.datasets == ("medmnist:pathmnist",)
     assert config.gpu_memory_gb == (4.0, 8.0, 16.0, 32.0, None)
     assert config.measurement.meters == ("rapl", "nvml")
-    assert config.measurement.country == "DEU"
+    assert config.measurement.carbon.country == "DEU"
     assert config.search.n_trials == 20
     assert config.executor.gpus == (0, 1)
     assert len(expand_grid(config)) == 27 // 3 * 5
     monitor = config.measurement.monitor_config()
     assert monitor.meters == ("rapl", "nvml")
     assert monitor.carbon.country == "DEU"
+    assert monitor.carbon == config.measurement.carbon == CarbonConfig(country="DEU")
+
+
+def test_measurement_holds_the_energy_settings_and_keeps_the_flat_study_keys() -> None:
+    # Each setting and default is the energy config's; a study writes the carbon keys flat.
+    default = MeasurementSettings()
+    monitor = default.monitor_config()
+    assert (default.sample_hz, default.meters, default.carbon) == (
+        monitor.sample_hz,
+        monitor.meters,
+        monitor.carbon,
+    )
+    assert default.carbon == CarbonConfig()
+    given = {"country": "fra", "carbon_intensity_g_per_kwh": 250, "pue": 1.3}
+    settings = validate(MeasurementSettings, {"sample_hz": 5, **given})
+    assert settings.carbon == CarbonConfig(intensity_g_per_kwh=250, country="FRA", pue=1.3)
+    assert (
+        MeasurementSettings(sample_hz=5, **given)
+        == MeasurementSettings(carbon=settings.carbon, sample_hz=5)
+        == settings
+    )
+    data = validate(StudyConfig, {"name": "m", "measurement": settings}).measurement
+    assert data == settings
+    flat = resolved_yaml(StudyConfig(name="m", measurement=settings))
+    assert "  country: FRA\n  carbon_intensity_g_per_kwh: 250.0\n  pue: 1.3\n" in flat
+    assert "carbon:" not in flat
+    assert dataclasses.replace(settings, inference_s=0).carbon == settings.carbon
+    with pytest.raises(ConfigError, match=r"^MeasurementSettings: carbon: give either carbon"):
+        MeasurementSettings(carbon=CarbonConfig(), pue=1.2)
+    with pytest.raises(ConfigError, match=r"carbon_intensity_g_per_kwh: must be >= 0"):
+        MeasurementSettings(carbon_intensity_g_per_kwh=-1)
 
 
 def test_train_section_is_resolved_with_every_default() -> None:
-    config = StudyConfig.model_validate(
-        {"name": "t", "train": {"momentum": 0.8, "device": "cpu"}, "optimizer": "adam"}
-    )
+    config = StudyConfig(name="t", train={"momentum": 0.8, "device": "cpu"}, optimizer="adam")
     assert config.train["momentum"] == 0.8
     assert config.train["weight_decay"] == 5e-4  # a TrainConfig default, filled in
     assert "epochs" not in config.train and "optimizer" not in config.train
     spec = expand_grid(config)[-1]
-    train = spec.train_config()
+    train = spec.train
     assert (train.epochs, train.batch_size, train.lr, train.optimizer) == (30, 128, 0.1, "adam")
     assert (train.momentum, train.device, train.seed) == (0.8, "cpu", 0)
 
 
-def test_config_is_frozen() -> None:
-    config = StudyConfig.model_validate({"name": "f"})
-    with pytest.raises(Exception, match="frozen"):
-        config.name = "g"  # type: ignore[misc]
-
-
-# --- recipes ----------------------------------------------------------------------------------
-
-
-def test_parse_recipe_chains_and_canonical_text() -> None:
-    steps = parse_recipe(" Distill:resnet18:4:0.90 , prune:Structured:0.50,quantize:int8 ")
-    assert steps == (
-        RecipeStep("distill", ("resnet18", "4", "0.9")),
-        RecipeStep("prune", ("structured", "0.5")),
-        RecipeStep("quantize", ("int8",)),
-    )
-    assert format_recipe(steps) == "distill:resnet18:4:0.9,prune:structured:0.5,quantize:int8"
-    assert parse_recipe("baseline") == (RecipeStep("baseline"),)
-    assert parse_recipe("channels_last,bf16") == (RecipeStep("channels_last"), RecipeStep("bf16"))
-    assert parse_recipe("distill:runs/teacher")[0].args == ("runs/teacher",)
-    config = StudyConfig.model_validate({"name": "r", "techniques": ["prune:structured:.50"]})
-    assert config.techniques == ("prune:structured:0.5",)
-
-
-@pytest.mark.parametrize(
-    ("text", "message"),
-    [
-        ("", "a technique must be a non-empty string"),
-        ("baseline,quantize:int8", "'baseline' cannot be chained"),
-        ("prune:structured:0.5,prune:structured:0.2", "step 'prune' appears twice"),
-        ("bf16,fp16", "choose one of bf16 and fp16"),
-        ("quantize:int8,", "empty step"),
-        ("prune:structured:1.5", "prune takes prune:<structured|unstructured>:<amount in (0, 1)>"),
-        ("prune:structured:half", "prune takes"),
-        ("distill:resnet18:0", "distill takes distill:<teacher model or checkpoint path>"),
-        ("distill:resnet18:4:1.5", "distill takes"),
-        ("distill:resnet18:4:0.5:x", "distill takes"),
-        ("bf16:yes", "bf16 takes no arguments"),
-    ],
-)
-def test_parse_recipe_errors(text: str, message: str) -> None:
-    with pytest.raises(ConfigError, match="^" + message.replace("(", r"\(").replace(")", r"\)")):
-        parse_recipe(text)
-
-
-# --- trial identity -----------------------------------------------------------------------------
-
-FIXED_SPEC: dict[str, Any] = {
-    "study": "golden",
-    "dataset": "digits",
-    "model": "small_cnn",
-    "technique": "baseline",
-    "batch_size": 32,
-    "lr": 0.01,
-    "epochs": 10,
-    "seed": 0,
-    "gpu_memory_gb": None,
-    "optimizer": "sgd",
-    "precision": "fp32",
-    "image_size": None,
-    "width": 1.0,
-    "weights": None,
-    "val_fraction": 0.1,
-    "train": {"momentum": 0.9, "weight_decay": 0.0005},
-    "measurement": {"sample_hz": 10.0, "meters": None},
-}
-
-
-def test_trial_id_is_a_stable_hash_of_the_content() -> None:
-    # Golden values: a change here changes every stored trial's identity (resume would redo all).
-    assert trial_hash({"a": 1, "b": [1.5, None]}) == trial_hash({"b": [1.5, None], "a": 1})
-    assert (
-        trial_hash({"a": 1, "b": [1.5, None]}) == "993a7a2ceb877d40"
-    )  # sha256 of {"a":1,"b":[1.5,null]}
-    spec = TrialSpec(**FIXED_SPEC)
-    assert spec.trial_id == "737007262f69172d"
-    reordered = dict(reversed(list(FIXED_SPEC.items())))
-    reordered["train"] = dict(reversed(list(FIXED_SPEC["train"].items())))
-    assert TrialSpec(**reordered).trial_id == spec.trial_id
-    assert TrialSpec(**{**FIXED_SPEC, "lr": 1e-2, "width": 1}).trial_id == spec.trial_id
-    # names and locations are not content
-    for field, value in (("study", "other"), ("data_root", "/data"), ("download", True)):
-        assert TrialSpec(**{**FIXED_SPEC, field: value}).trial_id == spec.trial_id
-
-
-@pytest.mark.parametrize(
-    ("field", "value"),
-    [
-        ("dataset", "cifar10"),
-        ("model", "resnet18"),
-        ("technique", "quantize:int8"),
-        ("batch_size", 64),
-        ("lr", 0.1),
-        ("epochs", 20),
-        ("seed", 1),
-        ("gpu_memory_gb", 8),
-        ("optimizer", "adam"),
-        ("precision", "bf16"),
-        ("image_size", 32),
-        ("width", 0.5),
-        ("weights", "DEFAULT"),
-        ("val_fraction", 0.2),
-        ("train", {"momentum": 0.8, "weight_decay": 0.0005}),
-        ("measurement", {"sample_hz": 20.0, "meters": None}),
-    ],
-)
-def test_trial_id_changes_with_any_field(field: str, value: Any) -> None:
-    assert TrialSpec(**{**FIXED_SPEC, field: value}).trial_id != TrialSpec(**FIXED_SPEC).trial_id
-
-
-def test_trial_ids_do_not_depend_on_key_order_of_the_study() -> None:
-    data = {
-        "name": "order",
-        "models": ["small_cnn", "resnet18"],
-        "train": {"momentum": 0.8, "weight_decay": 0.001},
-        "measurement": {"sample_hz": 5, "pue": 1.2},
-    }
-    backwards = {
-        k: (dict(reversed(v.items())) if isinstance(v, dict) else v) for k, v in data.items()
-    }
-    backwards = dict(reversed(list(backwards.items())))
-    ids = [t.trial_id for t in expand_grid(StudyConfig.model_validate(data))]
-    assert ids == [t.trial_id for t in expand_grid(StudyConfig.model_validate(backwards))]
-    changed = StudyConfig.model_validate({**data, "measurement": {"sample_hz": 5, "pue": 1.3}})
-    assert not set(ids) & {t.trial_id for t in expand_grid(changed)}
-
-
-def test_trial_spec_is_frozen_json_and_round_trips() -> None:
-    spec = expand_grid(StudyConfig.model_validate({"name": "j", "gpu_memory_gb": [8]}))[0]
-    data = json.loads(json.dumps(spec.to_dict()))
-    assert data["trial_id"] == spec.trial_id and data["gpu_memory_gb"] == 8.0
-    again = TrialSpec.from_dict(data)
-    assert again == spec and hash(again) == hash(spec)
-    assert spec.steps == (RecipeStep("baseline"),)
+def test_config_is_frozen_and_replace_validates() -> None:
+    config = StudyConfig(name="f")
     with pytest.raises(dataclasses.FrozenInstanceError):
-        spec.lr = 0.5  # type: ignore[misc]
-    with pytest.raises(TypeError):
-        spec.train["momentum"] = 0.5  # type: ignore[index]
+        config.name = "g"  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.measurement.sample_hz = 1.0  # type: ignore[misc]
+    assert dataclasses.replace(config, models=["resnet18"]).models == ("resnet18",)
+    with pytest.raises(ConfigError, match=r"^StudyConfig: models: must not be empty"):
+        dataclasses.replace(config, models=())
+
+
+def test_techniques_are_kept_as_canonical_recipes() -> None:
+    config = StudyConfig(name="r", techniques=["prune:structured:.50"])
+    assert config.techniques == ("prune:structured:0.5",)
 
 
 # --- resolved YAML ------------------------------------------------------------------------------
@@ -420,7 +354,10 @@ def test_resolved_yaml_round_trips(tmp_path: Path) -> None:
         assert key in text  # defaults are written out
 
 
-def test_an_empty_grid_is_an_error() -> None:
-    config = StudyConfig.model_validate({"name": "empty"}).model_copy(update={"models": ()})
-    with pytest.raises(ConfigError, match=r"^study 'empty': the grid is empty"):
-        expand_grid(config)
+def test_exponent_numbers_without_a_dot_are_numbers(tmp_path: Path) -> None:
+    # PyYAML (YAML 1.1) would read 1e-4 as text; a study file means the number.
+    config = load_study_config(
+        write(tmp_path, "name: e\nlearning_rates: [1e-3]\ntrain: {weight_decay: 1e-4}\n")
+    )
+    assert config.learning_rates == (0.001,)
+    assert config.train["weight_decay"] == pytest.approx(1e-4)

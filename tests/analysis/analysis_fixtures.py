@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from wattwise.energy.base import CarbonEstimate, ComponentEnergy, Measurement, Provenance
-from wattwise.experiment import ResultsStore, TrialRecord
+from wattwise.experiment import MemoryCapRecord, ResultsStore, TrialRecord, VariantRecord
 
 TDP_DETAIL = (
     "TDP 65 W (table) / 8 threads = 8.12 W per busy CPU, for 'Test CPU', x CPU seconds of the "
@@ -40,6 +40,37 @@ def measurement(name: str, energy_j: float, *, measured: bool = False) -> Measur
     )
 
 
+def variant(
+    step: str,
+    accuracy: float,
+    j_per_image: float,
+    *,
+    applied: str | None = None,
+    optimization_energy_j: float = 0.0,
+    payback_inferences: float | None = 0.0,
+) -> VariantRecord:
+    """A measured variant: ``step`` applied on top of the baseline (``applied`` defaults to it)."""
+    return VariantRecord(
+        step=step,
+        applied=applied or step,
+        accuracy=accuracy,
+        params=20_000,
+        macs=150_000,
+        model_bytes=80_000,
+        model_bytes_note="bytes on disk (shapes + state_dict)",
+        latency_p50_ms=1.5,
+        latency_p95_ms=2.0,
+        images_per_s=5000.0,
+        inference_energy_per_image_j=j_per_image,
+        inference_energy_provenance="estimated",
+        peak_rss_bytes=300 * 2**20,
+        step_energy_j=optimization_energy_j,
+        step_duration_s=4.0 if step != "baseline" else 0.0,
+        optimization_energy_j=optimization_energy_j,
+        payback_inferences=payback_inferences,
+    )
+
+
 def make_record(
     trial_id: str,
     *,
@@ -55,7 +86,7 @@ def make_record(
     model: str = "small_cnn",
     num_classes: int = 10,
     measured: bool = False,
-    variants: list[dict[str, Any]] | None = None,
+    variants: tuple[VariantRecord, ...] = (),
     study: str = "analysis-test",
     **changes: Any,
 ) -> TrialRecord:
@@ -98,11 +129,9 @@ def make_record(
         "model_bytes": 80_000,
         "phases": phases,
         "history": tuple(history),
-        "details": {
-            "dataset": {"name": dataset, "num_classes": num_classes, "test_images": 360},
-            "memory_cap": {"gpu_memory_gb": None, "enforced": False, "note": "no cap"},
-            "variants": variants or [],
-        },
+        "variants": variants,
+        "memory_cap": MemoryCapRecord(None, False, "no cap"),
+        "details": {"dataset": {"name": dataset, "num_classes": num_classes, "test_images": 360}},
         "environment": {
             "python": "3.11.9",
             "torch": "2.11.0",
@@ -127,17 +156,13 @@ def grid_records(*, measured: bool = False) -> list[TrialRecord]:
             for lr in (0.01, 0.1):
                 for seed in range(3):
                     wobble = 0.004 * (seed - 1) + (0.002 if lr == 0.1 else 0.0)
-                    variants = None
+                    variants: tuple[VariantRecord, ...] = ()
                     if technique != "baseline":
-                        variants = [
-                            {"step": "baseline", "technique": "baseline", "accuracy": 0.95,
-                             "energy_per_image_j": 0.002, "optimization_energy_j": 0.0,
-                             "payback_inferences": 0.0, "energy_provenance": "estimated"},
-                            {"step": technique, "technique": technique, "accuracy": acc,
-                             "energy_per_image_j": per_image, "optimization_energy_j": 40.0,
-                             "payback_inferences": 40.0 / (0.002 - per_image),
-                             "energy_provenance": "estimated"},
-                        ]  # fmt: skip
+                        variants = (
+                            variant("baseline", 0.95, 0.002),
+                            variant(technique, acc, per_image, optimization_energy_j=40.0,
+                                    payback_inferences=40.0 / (0.002 - per_image)),
+                        )  # fmt: skip
                     records.append(
                         make_record(
                             f"{technique[:5]}-{batch_size}-{lr}-{seed}",
@@ -167,9 +192,14 @@ XSS_STUDY = "xss<script>alert('study')</script>"
 XSS_REASON = "<script>alert('reason')</script> diverged at epoch 2"
 
 
-def write_study(folder: Path, records: list[TrialRecord], *, study: str) -> Path:
-    """A study folder whose store holds ``records`` plus two failed trials."""
+def write_study(
+    folder: Path, records: list[TrialRecord], *, study: str, study_yaml: str | None = None
+) -> Path:
+    """A study folder whose store holds ``records`` plus two failed trials (and ``study.yaml``
+    with ``study_yaml`` when given)."""
     path = write_store(folder / "results.sqlite", records, study=study)
+    if study_yaml is not None:
+        (folder / "study.yaml").write_text(study_yaml, encoding="utf-8")
     with ResultsStore(path) as store:
         spec = {"dataset": "digits", "model": "small_cnn", "technique": "baseline"}
         store.fail_trial("oom-1", "out of memory at batch 512", spec=spec | {"batch_size": 512})

@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from analysis_fixtures import XSS_STUDY, grid_records, write_study
+
+from tests.analysis.analysis_fixtures import XSS_STUDY, grid_records, write_study
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,5 @@
-"""Efficiency metrics, Pareto front and recommendation on hand-made records with known numbers."""
+"""Efficiency metrics, CO2e, Pareto front, the analysis and the recommendation on hand-made
+records with known numbers."""
 
 from __future__ import annotations
 
@@ -7,28 +8,31 @@ import math
 import random
 
 import pytest
-from analysis_fixtures import make_record
 
+from tests.analysis.analysis_fixtures import make_record, measurement, variant
+from wattwise.analysis import accuracy_per_j_per_image, accuracy_per_kj_train
 from wattwise.analysis.metrics import (
-    RATIO_CAVEAT,
-    accuracy_per_j_per_image,
-    accuracy_per_kj_per_1000_images,
-    accuracy_per_kj_train,
+    analyze,
     co2e_g,
     energy_per_correct_j,
     pareto_front,
     paybacks,
-    recommend,
     summarize,
     trial_metrics,
 )
+from wattwise.analysis.recommend import RATIO_CAVEAT, recommend
+from wattwise.energy.carbon import CarbonConfig
+from wattwise.experiment import record as record_module
 
 
 def test_formulas_with_units() -> None:
     assert accuracy_per_kj_train(0.9, 1800.0) == pytest.approx(0.5)  # 0.9 / 1.8 kJ
     assert accuracy_per_j_per_image(0.9, 0.003) == pytest.approx(300.0)
-    # kJ per 1,000 images is numerically the same as J per image
-    assert accuracy_per_kj_per_1000_images(0.9, 0.003) == pytest.approx(300.0)
+    # one formula: the analysis' names are the record's own, behind its properties
+    assert accuracy_per_kj_train is record_module.accuracy_per_kj_train
+    assert accuracy_per_j_per_image is record_module.accuracy_per_j_per_image
+    record = make_record("r", accuracy=0.9, train_energy_j=1800.0, j_per_image=0.003)
+    assert record.accuracy_per_kj_train == accuracy_per_kj_train(0.9, 1800.0)
     assert energy_per_correct_j(0.003, 0.75) == pytest.approx(0.004)
 
 
@@ -40,38 +44,51 @@ def test_formulas_refuse_unusable_energy(energy: float | None) -> None:
     assert energy_per_correct_j(0.003, 0.0) is None
 
 
-def test_trial_metrics_recomputes_from_a_record_and_its_dict() -> None:
+def test_trial_metrics_read_a_record_and_its_dict() -> None:
     record = make_record("t1", accuracy=0.8, train_energy_j=2000.0, j_per_image=0.004)
     m = trial_metrics(record)
-    assert m.accuracy_per_kj_train == pytest.approx(0.4)
-    assert m.accuracy_per_j_per_image == pytest.approx(200.0)
+    assert m.accuracy_per_kj_train == pytest.approx(0.4) == record.accuracy_per_kj_train
+    assert m.accuracy_per_j_per_image == pytest.approx(200.0) == record.accuracy_per_j_per_image
     assert m.energy_per_correct_j == pytest.approx(0.005)
     assert m.chance_accuracy == pytest.approx(0.1)  # 10 classes
     assert m.train_energy_provenance == "estimated"
     assert trial_metrics(record.to_dict()) == m
 
 
-def test_co2e_sums_every_phase() -> None:
-    # fixture: train phase 1000 J, inference phase 0.002 J/image x 5000 images = 10 J, 380 g/kWh
-    record = make_record("t1", train_energy_j=1000.0, j_per_image=0.002)
-    assert co2e_g(record) == pytest.approx(1010.0 / 3.6e6 * 380)
+def test_co2e_is_stored_joules_times_intensity_times_pue() -> None:
+    # train 1000 J + the technique's 40 J count; the inference windows (10 J and 5 J) do not
+    base = make_record("t1", train_energy_j=1000.0, j_per_image=0.002)
+    phases = dict(base.phases) | {
+        "recipe/quantize:int8": measurement("recipe/quantize:int8", 40.0),
+        "inference/baseline": measurement("inference/baseline", 5.0),
+    }
+    record = make_record("t1", phases=phases)
+    kwh = 1040.0 / 3.6e6
+    assert co2e_g(record, CarbonConfig(country="DEU", pue=1.2)) == pytest.approx(kwh * 380 * 1.2)
+    assert co2e_g(record, CarbonConfig(intensity_g_per_kwh=100.0)) == pytest.approx(kwh * 100)
+    assert co2e_g(record) == pytest.approx(kwh * 480)  # default: world average, PUE 1
+    # the carbon estimate the monitor attached to a phase (DEU, 380 g/kWh) is not read
+    assert co2e_g(record, CarbonConfig(country="FRA")) == pytest.approx(kwh * 55)
+    assert trial_metrics(record, CarbonConfig(country="FRA")).co2e_g == pytest.approx(kwh * 55)
     assert co2e_g(make_record("t2", phases={})) is None
+    only_inference = {"inference": base.phases["inference"]}
+    assert co2e_g(make_record("t3", phases=only_inference)) is None
 
 
 def test_paybacks_come_from_the_recorded_variants() -> None:
-    variants = [
-        {"step": "baseline", "technique": "baseline", "accuracy": 0.95,
-         "energy_per_image_j": 0.002, "optimization_energy_j": 0.0, "payback_inferences": 0.0},
-        {"step": "quantize:int8", "technique": "quantize:int8", "accuracy": 0.94,
-         "energy_per_image_j": 0.001, "optimization_energy_j": 50.0,
-         "payback_inferences": 50000.0},
-        {"step": "prune:unstructured:0.5", "technique": "prune", "accuracy": 0.94,
-         "energy_per_image_j": 0.003, "optimization_energy_j": 20.0, "payback_inferences": None},
-    ]  # fmt: skip
+    variants = (
+        variant("baseline", 0.95, 0.002),
+        variant("quantize:int8", 0.94, 0.001, optimization_energy_j=50.0,
+                payback_inferences=50000.0),
+        variant("prune:unstructured:0.5", 0.94, 0.003, applied="quantize:int8+prune",
+                optimization_energy_j=20.0, payback_inferences=None),
+    )  # fmt: skip
     steps = paybacks(make_record("t1", variants=variants))
     assert [p.step for p in steps] == ["baseline", "quantize:int8", "prune:unstructured:0.5"]
     assert steps[1].payback_inferences == pytest.approx(50.0 / (0.002 - 0.001))
+    assert steps[1].inference_energy_per_image_j == 0.001
     assert steps[2].payback_inferences is None  # saves nothing per image: never pays back
+    assert steps[2].applied == "quantize:int8+prune"
     assert paybacks(make_record("t2")) == []
 
 
@@ -217,6 +234,20 @@ def test_one_recommendation_per_dataset_and_model() -> None:
     assert sorted((r.dataset, r.model) for r in recs) == [
         ("cifar10", "small_cnn"), ("digits", "resnet18"), ("digits", "small_cnn"),
     ]  # fmt: skip
+
+
+def test_the_analysis_computes_fronts_once_for_every_view() -> None:
+    records = [*_study(), make_record("failed", status="failed", reason="boom")]
+    analysis = analyze(records, CarbonConfig(country="DEU"))
+    assert [r.trial_id for r in analysis.records] == ["base", "prune", "quant", "tiny"]
+    assert analysis.trials == tuple(trial_metrics(r, analysis.carbon) for r in analysis.records)
+    assert analysis.variants == tuple(summarize(analysis.trials))
+    # inference: tiny (cheapest), quant, prune, base (most accurate) are all on the front
+    labels = [v.label for v in analysis.variants]
+    assert [labels[i] for i in analysis.fronts["inference"][0]] == [
+        labels[3], labels[2], labels[1], labels[0],
+    ]  # fmt: skip
+    assert analysis.front_labels("train") == (labels[3], labels[0])  # 900 J, then 1000 J
 
 
 def test_recommend_rejects_bad_arguments() -> None:

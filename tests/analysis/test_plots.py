@@ -8,11 +8,13 @@ from pathlib import Path
 
 import matplotlib
 import pytest
-from analysis_fixtures import grid_records, make_record, write_store
 from matplotlib.figure import Figure
 
+from tests.analysis.analysis_fixtures import grid_records, make_record, write_store
 from wattwise.analysis import plots
-from wattwise.experiment import ResultsStore
+from wattwise.analysis.metrics import analyze
+from wattwise.experiment import MemoryCapRecord, ResultsStore
+from wattwise.train.config import GPU_MEMORY_CAPACITIES_GB
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -45,9 +47,12 @@ def test_plots_leave_the_matplotlib_backend_alone() -> None:
     fig = plots.render_pareto(plots.pareto_data(grid_records()))
     assert isinstance(fig, Figure)
     assert matplotlib.get_backend() == backend
-    source = Path(plots.__file__).read_text(encoding="utf-8")
-    assert not re.search(r"^\s*(import matplotlib\.pyplot|from matplotlib import pyplot)", source,
-                         re.M)  # fmt: skip
+    modules = sorted(Path(plots.__file__).parent.glob("*.py"))
+    assert len(modules) == 8  # __init__, _common and one module per plot
+    for module in modules:
+        source = module.read_text(encoding="utf-8")
+        assert not re.search(r"^\s*(import matplotlib\.pyplot|from matplotlib import pyplot)",
+                             source, re.M), module  # fmt: skip
 
 
 def test_pareto_data_points_and_front() -> None:
@@ -66,6 +71,10 @@ def test_pareto_data_points_and_front() -> None:
     inference = plots.pareto_data(records, by="inference")
     assert [p.energy for p in inference.points] == pytest.approx([2.0, 1.0, 3.0])  # mJ/image
     assert plots.pareto_data([]).message is not None
+    # from the analysis computed once, the same points and the analysis' own fronts
+    analysis = analyze(records)
+    assert plots.pareto_data(analysis, by="train") == data
+    assert [data.points[i].label for i in data.fronts[0]] == list(analysis.front_labels("train"))
     with pytest.raises(ValueError):
         plots.pareto_data(records, by="flops")
 
@@ -133,14 +142,24 @@ def test_memory_data_on_cpu_says_the_cap_was_not_enforced() -> None:
     data = plots.memory_data([record])
     (bar,) = data.bars
     assert bar.peak_gb == pytest.approx(3.0) and bar.source == "RSS"
-    assert data.capacities_gb == (4, 8, 16, 32)
+    assert data.capacities_gb == GPU_MEMORY_CAPACITIES_GB == (4, 8, 16, 32)
     assert data.note is not None and "not enforced on CPU" in data.note
     capped = {**record.spec, "gpu_memory_gb": 4.0}
     gpu = make_record("g", peak_cuda_allocated_bytes=5 * 2**30, spec=capped,
-                      details={"memory_cap": {"enforced": True}})  # fmt: skip
+                      memory_cap=MemoryCapRecord(4.0, True, "allocator fraction"))  # fmt: skip
     (gpu_bar,) = plots.memory_data([gpu]).bars
     assert gpu_bar.source == "CUDA allocated" and gpu_bar.cap_gb == 4.0 and gpu_bar.enforced
     assert isinstance(plots.render_memory(plots.memory_data([record, gpu])), Figure)
+
+
+def test_each_plot_is_rendered_once_and_written_as_rendered(tmp_path: Path) -> None:
+    analysis = analyze(grid_records()[::6])
+    rendered = plots.render_plots(analysis, formats=("png",))
+    assert [p.name for p in rendered] == [spec.name for spec in plots.PLOTS]
+    paths = plots.write_plots(rendered, tmp_path)
+    assert [p.read_bytes() for p in paths] == [p.files["png"] for p in rendered]
+    again = plots.render_plots(analysis, formats=("png",))
+    assert [p.files for p in again] == [p.files for p in rendered]  # no date: same bytes
 
 
 def test_empty_study_renders_message_figures(tmp_path: Path) -> None:

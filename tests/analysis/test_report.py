@@ -1,10 +1,14 @@
 """The report: HTML + Markdown from stores with failed trials, estimated-only or measured energy;
-escaping of every user string; the ``wattwise report`` command."""
+escaping of every user string; CO2e from the study's carbon settings; the store is only read
+(also one written by the previous version); the ``wattwise report`` command."""
 
 from __future__ import annotations
 
 import argparse
+import base64
+import os
 import re
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -12,20 +16,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from analysis_fixtures import (
+
+from tests.analysis.analysis_fixtures import (
     TDP_DETAIL,
     XSS_REASON,
     XSS_STUDY,
     grid_records,
     make_record,
     write_store,
+    write_study,
 )
-
-from wattwise import cli_analysis
+from wattwise import cli
 from wattwise.analysis.plots import PLOTS
 from wattwise.analysis.report import (
     ReportError,
     StudyData,
+    build_report,
     energy_provenance,
     find_store,
     load_study,
@@ -33,7 +39,11 @@ from wattwise.analysis.report import (
     render_markdown,
     report_data,
 )
-from wattwise.experiment import ResultsStore
+from wattwise.cli import report as cli_report
+from wattwise.energy.carbon import CarbonConfig
+
+#: The previous version's store (schema 1), shared with tests/experiment/test_store.py.
+SCHEMA_1_DUMP = Path(__file__).parent / "data" / "results_v1.sql"
 
 
 @pytest.fixture(scope="module")
@@ -119,9 +129,9 @@ def test_recommendation_and_caveat(html: str, markdown: str) -> None:
 def test_units_in_tables(html: str) -> None:
     for header in ("training energy (kJ)", "accuracy per kJ of training (1/kJ)",
                    "inference energy (J/image)", "accuracy per J/image (image/J)",
-                   "accuracy per kJ per 1,000 images (1/kJ)",
                    "energy per correct prediction (J)", "CO2e per trial (g)"):  # fmt: skip
         assert f"<th>{header}</th>" in html
+    assert "1,000 images" not in html  # it equalled accuracy per J/image: one name per quantity
 
 
 def test_provenance_status_measured_and_mixed() -> None:
@@ -182,7 +192,7 @@ def test_cli_report_on_a_measured_store(
     write_store(tmp_path / "study" / "results.sqlite", records)
     opened: list[str] = []
     monkeypatch.setattr("webbrowser.open", lambda url: opened.append(url) or True)
-    code = cli_analysis.main(["report", str(tmp_path / "study"), "--floor", "2", "--open"])
+    code = cli.main(["report", str(tmp_path / "study"), "--floor", "2", "--open"])
     out = capsys.readouterr().out
     report = tmp_path / "study" / "report"
     assert code == 0
@@ -197,33 +207,130 @@ def test_cli_report_on_a_measured_store(
 def test_cli_errors_are_one_line_and_exit_2(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert cli_analysis.main(["report", str(tmp_path / "nope")]) == 2
+    assert cli.main(["report", str(tmp_path / "nope")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("wattwise: error: ") and err.count("\n") == 1 and "nope" in err
     (tmp_path / "bad.sqlite").write_bytes(b"\x00" * 64)
-    assert cli_analysis.main(["report", str(tmp_path / "bad.sqlite")]) == 2
+    assert cli.main(["report", str(tmp_path / "bad.sqlite")]) == 2
     assert "not a wattwise results store" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:
-        cli_analysis.main(["report", str(tmp_path), "--floor", "-1"])
+        cli.main(["report", str(tmp_path), "--floor", "-1"])
     assert exc.value.code == 2
     assert "--floor must be a number >= 0" in capsys.readouterr().err
 
 
 def test_register_adds_the_report_command() -> None:
     parser = argparse.ArgumentParser(prog="wattwise")
-    cli_analysis.register(parser.add_subparsers(dest="cmd"))
+    cli_report.register(parser.add_subparsers(dest="cmd"))
     args = parser.parse_args(["report", "results/s", "--out", "o", "--floor", "0.5", "--by",
                               "train", "--open"])  # fmt: skip
     assert (args.study, args.out, args.floor, args.by, args.open) == (
         "results/s", "o", 0.5, "train", True,
     )  # fmt: skip
-    assert args.func is cli_analysis.cmd_report
+    assert args.func is cli_report.cmd_report
 
 
-def test_the_store_is_only_read(estimated_study: Path) -> None:
-    with ResultsStore(estimated_study / "results.sqlite") as store:
-        assert store.counts() == {"ok": 36, "failed": 2, "running": 0}
-        assert store.study == XSS_STUDY
+def snapshot(folder: Path) -> tuple[bytes, int, list[str]]:
+    """The store's bytes and mtime and the study folder's listing (``report/`` left out)."""
+    store = folder / "results.sqlite"
+    names = sorted(n for n in os.listdir(folder) if n != "report")
+    return store.read_bytes(), store.stat().st_mtime_ns, names
+
+
+def test_the_store_is_only_read(tmp_path: Path) -> None:
+    """On a store of the previous version, which an open for writing would migrate: not a byte,
+    not its mtime, no -wal/-shm file changes; and the report reads its old records."""
+    folder = tmp_path / "legacy"
+    folder.mkdir()
+    conn = sqlite3.connect(folder / "results.sqlite")
+    conn.executescript(SCHEMA_1_DUMP.read_text(encoding="utf-8"))
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.close()
+    before = snapshot(folder)
+    assert before[2] == ["results.sqlite"]
+    paths = build_report(folder)
+    assert snapshot(folder) == before
+    html = paths.html.read_text(encoding="utf-8")
+    assert "<b>2</b> ok, <b>1</b> failed" in html and "out of memory at batch 512" in html
+    data = report_data(load_study(folder))
+    (quantized,) = data.paybacks
+    assert quantized.payback_inferences == pytest.approx(40.0 / (0.002 - 0.0008))
+    assert snapshot(folder) == before
+
+
+def test_a_second_report_leaves_the_store_as_it_was(estimated_study: Path, tmp_path: Path) -> None:
+    before = snapshot(estimated_study)
+    build_report(estimated_study, tmp_path / "again")
+    assert snapshot(estimated_study) == before
+
+
+def test_plots_are_written_and_embedded_from_the_same_bytes(estimated_report: Any) -> None:
+    html = Path(estimated_report.html).read_text(encoding="utf-8")
+    embedded = dict(re.findall(r'<figure id="plot-(\w+)"><img alt="[^"]*" '
+                               r'src="data:image/png;base64,([^"]+)"', html))  # fmt: skip
+    assert list(embedded) == [spec.name for spec in PLOTS]
+    for name, data in embedded.items():
+        file = estimated_report.out_dir / "plots" / f"{name}.png"
+        assert base64.b64decode(data) == file.read_bytes(), name
+
+
+def test_the_views_share_one_pareto_front(estimated_study: Path) -> None:
+    data = report_data(load_study(estimated_study))
+    assert data.variants is data.analysis.variants and data.trials is data.analysis.trials
+    from wattwise.analysis.plots import pareto_data
+
+    for by in ("train", "inference"):
+        plot = pareto_data(data.analysis, by=by)
+        on_plot = [plot.points[i].label for front in plot.fronts for i in front]
+        assert on_plot == list(data.pareto[by]) and on_plot
+
+
+def test_co2e_uses_the_carbon_settings_of_study_yaml(tmp_path: Path) -> None:
+    records = [make_record("a", train_energy_j=3600.0, j_per_image=0.002)]
+    yaml_text = "name: carbon\nmeasurement:\n  country: fra\n  pue: 1.5\n"
+    folder = write_study(tmp_path / "fra", records, study="carbon", study_yaml=yaml_text)
+    study = load_study(folder)
+    assert study.carbon == CarbonConfig(country="FRA", pue=1.5)
+    data = report_data(study)
+    (trial,) = data.trials
+    assert trial.co2e_g == pytest.approx(3600.0 / 3.6e6 * 55 * 1.5)  # 1 Wh x 55 g/kWh x 1.5
+    assert "55 g CO2e/kWh" in data.carbon_note and "PUE 1.5" in data.carbon_note
+    assert str(folder / "study.yaml") in data.carbon_note
+    page = render_html(data)
+    assert "55 g CO2e/kWh" in page and "55 g CO2e/kWh" in render_markdown(data)
+    given = "measurement:\n  carbon_intensity_g_per_kwh: 100\n  country: FRA\n"
+    folder = write_study(tmp_path / "given", records, study="carbon", study_yaml=given)
+    (trial,) = report_data(load_study(folder)).trials
+    assert trial.co2e_g == pytest.approx(0.001 * 100)  # the intensity overrides the country
+
+
+def test_without_study_yaml_the_default_carbon_settings_are_said(tmp_path: Path) -> None:
+    folder = write_study(tmp_path / "plain", [make_record("a")], study="plain")
+    study = load_study(folder)
+    assert study.carbon == CarbonConfig()
+    data = report_data(study)
+    assert "480 g CO2e/kWh (default: world average" in data.carbon_note
+    assert f"no study.yaml in {folder}: default carbon settings" in data.carbon_note
+    assert "default carbon settings" in render_html(data)
+
+
+def test_invalid_carbon_settings_are_one_line(tmp_path: Path) -> None:
+    bad = "measurement:\n  pue: 0.5\n"
+    folder = write_study(tmp_path / "bad", [make_record("a")], study="bad", study_yaml=bad)
+    with pytest.raises(ReportError, match=r"study\.yaml: measurement: .*pue") as err:
+        load_study(folder)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores file permissions")
+def test_a_study_in_a_read_only_folder_is_reported(estimated_study: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "ro"
+    shutil.copytree(estimated_study, folder, ignore=shutil.ignore_patterns("report"))
+    folder.chmod(0o555)
+    try:
+        assert build_report(folder, tmp_path / "out").html.is_file()
+    finally:
+        folder.chmod(0o755)
 
 
 def test_importing_the_package_is_cheap() -> None:

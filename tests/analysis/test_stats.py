@@ -7,14 +7,14 @@ import math
 
 import numpy as np
 import pytest
-from analysis_fixtures import grid_records
 from scipy import stats as sps
 
+from tests.analysis.analysis_fixtures import grid_records
 from wattwise.analysis.metrics import trial_metrics
+from wattwise.analysis.regression import energy_drivers
 from wattwise.analysis.stats import (
     compare_groups,
     correlate,
-    energy_drivers,
     holm,
     mean_ci,
     study_statistics,

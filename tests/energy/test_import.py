@@ -39,7 +39,7 @@ def test_lazy_public_names_and_cli_stay_lean():
         "import wattwise\n"
         "wattwise.EnergyMonitor, wattwise.Measurement, wattwise.MonitorConfig\n"
         "import wattwise.cli\n"
-        "import wattwise.console\n"
+        "import wattwise.cli.render, wattwise.cli.progress, wattwise.energy.command\n"
         "from wattwise.energy import base, carbon, cpu_model, memory, meters, monitor, nvml\n"
         "from wattwise.energy import nvidia_smi, process, rapl, devices\n"
     )

@@ -393,7 +393,7 @@ def test_meters_by_name(tmp_path):
 # --- configuration errors -------------------------------------------------------------------
 @pytest.mark.parametrize("hz", [0, -1, 0.05, 1000.5, float("nan"), float("inf")])
 def test_sample_hz_is_validated(hz):
-    with pytest.raises(ConfigError, match="sample rate"):
+    with pytest.raises(ConfigError, match="sample_hz"):
         MonitorConfig(sample_hz=hz)
 
 

@@ -11,15 +11,17 @@ import sqlite3
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
-import torch
 
-from wattwise.cli_experiment import main, register, register_demo
-from wattwise.config import expand_grid, load_study_config
+from wattwise.cli import main
+from wattwise.cli.experiment import register
+from wattwise.config import load_study_config
 from wattwise.experiment import ResultsStore
 from wattwise.experiment import demo as demo_module
+from wattwise.experiment.spec import expand_grid
 
 STUDY = """\
 name: {name}
@@ -40,10 +42,6 @@ measurement: {{inference_s: {inference_s}, inference_batch_size: 32}}
 @pytest.fixture(autouse=True)
 def _env(monkeypatch):
     monkeypatch.setenv("COLUMNS", "200")  # rich: no wrapped names
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def write_study(
@@ -148,13 +146,12 @@ def test_unwritable_output_dir_in_the_study(tmp_path, capsys):
 
 
 def test_demo_command_runs_the_bundled_study_into_out(tmp_path, capsys, monkeypatch):
-    small = demo_module.demo_config().model_copy(
-        update={
-            "learning_rates": (0.1,),
-            "seeds": (0,),
-            "epochs": (1,),
-            "techniques": ("baseline",),
-        }
+    small = replace(
+        demo_module.demo_config(),
+        learning_rates=(0.1,),
+        seeds=(0,),
+        epochs=(1,),
+        techniques=("baseline",),
     )
     monkeypatch.setattr(demo_module, "demo_config", lambda: small)
     code, out, err = run(["demo", "--out", str(tmp_path / "d")], capsys)
@@ -167,7 +164,6 @@ def test_register_adds_the_commands_to_another_parser():
     parser = argparse.ArgumentParser(prog="wattwise")
     sub = parser.add_subparsers(dest="cmd")
     register(sub)
-    register_demo(sub)
     args = parser.parse_args(
         ["sweep", "s.yaml", "--no-resume", "--retry-failed", "--executor", "ray"]
     )
@@ -191,7 +187,7 @@ def _snapshot(store: Path) -> dict[str, tuple[str, str]]:
 def _sweep(study: Path) -> subprocess.Popen[str]:
     env = dict(os.environ, OMP_NUM_THREADS="1", COLUMNS="200", PYTHONUNBUFFERED="1")
     return subprocess.Popen(
-        [sys.executable, "-m", "wattwise.cli_experiment", "sweep", str(study)],
+        [sys.executable, "-m", "wattwise", "sweep", str(study)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

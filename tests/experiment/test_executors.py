@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import torch
 
-from wattwise.config import ExecutorSettings, StudyConfig, TrialSpec, expand_grid
+from wattwise.config import ExecutorSettings, StudyConfig
 from wattwise.errors import ConfigError
 from wattwise.experiment import ResultsStore, TrialRecord
 from wattwise.experiment import executors as executors_module
@@ -22,15 +22,8 @@ from wattwise.experiment.executors import (
     _ProcessPool,
     create_executor,
 )
+from wattwise.experiment.spec import TrialSpec, expand_grid
 from wattwise.experiment.sweep import run_study
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def config(tmp_path: Any, **changes: Any) -> StudyConfig:
@@ -123,7 +116,7 @@ def test_worker_processes_run_trials_and_a_dead_worker_fails_only_its_trial(tmp_
     study = config(tmp_path, seeds=[0, 1])
     first = expand_grid(study)[0]
     with _KillFirst([env, env], ["cpu 0", "cpu 1"]) as pool:
-        summary = run_study(study, executor=pool, progress=False)
+        summary = run_study(study, executor=pool)
     assert (summary.ok, summary.failed, summary.ran) == (3, 1, 4)
     with ResultsStore(summary.store_path) as store:
         failed = store.get(first.trial_id)
@@ -146,7 +139,7 @@ def test_ray_executor_on_a_local_instance(tmp_path):
     try:
         executor = RayExecutor()
         assert executor.slots == 2 and executor._options == {"num_cpus": 1}
-        summary = run_study(config(tmp_path), executor=executor, progress=False)
+        summary = run_study(config(tmp_path), executor=executor)
         assert (summary.ok, summary.failed, summary.ran) == (2, 0, 2)
         with ResultsStore(summary.store_path) as store:  # written by the driver
             assert [r.status for r in store.records()] == ["ok", "ok"]

@@ -1,4 +1,5 @@
-"""TrialRecord: validation, JSON safety and the dict round trip."""
+"""TrialRecord: validation, JSON safety, the dict round trip, typed variants and memory cap,
+ratios as properties, and reading records of the previous version."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 
 from wattwise.energy.base import ComponentEnergy, Measurement, Provenance
-from wattwise.experiment import METRICS, TrialRecord, json_safe
+from wattwise.experiment import METRICS, MemoryCapRecord, TrialRecord, VariantRecord, json_safe
 
 
 def measurement(name: str = "train", energy_j: float = 120.0) -> Measurement:
@@ -28,6 +29,43 @@ def measurement(name: str = "train", energy_j: float = 120.0) -> Measurement:
     )
 
 
+def variant(step: str = "baseline", **changes: Any) -> VariantRecord:
+    values: dict[str, Any] = {
+        "step": step,
+        "applied": step,
+        "accuracy": 0.95,
+        "params": 11_689_512,
+        "macs": 1_814_083_944,
+        "model_bytes": 46_830_571,
+        "model_bytes_note": "bytes on disk (shapes + state_dict)",
+        "latency_p50_ms": 3.1,
+        "latency_p95_ms": 4.2,
+        "images_per_s": 20_000.0,
+        "inference_energy_per_image_j": 0.002,
+        "inference_energy_provenance": "estimated",
+        "peak_rss_bytes": 500_000_000,
+        "step_energy_j": 0.0,
+        "step_duration_s": 0.0,
+        "optimization_energy_j": 0.0,
+        "payback_inferences": 0.0,
+    }
+    return VariantRecord(**(values | changes))
+
+
+QUANTIZED = {
+    "accuracy": 0.94,
+    "model_bytes": 11_000_000,
+    "model_bytes_note": "tensors the int8 graph uses",
+    "inference_energy_per_image_j": 0.001,
+    "step_energy_j": 50.0,
+    "step_duration_s": 4.0,
+    "optimization_energy_j": 50.0,
+    "payback_inferences": 50_000.0,
+    "notes": ("int8 via PT2E",),
+    "details": {"backend": "x86_inductor"},
+}
+
+
 def full_record(**changes: Any) -> TrialRecord:
     values: dict[str, Any] = {
         "trial_id": "0123456789abcdef",
@@ -38,8 +76,6 @@ def full_record(**changes: Any) -> TrialRecord:
         "train_energy_provenance": "measured",
         "inference_energy_per_image_j": 0.002,
         "inference_energy_provenance": "estimated",
-        "accuracy_per_kj_train": 0.95 / 0.12,
-        "accuracy_per_j_per_image": 0.95 / 0.002,
         "duration_s": 12.5,
         "peak_rss_bytes": 500_000_000,
         "params": 11_689_512,
@@ -47,8 +83,10 @@ def full_record(**changes: Any) -> TrialRecord:
         "model_bytes": 46_830_571,
         "latency_p50_ms": 3.1,
         "latency_p95_ms": 4.2,
-        "throughput_images_per_s": 20_000.0,
+        "images_per_s": 20_000.0,
         "phases": {"train": measurement(), "inference": measurement("inference", 2.0)},
+        "variants": (variant(), variant("quantize:int8", **QUANTIZED)),
+        "memory_cap": MemoryCapRecord(None, False, "no cap"),
         "history": [{"epoch": 1, "train_loss": 0.7, "val_accuracy": 0.9}],
         "details": {"sparsity": 0.5},
         "environment": {"python": "3.11", "torch": "2.11"},
@@ -70,6 +108,82 @@ def test_round_trip_through_json() -> None:
     assert again.phase_energy_j() == {"train": 120.0, "inference": 2.0}
     assert Measurement.from_dict(again.phases["train"]).total_energy_j == 120.0
     assert set(record.metrics()) == set(METRICS)
+    assert again.variants[1] == variant("quantize:int8", **QUANTIZED)
+    assert again.variants[1].notes == ("int8 via PT2E",)
+    assert again.memory_cap == MemoryCapRecord(None, False, "no cap")
+
+
+def test_ratios_are_computed_from_the_primitives_not_stored() -> None:
+    record = full_record(accuracy=0.9, train_energy_j=1800.0, inference_energy_per_image_j=0.003)
+    assert record.accuracy_per_kj_train == pytest.approx(0.5)  # 0.9 / 1.8 kJ
+    assert record.accuracy_per_j_per_image == pytest.approx(300.0)  # 0.9 / 0.003 J per image
+    assert record.metrics()["accuracy_per_kj_train"] == pytest.approx(0.5)
+    data = record.to_dict()
+    assert "accuracy_per_kj_train" not in data and "accuracy_per_j_per_image" not in data
+    for changes in ({"train_energy_j": 0.0}, {"train_energy_j": None}, {"accuracy": None}):
+        assert full_record(**changes).accuracy_per_kj_train is None
+    assert full_record(inference_energy_per_image_j=0.0).accuracy_per_j_per_image is None
+    with pytest.raises(TypeError):
+        full_record(accuracy_per_kj_train=1.0)  # not a field: it cannot disagree with the inputs
+
+
+def test_a_record_of_the_previous_version_is_migrated() -> None:
+    """What the previous version's ``to_dict()`` wrote: throughput under its old name, stored
+    ratios, variants and memory cap as untyped dicts in ``details`` with the old variant keys."""
+    old_variant = {
+        "step": "quantize:int8", "technique": "quantize", "accuracy": 0.94, "params": 11_689_512,
+        "macs": 1_814_083_944, "size_bytes": 11_000_000,
+        "size_note": "tensors the int8 graph uses", "latency_p50_ms": 3.1, "latency_p95_ms": 4.2,
+        "images_per_s": 20_000.0, "energy_per_image_j": 0.001, "energy_provenance": "estimated",
+        "peak_rss_bytes": 500_000_000, "step_energy_j": 50.0, "step_duration_s": 4.0,
+        "optimization_energy_j": 50.0, "payback_inferences": 50_000.0,
+        "notes": ["int8 via PT2E"], "details": {"backend": "x86_inductor"},
+    }  # fmt: skip
+    new = full_record().to_dict()
+    old = {k: v for k, v in new.items() if k not in ("images_per_s", "variants", "memory_cap")}
+    old |= {
+        "throughput_images_per_s": 20_000.0,
+        "accuracy_per_kj_train": 123.0,  # stored copies are ignored, never trusted
+        "accuracy_per_j_per_image": 456.0,
+        "details": {
+            "sparsity": 0.5,
+            "variants": [variant().to_dict() | {"technique": "baseline"}, old_variant],
+            "memory_cap": {"gpu_memory_gb": None, "enforced": False, "note": "no cap"},
+        },
+    }
+    for key in ("model_bytes", "model_bytes_note", "inference_energy_per_image_j",
+                "inference_energy_provenance", "applied"):  # fmt: skip
+        del old["details"]["variants"][0][key]
+    old["details"]["variants"][0] |= {
+        "size_bytes": 46_830_571, "size_note": "bytes on disk (shapes + state_dict)",
+        "energy_per_image_j": 0.002, "energy_provenance": "estimated",
+    }  # fmt: skip
+    migrated = TrialRecord.from_dict(old)
+    expected = full_record(variants=(variant(applied="baseline"), variant(
+        "quantize:int8", applied="quantize", **QUANTIZED)))  # fmt: skip
+    assert migrated == expected
+    assert migrated.images_per_s == 20_000.0
+    assert migrated.details == {"sparsity": 0.5}  # variants and cap moved to typed fields
+    assert migrated.accuracy_per_kj_train == pytest.approx(0.95 / 0.12)
+
+
+def test_typed_sub_records() -> None:
+    class MemoryCap:  # the shape of train.device.MemoryCap
+        def to_dict(self) -> dict[str, Any]:
+            return {"gpu_memory_gb": 8, "enforced": True, "note": "allocator fraction 0.5"}
+
+    record = full_record(memory_cap=MemoryCap(), variants=[variant().to_dict()])
+    assert record.memory_cap == MemoryCapRecord(8.0, True, "allocator fraction 0.5")
+    assert record.variants == (variant(),)
+    assert variant(params=np.int64(7), macs=1e3).params == 7
+    with pytest.raises(ValueError, match="variant record lacks applied"):
+        VariantRecord.from_dict({k: v for k, v in variant().to_dict().items() if k != "applied"})
+    with pytest.raises(ValueError, match="memory_cap must be"):
+        full_record(memory_cap="8 GB")
+    with pytest.raises(ValueError, match="enforced must be true or false"):
+        MemoryCapRecord(8.0, "yes", "")  # type: ignore[arg-type]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        record.variants[0].accuracy = 1.0  # type: ignore[misc]
 
 
 def test_non_finite_numbers_become_null() -> None:

@@ -8,18 +8,11 @@ from typing import Any
 import pytest
 import torch
 
-from wattwise.config import StudyConfig, TrialSpec, expand_grid
+from wattwise.config import StudyConfig
 from wattwise.experiment import METRICS, ResultsStore
 from wattwise.experiment import runner as runner_module
 from wattwise.experiment.runner import TrialFailure, failure_reason, run_trial
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+from wattwise.experiment.spec import TrialSpec, expand_grid
 
 
 def specs(**changes: Any) -> list[TrialSpec]:
@@ -54,27 +47,38 @@ def test_baseline_trial_fills_the_record():
         record.accuracy / record.inference_energy_per_image_j
     )
     assert record.latency_p95_ms >= record.latency_p50_ms > 0
-    assert record.throughput_images_per_s > 0
+    assert record.images_per_s > 0
     assert record.params > 0 and record.macs > 0 and record.model_bytes > 0
     assert record.peak_rss_bytes > 0 and record.duration_s > 0
     assert set(record.phases) == {"train", "test", "inference"}
     for phase in record.phases.values():  # energy by component, each with its provenance
         assert phase["components"] and all(c["provenance"]["label"] for c in phase["components"])
     assert [h["epoch"] for h in record.history] == [1, 2]
-    assert record.details["memory_cap"]["gpu_memory_gb"] is None
-    assert [v["step"] for v in record.details["variants"]] == ["baseline"]
+    assert record.memory_cap is not None and record.memory_cap.gpu_memory_gb is None
+    assert [v.step for v in record.variants] == ["baseline"]
+    (variant,) = record.variants  # the final variant's numbers are the record's
+    assert variant.inference_energy_per_image_j == record.inference_energy_per_image_j
+    assert variant.images_per_s == record.images_per_s
     assert record.details["train"]["status"] == "ok"
     assert {"torch", "python", "device", "energy_components"} <= set(record.environment)
-    assert set(METRICS) <= set(record.to_dict())
+    derived = {"accuracy_per_kj_train", "accuracy_per_j_per_image"}  # properties, not stored
+    assert set(METRICS) - derived <= set(record.to_dict()) and not derived & set(record.to_dict())
+    assert record.metrics()["accuracy_per_kj_train"] == record.accuracy_per_kj_train
     json.dumps(record.to_dict(), allow_nan=False)
+
+
+def _stored_run(store: ResultsStore, spec: TrialSpec, **kwargs: Any) -> Any:
+    """What a sweep does around run_trial: mark it running, run it, store the record."""
+    store.begin_trial(spec.trial_id, spec, rerun=True)
+    return store.finish_trial(run_trial(spec, **kwargs))
 
 
 def test_store_counts_attempts_and_keeps_the_record(tmp_path):
     (spec,) = specs()
     with ResultsStore(tmp_path / "results.sqlite", study="runner") as store:
-        first = run_trial(spec, store=store)
+        first = _stored_run(store, spec)
         assert store.get(spec.trial_id) == first and first.attempts == 1
-        again = run_trial(spec, store=store)  # an explicit call runs it again
+        again = _stored_run(store, spec)  # an explicit call runs it again
         assert again.attempts == 2 and store.status(spec.trial_id) == "ok"
 
 
@@ -100,9 +104,10 @@ def test_distill_trains_the_teacher_once_and_recipe_steps_follow(tmp_path):
     assert (
         first.details["distill"]["temperature"] == 2.0 and first.details["distill"]["alpha"] == 0.5
     )
-    base, pruned = first.details["variants"]
-    assert pruned["params"] < base["params"] and first.params == pruned["params"]
-    assert first.accuracy == pruned["accuracy"]
+    base, pruned = first.variants
+    assert pruned.params < base.params and first.params == pruned.params
+    assert first.accuracy == pruned.accuracy
+    assert pruned.step_energy_j == first.phases["recipe/prune:structured:0.5"]["total_energy_j"]
     # the student's training cost includes the teacher's pass, not the teacher's training
     student = (
         first.phases["train"]["total_energy_j"] + first.phases["teacher_logits"]["total_energy_j"]
@@ -123,7 +128,7 @@ def test_distill_trains_the_teacher_once_and_recipe_steps_follow(tmp_path):
 def test_missing_dataset_is_a_failed_record(tmp_path):
     (spec,) = specs(datasets=["fashion_mnist"], data_root=str(tmp_path / "empty"))
     with ResultsStore(tmp_path / "results.sqlite") as store:
-        record = run_trial(spec, store=store)
+        record = _stored_run(store, spec)
         assert record.status == "failed"
         assert record.reason.startswith("DatasetError: ") and "\n" not in record.reason
         assert store.get(spec.trial_id).reason == record.reason
@@ -169,7 +174,7 @@ def test_interrupt_is_not_caught_and_leaves_the_trial_running(tmp_path, monkeypa
     monkeypatch.setattr(runner_module, "fit", interrupted)
     with ResultsStore(tmp_path / "results.sqlite") as store:
         with pytest.raises(KeyboardInterrupt):
-            run_trial(spec, store=store)
+            _stored_run(store, spec)
         assert store.status(spec.trial_id) == "running"
         assert store.pending([spec]) == [spec]  # resumed later
 
@@ -197,6 +202,37 @@ def test_inference_seconds_zero_reports_no_inference_numbers():
     assert record.inference_energy_per_image_j is None and record.latency_p50_ms is None
     assert "inference" not in record.phases
     assert any("inference_s is 0" in note for note in record.details["notes"])
+
+
+def test_trial_spec_that_cannot_run_here_is_refused_before_anything_runs(tmp_path):
+    import dataclasses
+
+    from wattwise.errors import ConfigError
+    from wattwise.experiment.runner import check_trial, train_and_save
+
+    (spec,) = specs()
+    fp16 = dataclasses.replace(spec, train=dataclasses.replace(spec.train, precision="fp16"))
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="fp16"):
+            check_trial(fp16)
+        with pytest.raises(ConfigError, match="fp16"):
+            train_and_save(fp16, tmp_path / "run")
+        assert not (tmp_path / "run").exists()  # nothing half-written
+
+
+def test_train_and_save_is_the_one_trial_pipeline_plus_the_run(tmp_path):
+    from wattwise.experiment.record import TrialRecord
+    from wattwise.experiment.runner import train_and_save
+    from wattwise.train import load_checkpoint
+
+    (spec,) = specs()
+    record = train_and_save(spec, tmp_path / "run")
+    assert record.status == "ok" and [v.step for v in record.variants] == ["baseline"]
+    saved = TrialRecord.from_dict(json.loads((tmp_path / "run" / "run.json").read_text()))
+    assert saved.trial_id == spec.trial_id and saved.accuracy == record.accuracy
+    assert TrialSpec.from_dict(json.loads((tmp_path / "run" / "config.json").read_text())) == spec
+    checkpoint = load_checkpoint(tmp_path / "run")
+    assert checkpoint.model_spec["name"] == "small_cnn" and checkpoint.result["status"] == "ok"
 
 
 def test_failure_reasons():

@@ -1,10 +1,13 @@
 """ResultsStore: round trip, WAL, resume semantics, atomicity under SIGKILL, concurrent writers,
-exports. Needs no torch: specs are plain dicts."""
+exports, read-only opens that write nothing, and stores of the previous layout (schema 1).
+Needs no torch: specs are plain dicts."""
 
 from __future__ import annotations
 
 import csv
+import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -15,17 +18,38 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
-from wattwise.config import TrialSpec
-from wattwise.errors import WattwiseError
 from wattwise.experiment import (
     EXPORT_COLUMNS,
     SCHEMA_VERSION,
+    STORE_FILE,
     ResultsStore,
     StoreError,
     TrialRecord,
 )
+from wattwise.experiment.spec import TrialSpec
+
+#: A store written by the previous wattwise (schema 1), as ``sqlite3`` ``iterdump()`` text: two ok
+#: trials (baseline; quantize:int8 with its variants) and a failed one, study "legacy".
+SCHEMA_1_DUMP = Path(__file__).parents[1] / "analysis" / "data" / "results_v1.sql"
+
+
+def schema_1_store(path: Path) -> Path:
+    """The previous version's store at ``path``, in WAL mode as that version left it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path)
+    conn.executescript(SCHEMA_1_DUMP.read_text(encoding="utf-8"))
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.close()
+    return path
+
+
+def untouched(path: Path) -> tuple[bytes, int, list[str]]:
+    """What a reader must leave as it was: the file's bytes and mtime, and the folder listing."""
+    return path.read_bytes(), path.stat().st_mtime_ns, sorted(os.listdir(path.parent))
 
 
 def spec(i: int = 0, **changes: Any) -> dict[str, Any]:
@@ -79,16 +103,18 @@ def test_round_trip(store: ResultsStore) -> None:
 
 
 def test_trial_spec_objects(store: ResultsStore) -> None:
-    trial = TrialSpec(
-        **{k: v for k, v in spec().items()},
-        optimizer="sgd",
-        precision="fp32",
-        image_size=None,
-        width=1.0,
-        weights=None,
-        val_fraction=0.1,
-        train={"momentum": 0.9},
-        measurement={"sample_hz": 10.0},
+    trial = TrialSpec.from_dict(
+        {
+            **spec(),
+            "optimizer": "sgd",
+            "precision": "fp32",
+            "image_size": None,
+            "width": 1.0,
+            "weights": None,
+            "val_fraction": 0.1,
+            "train": {"momentum": 0.9},
+            "measurement": {"sample_hz": 10.0},
+        }
     )
     assert store.pending([trial]) == [trial]
     store.begin_trial(trial.trial_id, trial)
@@ -203,33 +229,39 @@ def test_export_csv(store: ResultsStore, tmp_path: Path) -> None:
         "attempts",
         "dataset",
     ]
-    for column in ("accuracy", "train_energy_j", "train_energy_provenance", "lr", "macs"):
+    for column in ("accuracy", "train_energy_j", "train_energy_provenance", "lr", "macs",
+                   "images_per_s", "accuracy_per_kj_train",
+                   "accuracy_per_j_per_image"):  # fmt: skip
         assert column in EXPORT_COLUMNS
+    assert "throughput_images_per_s" not in EXPORT_COLUMNS  # one name per quantity
     assert rows[0]["trial_id"] == "a" and float(rows[0]["accuracy"]) == 0.9
+    assert rows[0]["params"] == "1000" and rows[0]["accuracy_per_kj_train"] == "9.0"
     assert rows[0]["train_energy_provenance"] == "measured" and rows[0]["gpu_memory_gb"] == ""
     assert (rows[1]["status"], rows[1]["reason"]) == ("failed", "boom, with a comma")
     assert store.export_csv(tmp_path / "ok.csv", "ok", model="small_cnn") == 1
 
 
-def test_dataframe_and_parquet_need_their_packages(store: ResultsStore, tmp_path: Path) -> None:
+def test_dataframe_and_parquet(store: ResultsStore, tmp_path: Path) -> None:
     store.begin_trial("a", spec())
-    store.finish_trial(ok_record("a"))
-    try:
-        import pandas  # noqa: F401
-    except ImportError:
-        with pytest.raises(WattwiseError, match="pip install pandas"):
-            store.to_dataframe()
-    else:
-        frame = store.to_dataframe()
-        assert list(frame.columns) == list(EXPORT_COLUMNS) and len(frame) == 1
-    try:
-        import pyarrow.parquet as pq
-    except ImportError:
-        with pytest.raises(WattwiseError, match="pip install pyarrow"):
-            store.export_parquet(tmp_path / "r.parquet")
-    else:
-        assert store.export_parquet(tmp_path / "r.parquet") == 1
-        assert pq.read_table(tmp_path / "r.parquet").column_names == list(EXPORT_COLUMNS)
+    store.finish_trial(ok_record("a", inference_energy_per_image_j=0.003, images_per_s=500.0))
+    store.fail_trial("b", "boom", spec=spec(1))
+    frame = store.to_dataframe()
+    assert list(frame.columns) == list(EXPORT_COLUMNS) and len(frame) == 2
+    # ratios are computed from the stored primitives, with the record's own properties
+    assert frame["accuracy_per_kj_train"][0] == pytest.approx(0.9 / 0.1)
+    record = store.get("a")
+    assert record is not None
+    assert frame["accuracy_per_j_per_image"][0] == pytest.approx(record.accuracy_per_j_per_image)
+    assert frame["images_per_s"][0] == 500.0 and pd.isna(frame["accuracy_per_kj_train"][1])
+    assert str(frame["params"].dtype) == "Int64" and pd.isna(frame["params"][1])
+    assert "accuracy_per_kj_train" not in {
+        r[1] for r in store._query("PRAGMA table_info(trials)")
+    }  # not stored twice
+    assert store.export_parquet(tmp_path / "r.parquet") == 2
+    table = pq.read_table(tmp_path / "r.parquet")
+    assert table.column_names == list(EXPORT_COLUMNS)
+    assert str(table.schema.field("params").type) == "int64"
+    assert table.column("accuracy_per_kj_train").to_pylist()[0] == pytest.approx(9.0)
 
 
 def test_a_failed_transaction_writes_nothing(store: ResultsStore) -> None:
@@ -269,6 +301,127 @@ def test_threads_share_a_store(store: ResultsStore) -> None:
     for t in threads:
         t.join()
     assert store.counts()["ok"] == 40
+
+
+# --- reading only ------------------------------------------------------------------------------
+
+
+def test_a_read_only_open_writes_nothing(store: ResultsStore) -> None:
+    store.begin_trial("a", spec())
+    stored = store.finish_trial(ok_record("a"))
+    store.close()  # the last writer closes: SQLite folds the WAL into the file and removes it
+    before = untouched(store.path)
+    with ResultsStore(store.path, read_only=True) as reader:
+        assert reader.read_only and reader.study == "demo" and len(reader) == 1
+        assert reader.get("a") == stored and reader.integrity_check() == "ok"
+        assert len(reader.to_dataframe()) == 1
+        for write in (
+            lambda: reader.begin_trial("b", spec()),
+            lambda: reader.finish_trial(ok_record("a")),
+            lambda: reader.fail_trial("a", "no"),
+        ):
+            with pytest.raises(StoreError, match="is open read-only"):
+                write()
+    assert untouched(store.path) == before  # no -wal/-shm created, not a byte changed
+    with pytest.raises(ValueError, match="read-only store takes no study"):
+        ResultsStore(store.path, read_only=True, study="demo")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores file permissions")
+def test_a_read_only_open_works_in_a_read_only_folder(store: ResultsStore) -> None:
+    store.begin_trial("a", spec())
+    store.close()
+    folder = store.path.parent
+    folder.chmod(0o555)
+    try:
+        with ResultsStore(store.path, read_only=True) as reader:
+            assert reader.status("a") == "running"
+    finally:
+        folder.chmod(0o755)
+
+
+def test_a_reader_sees_what_an_open_writer_committed(store: ResultsStore) -> None:
+    store.begin_trial("a", spec())  # the writer stays open: its WAL holds the commit
+    assert Path(f"{store.path}-wal").exists()
+    with ResultsStore(store.path, read_only=True) as reader:
+        assert reader.status("a") == "running"
+        store.finish_trial(ok_record("a"))
+        assert reader.status("a") == "ok"
+
+
+def test_a_reader_of_an_immutable_snapshot_follows_a_later_writer(tmp_path: Path) -> None:
+    path = tmp_path / STORE_FILE
+    with ResultsStore(path, study="demo") as writer:
+        writer.begin_trial("a", spec())
+    with ResultsStore(path, read_only=True) as reader:
+        assert reader.counts()["running"] == 1
+        with ResultsStore(path) as writer:  # opens, commits and closes: the file changes
+            writer.finish_trial(ok_record("a"))
+        assert reader.counts() == {"ok": 1, "failed": 0, "running": 0}
+
+
+def test_a_read_only_open_refuses_what_is_not_a_store_in_one_line(tmp_path: Path) -> None:
+    text = tmp_path / "notes.sqlite"
+    text.write_text("trial_id,accuracy\na,0.9\n")
+    other = tmp_path / "other.sqlite"
+    conn = sqlite3.connect(other)
+    conn.execute("CREATE TABLE t (x)")
+    conn.commit()
+    conn.close()
+    cases = [
+        (text, "is not a wattwise results store (not a SQLite file)"),
+        (other, "is not a wattwise results store (no trials table)"),
+        (tmp_path / "missing.sqlite", "no such results store"),
+    ]
+    for path, message in cases:
+        before = untouched(path) if path.exists() else None
+        with pytest.raises(StoreError, match=re.escape(message)) as err:
+            ResultsStore(path, read_only=True)
+        assert "\n" not in str(err.value) and str(path) in str(err.value)
+        assert (untouched(path) if path.exists() else None) == before
+    assert not (tmp_path / "missing.sqlite").exists()
+
+
+def test_a_schema_1_store_opens_read_only_and_reads(tmp_path: Path) -> None:
+    path = schema_1_store(tmp_path / "study" / STORE_FILE)
+    before = untouched(path)
+    with ResultsStore(path, read_only=True) as reader:
+        assert reader.meta()["schema_version"] == "1" and reader.study == "legacy"
+        assert reader.counts() == {"ok": 2, "failed": 1, "running": 0}
+        base, quant = reader.records("ok")
+        assert base.images_per_s == 5000.0 and quant.images_per_s == 9000.0
+        assert [v.step for v in quant.variants] == ["baseline", "quantize:int8"]
+        assert quant.variants[1].applied == "quantize"
+        assert quant.variants[1].inference_energy_per_image_j == 0.0008
+        assert quant.variants[1].model_bytes == 21000
+        assert quant.memory_cap is not None and quant.memory_cap.enforced is False
+        assert "variants" not in quant.details and "memory_cap" not in quant.details
+        assert quant.accuracy_per_j_per_image == pytest.approx(0.93 / 0.0008)
+        frame = reader.to_dataframe()
+        assert list(frame.columns) == list(EXPORT_COLUMNS)
+        assert list(frame["images_per_s"][:2]) == [5000.0, 9000.0]
+        assert frame["accuracy_per_kj_train"][0] == pytest.approx(0.95)
+        assert reader.export_csv(tmp_path / "old.csv", "ok") == 2
+    assert untouched(path) == before
+
+
+def test_a_schema_1_store_is_migrated_when_opened_for_writing(tmp_path: Path) -> None:
+    path = schema_1_store(tmp_path / STORE_FILE)
+    with ResultsStore(path, read_only=True) as reader:
+        old = reader.records()
+    with ResultsStore(path, study="legacy") as store:
+        assert store.meta()["schema_version"] == str(SCHEMA_VERSION)
+        assert store.records() == old  # same records, same order
+        columns = {r[1] for r in store._query("PRAGMA table_info(trials)")}
+        assert "images_per_s" in columns and "throughput_images_per_s" not in columns
+        assert not columns & {"accuracy_per_kj_train", "accuracy_per_j_per_image"}
+        stored = json.loads(store._query("SELECT record_json FROM trials")[1][0])
+        assert "variants" in stored and "variants" not in stored["details"]
+        assert store.integrity_check() == "ok"
+        store.begin_trial("new", spec())  # and it takes new trials
+        assert store.records(technique="quantize:int8")[0].variants == old[1].variants
+    indexes = sqlite3.connect(path).execute("SELECT name FROM sqlite_master WHERE type = 'index'")
+    assert {"trials_status", "trials_point"} <= {r[0] for r in indexes}
 
 
 # --- several processes ------------------------------------------------------------------------

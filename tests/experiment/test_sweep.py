@@ -2,41 +2,21 @@
 
 from __future__ import annotations
 
-import io
 import sqlite3
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import optuna
 import pytest
-import torch
-from rich.console import Console
 
-from wattwise.config import StudyConfig, expand_grid, load_study_config
+from wattwise.config import StudyConfig, load_study_config
 from wattwise.errors import ConfigError
 from wattwise.experiment import ResultsStore
-from wattwise.experiment import runner as runner_module
 from wattwise.experiment.executors import LocalExecutor
+from wattwise.experiment.spec import expand_grid
 from wattwise.experiment.sweep import StudyInterrupted, describe_trial, run_study
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-@pytest.fixture(autouse=True)
-def _training_only(monkeypatch):
-    """These tests are about the sweep: trials train (1 epoch) but skip the inference protocol."""
-    monkeypatch.setattr(runner_module, "_apply_recipe", _accuracy_only)
-
-
-def _accuracy_only(trial: Any, *args: Any, **kwargs: Any) -> None:
-    trial.metrics["accuracy"] = trial.details["train"]["test_accuracy"]
 
 
 def config(tmp_path: Path, **changes: Any) -> StudyConfig:
@@ -49,7 +29,8 @@ def config(tmp_path: Path, **changes: Any) -> StudyConfig:
         "epochs": [1],
         "seeds": [0],
         "train": {"hflip": False, "augment": False, "num_threads": 1},
-        "measurement": {"inference_s": 0.1},
+        # these tests are about the sweep: trials train (1 epoch) but skip the inference protocol
+        "measurement": {"inference_s": 0},
     }
     values.update(changes)
     return StudyConfig(**values)
@@ -62,7 +43,7 @@ def record_json(path: Path) -> dict[str, str]:
 
 def test_grid_runs_every_trial_then_resume_skips_them(tmp_path):
     study = config(tmp_path)
-    summary = run_study(study, progress=False)
+    summary = run_study(study)
     folder = tmp_path / "sweep"
     assert summary.study_dir == folder and summary.store_path == folder / "results.sqlite"
     assert (summary.total, summary.ok, summary.failed, summary.ran, summary.skipped) == (
@@ -76,7 +57,7 @@ def test_grid_runs_every_trial_then_resume_skips_them(tmp_path):
     assert load_study_config(folder / "study.yaml") == study  # the resolved config
     assert summary.best_accuracy is not None and summary.lowest_train_energy is not None
     before = record_json(summary.store_path)
-    again = run_study(study, progress=False)
+    again = run_study(study)
     assert (again.ran, again.skipped, again.ok) == (0, 2, 2)
     assert record_json(summary.store_path) == before  # nothing rewritten
 
@@ -88,15 +69,15 @@ def test_failed_trial_is_recorded_and_the_study_goes_on(tmp_path):
         learning_rates=[0.05],
         data_root=str(tmp_path / "no-data"),
     )
-    summary = run_study(study, progress=False)
+    summary = run_study(study)
     assert (summary.ok, summary.failed) == (1, 1)
     with ResultsStore(summary.store_path) as store:
         (failed,) = store.records("failed")
         assert failed.spec["dataset"] == "fashion_mnist"
         assert failed.reason.startswith("DatasetError")
         assert store.records("ok")[0].spec["dataset"] == "digits"
-    assert run_study(study, progress=False).ran == 0  # a failure is a result
-    retried = run_study(study, progress=False, retry_failed=True)
+    assert run_study(study).ran == 0  # a failure is a result
+    retried = run_study(study, retry_failed=True)
     assert retried.ran == 1
     with ResultsStore(summary.store_path) as store:
         assert store.records("failed")[0].attempts == 2
@@ -107,12 +88,12 @@ def test_a_trial_left_running_is_run_again_and_no_resume_reruns_all(tmp_path):
     first, second = expand_grid(study)
     with ResultsStore(tmp_path / "sweep" / "results.sqlite", study="sweep") as store:
         store.begin_trial(first.trial_id, first)  # as if a killed sweep had started it
-    summary = run_study(study, progress=False)
+    summary = run_study(study)
     assert summary.ran == 2
     with ResultsStore(summary.store_path) as store:
         assert store.get(first.trial_id).attempts == 2
         assert store.get(second.trial_id).attempts == 1
-    rerun = run_study(study, progress=False, resume=False)
+    rerun = run_study(study, resume=False)
     assert rerun.ran == 2 and rerun.skipped == 0
     with ResultsStore(summary.store_path) as store:
         assert store.get(second.trial_id).attempts == 2
@@ -122,7 +103,7 @@ def test_unwritable_output_is_one_config_error(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     with pytest.raises(ConfigError, match="cannot create the study folder") as err:
-        run_study(config(tmp_path, output_dir=str(blocker / "sub")), progress=False)
+        run_study(config(tmp_path, output_dir=str(blocker / "sub")))
     assert "\n" not in str(err.value)
 
 
@@ -143,27 +124,78 @@ def test_interrupt_commits_what_finished_and_leaves_the_current_trial_running(tm
     study = config(tmp_path)
     first, second = expand_grid(study)
     with pytest.raises(StudyInterrupted) as stop:
-        run_study(study, executor=_StopAfter(1), progress=False)
+        run_study(study, executor=_StopAfter(1))
     summary = stop.value.summary
     assert isinstance(stop.value, KeyboardInterrupt)
     assert summary.interrupted and (summary.ok, summary.running, summary.left) == (1, 1, 1)
     with ResultsStore(summary.store_path) as store:
         assert store.status(first.trial_id) == "ok"
         assert store.status(second.trial_id) == "running"
-    resumed = run_study(study, progress=False)
+    resumed = run_study(study)
     assert (resumed.ran, resumed.ok) == (1, 2)
 
 
-def test_progress_prints_a_line_per_trial_and_a_summary(tmp_path):
-    out = io.StringIO()
-    console = Console(file=out, width=200, force_terminal=False)
-    run_study(config(tmp_path), console=console)
-    text = out.getvalue()
-    assert "study sweep: 2 trials, 0 finished earlier, 2 to run (local executor)" in text
-    lines = [line for line in text.splitlines() if line.startswith("ok ")]
-    assert len(lines) == 2 and "1/2 digits small_cnn baseline bs64 lr0.05 ep1 seed0" in lines[0]
-    for row in ("best accuracy", "lowest training energy", "results.sqlite", "study.yaml"):
-        assert row in text
+class Recorder:
+    """A StudyReporter that writes down every call."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+
+    def on_study_start(self, study: str, total: int, done: int, executor: str) -> None:
+        self.calls.append(("start", study, total, done, executor))
+
+    def on_trial_start(self, spec: Any, done: int, total: int) -> None:
+        self.calls.append(("trial", spec.trial_id, done, total))
+
+    def on_trial_end(self, record: Any, done: int, total: int) -> None:
+        self.calls.append(("end", record.trial_id, record.status, done, total))
+
+    def on_progress(self, done: int, total: int) -> None:
+        self.calls.append(("progress", done, total))
+
+    def on_study_end(self, summary: Any) -> None:
+        self.calls.append(("summary", summary))
+
+
+def test_the_reporter_hears_the_plan_each_trial_and_the_summary_and_nothing_is_printed(
+    tmp_path, capsys
+):
+    study = config(tmp_path)
+    first, second = (s.trial_id for s in expand_grid(study))
+    recorder = Recorder()
+    summary = run_study(study, reporter=recorder)
+    assert recorder.calls == [
+        ("start", "sweep", 2, 0, "local"),
+        ("trial", first, 0, 2),
+        ("end", first, "ok", 1, 2),
+        ("trial", second, 1, 2),
+        ("end", second, "ok", 2, 2),
+        ("summary", summary),
+    ]
+    again = Recorder()
+    run_study(study, reporter=again)  # resumed: nothing left to run
+    assert [c[0] for c in again.calls] == ["start", "summary"]
+    assert again.calls[0] == ("start", "sweep", 2, 2, "local")
+    out, err = capsys.readouterr()
+    assert out == "" and err == ""  # the library prints nothing
+
+
+def test_an_interrupted_study_gets_no_summary_call(tmp_path):
+    recorder = Recorder()
+    with pytest.raises(StudyInterrupted):
+        run_study(config(tmp_path), executor=_StopAfter(1), reporter=recorder)
+    assert [c[0] for c in recorder.calls] == ["start", "trial", "end", "trial"]
+
+
+def test_a_search_reports_points_it_reuses_as_progress(tmp_path):
+    run_study(search(tmp_path, 2))
+    recorder = Recorder()
+    summary = run_study(search(tmp_path, 3), reporter=recorder)
+    start = recorder.calls[0]
+    assert start == ("start", "sweep", 6, 4, "local")
+    ends = [c for c in recorder.calls if c[0] in ("end", "progress")]
+    assert ends and ends[-1][-2:] == (6, 6)  # every trial of the search is counted once
+    assert summary.ran + summary.skipped == 6
 
 
 def test_describe_trial_names_the_point():
@@ -186,7 +218,7 @@ def optuna_trials(tmp_path: Path) -> list[Any]:
 
 
 def test_optuna_search_runs_every_seed_and_resumes_by_counting(tmp_path):
-    summary = run_study(search(tmp_path, 2), progress=False)
+    summary = run_study(search(tmp_path, 2))
     trials = optuna_trials(tmp_path)
     assert len(trials) == 2 and all(t.state.name == "COMPLETE" for t in trials)
     assert summary.total == 4 and summary.search == "optuna"
@@ -200,33 +232,30 @@ def test_optuna_search_runs_every_seed_and_resumes_by_counting(tmp_path):
             mean = sum(r.accuracy for r in point) / 2
             assert trial.values[0] == pytest.approx(mean)
             assert trial.values[1] == pytest.approx(sum(r.train_energy_j for r in point) / 2)
-    again = run_study(search(tmp_path, 2), progress=False)
+    again = run_study(search(tmp_path, 2))
     assert again.ran == 0 and len(optuna_trials(tmp_path)) == 2  # finished trials counted
-    run_study(search(tmp_path, 3), progress=False)
+    run_study(search(tmp_path, 3))
     assert len(optuna_trials(tmp_path)) == 3
 
 
 def test_optuna_trial_left_running_is_finished_on_resume(tmp_path):
-    run_study(search(tmp_path, 1), progress=False)
+    run_study(search(tmp_path, 1))
     storage = f"sqlite:///{tmp_path / 'sweep' / 'optuna.sqlite'}"
     study = optuna.load_study(study_name="sweep", storage=storage)
     stale = study.ask()  # a killed run had asked for this one
     stale.suggest_categorical("batch_size", [32, 64])
     stale.suggest_categorical("lr", [0.05, 0.1])
-    run_study(search(tmp_path, 2), progress=False)
+    run_study(search(tmp_path, 2))
     trials = optuna_trials(tmp_path)
     assert len(trials) == 2 and trials[1].number == stale.number
     assert trials[1].state.name == "COMPLETE"
 
 
 def test_search_objectives_must_match_a_resumed_search(tmp_path):
-    run_study(search(tmp_path, 1), progress=False)
-    other = search(tmp_path, 1).model_copy(
-        update={
-            "search": search(tmp_path, 1).search.model_copy(
-                update={"objectives": ("accuracy",), "directions": ("maximize",)}
-            )
-        }
+    run_study(search(tmp_path, 1))
+    study = search(tmp_path, 1)
+    other = replace(
+        study, search=replace(study.search, objectives=("accuracy",), directions=("maximize",))
     )
     with pytest.raises(ConfigError, match="other objectives"):
-        run_study(other, progress=False)
+        run_study(other)

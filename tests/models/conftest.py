@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -11,19 +11,9 @@ FeatureMapFn = Callable[[torch.nn.Module, str, torch.Tensor], tuple[int, int]]
 
 
 @pytest.fixture(autouse=True)
-def _seed_and_one_thread() -> Iterator[None]:
-    """Deterministic random weights and inputs; one intra-op thread.
-
-    These tests run batches of 1-2 small images, where a second thread gains nothing, and on a
-    shared 2-core machine two OpenMP threads stall each other badly (100x slower steps measured).
-    """
+def _seed() -> None:
+    """Deterministic random weights and inputs (one thread: ``_one_thread``, tests/conftest.py)."""
     torch.manual_seed(0)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _feature_map_size(model: torch.nn.Module, features: str, x: torch.Tensor) -> tuple[int, int]:

@@ -21,11 +21,11 @@ from wattwise.optimize import (
     apply_technique,
     list_techniques,
     load_pruned,
+    parse_step,
     prune_channels,
     prune_masks,
     remove_masks,
     save_pruned,
-    technique_config,
     weight_sparsity,
 )
 from wattwise.train import TrainConfig, evaluate, fit
@@ -53,7 +53,7 @@ def trained(digits):
     """small_cnn trained on digits (8 px, 1 channel) and its test accuracy."""
     model = _small_cnn()
     config = TrainConfig(epochs=2, lr=0.05, augment=False, device="cpu")
-    result = fit(model, digits, config, progress=False)
+    result = fit(model, digits, config)
     assert result.test_accuracy > 0.9
     return model.eval(), result.test_accuracy
 
@@ -75,7 +75,7 @@ def _batches(digits, which: str = "train", batch_size: int = 64) -> TensorLoader
         {"round_to": 0},
         {"iterative_steps": 0},
         {"max_layer_ratio": 1.0},
-        {"ignore": ["fc"]},
+        {"ignore": [1]},
     ],
 )
 def test_bad_channel_config_is_config_error(kwargs) -> None:
@@ -89,15 +89,16 @@ def test_bad_mask_config_is_config_error(kwargs) -> None:
         MaskPruneConfig(**kwargs)
 
 
-def test_configs_from_plain_data() -> None:
-    config = technique_config({"technique": "prune_channels", "ratio": 0.5, "ignore": ["a"]})
-    assert config == ChannelPruneConfig(ratio=0.5, ignore=("a",))
-    assert config.to_dict()["technique"] == "prune_channels"
-    assert {"prune_channels", "prune_masks"} <= set(list_techniques())
-    with pytest.raises(ConfigError, match="unknown prune_channels setting 'ratios'"):
-        technique_config({"technique": "prune_channels", "ratios": 0.5})
-    with pytest.raises(ConfigError, match="unknown technique 'prune'"):
-        technique_config({"technique": "prune"})
+def test_configs_from_recipe_steps() -> None:
+    config = parse_step("prune:structured:0.5:ignore=a:steps=2")
+    assert config == ChannelPruneConfig(ratio=0.5, ignore=("a",), iterative_steps=2)
+    assert config.to_dict()["step"] == "prune:structured"
+    assert config.to_step() == "prune:structured:0.5:steps=2:ignore=a"
+    assert {"prune:structured", "prune:unstructured"} <= set(list_techniques())
+    with pytest.raises(ConfigError, match="unknown option 'ratios'"):
+        parse_step("prune:structured:0.5:ratios=0.5")
+    with pytest.raises(ConfigError, match=r"^prune takes prune:structured:<ratio>"):
+        parse_step("prune")
 
 
 # --- mask pruning ----------------------------------------------------------------------------
@@ -158,7 +159,7 @@ def test_mask_pruning_is_labelled_honestly_and_removes_cleanly() -> None:
 def test_permanent_mask_pruning_through_the_registry() -> None:
     model = _small_cnn()
     prepared = apply_technique(model, MaskPruneConfig(amount=0.3, permanent=True))
-    assert prepared.technique == "prune_masks"
+    assert prepared.applied == "prune:unstructured:0.3:permanent=true"
     assert any("no speedup" in note for note in prepared.notes)
     assert all("_mask" not in k for k in model.state_dict())
 
@@ -256,7 +257,7 @@ def test_accuracy_recovers_after_fine_tuning(digits, trained, importance) -> Non
     assert isinstance(prepared, PreparedModel)
     assert prepared.report.macs_ratio < 0.35
     config = TrainConfig(epochs=2, lr=0.02, augment=False, device="cpu")
-    fit(prepared.module, digits, config, progress=False)
+    fit(prepared.module, digits, config)
     _, pruned_accuracy = evaluate(prepared.module, digits.test, mean=info.mean, std=info.std)
     assert pruned_accuracy >= accuracy - 0.04
 
@@ -312,7 +313,7 @@ def test_chaining_keeps_settings() -> None:
     context = TechniqueContext(example_inputs=torch.randn(2, 1, 8, 8))
     pruned = apply_technique(model, ChannelPruneConfig(ratio=0.5), context)
     chained = apply_technique(pruned, ChannelsLastConfig(), context)
-    assert chained.technique == "prune_channels+channels_last"
+    assert chained.applied == "prune:structured:0.5+channels_last"
     assert chained.channels_last and chained.inference_kwargs()["channels_last"]
     assert chained(torch.randn(2, 1, 8, 8)).shape == (2, 10)
     with pytest.raises(ConfigError, match="example_inputs"):

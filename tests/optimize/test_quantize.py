@@ -26,8 +26,8 @@ from wattwise.optimize import (
     apply_technique,
     graph_tensor_bytes,
     inductor_freezing,
+    parse_step,
     quantize_static_int8,
-    technique_config,
     top1_agreement,
 )
 from wattwise.optimize import quantize as quantize_module
@@ -47,7 +47,7 @@ def trained(digits):
     torch.manual_seed(0)
     model = create_model("small_cnn", num_classes=10, in_channels=1, input_size=8)
     config = TrainConfig(epochs=2, lr=0.05, augment=False, device="cpu")
-    result = fit(model, digits, config, progress=False)
+    result = fit(model, digits, config)
     assert result.test_accuracy > 0.9
     return model.eval()
 
@@ -88,11 +88,14 @@ def test_bad_config_is_config_error(config_type, kwargs) -> None:
         config_type(**kwargs)
 
 
-def test_configs_from_plain_data() -> None:
-    assert technique_config({"technique": "int8_static"}) == StaticInt8Config()
-    assert technique_config({"technique": "autocast", "precision": "bf16"}) == AutocastConfig()
-    with pytest.raises(ConfigError, match="unknown int8_static setting"):
-        technique_config({"technique": "int8_static", "batches": 3})
+def test_configs_from_recipe_steps() -> None:
+    assert parse_step("quantize:int8") == StaticInt8Config()
+    assert parse_step("quantize:int8:calibration_batches=3") == StaticInt8Config(3)
+    assert parse_step("bf16") == AutocastConfig() and AutocastConfig().to_step() == "bf16"
+    assert parse_step("autocast:fp16") == AutocastConfig("fp16")
+    assert parse_step("quantize:int8_qat:compile=false") == QATInt8Config(compile=False)
+    with pytest.raises(ConfigError, match="unknown option 'batches'"):
+        parse_step("quantize:int8:batches=3")
 
 
 # --- static int8 (PT2E) ----------------------------------------------------------------------
@@ -100,7 +103,7 @@ def test_configs_from_plain_data() -> None:
 
 def test_int8_agrees_with_fp32_on_a_trained_model(int8, trained, digits) -> None:
     assert isinstance(int8.module, Int8Module)
-    assert int8.technique == "int8_static" and int8.precision == "fp32"
+    assert int8.applied == "quantize:int8:calibration_batches=4" and int8.precision == "fp32"
     assert top1_agreement(trained, int8, _loader(digits, "test")) >= 0.9
     info = digits.info
     _, fp32_accuracy = evaluate(trained, digits.test, mean=info.mean, std=info.std)
@@ -224,7 +227,9 @@ def test_pruned_then_quantized_chain(trained, digits, example) -> None:
     chained = apply_technique(
         pruned, StaticInt8Config(calibration_batches=2, compile=False), context
     )
-    assert chained.technique == "prune_channels+int8_static"
+    assert (
+        chained.applied == "prune:structured:0.5+quantize:int8:calibration_batches=2:compile=false"
+    )
     assert chained.report.int8_weight_bytes < 0.3 * (pruned.report.before.params)
     assert chained(example).shape == (BATCH, 10)
 
@@ -275,7 +280,7 @@ def test_bf16_autocast_and_channels_last(trained, example, digits) -> None:
 def test_qat_trains_and_converts(trained, digits, example) -> None:
     def train_fn(model: nn.Module, step: int, steps: int) -> None:
         config = TrainConfig(epochs=1, lr=0.005, augment=False, device="cpu")
-        fit(model, digits, config, progress=False)
+        fit(model, digits, config)
 
     context = TechniqueContext(example_inputs=example, train_fn=train_fn)
     prepared = apply_technique(trained, QATInt8Config(), context)

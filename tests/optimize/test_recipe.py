@@ -8,10 +8,13 @@ import pytest
 import torch
 
 from wattwise.cli import main
-from wattwise.config import parse_recipe
+from wattwise.config import MeasurementSettings
 from wattwise.data import load_dataset
 from wattwise.errors import ConfigError
+from wattwise.experiment.runner import train_and_save
+from wattwise.experiment.spec import TrialSpec
 from wattwise.models import create_model
+from wattwise.optimize import ChannelPruneConfig, StaticInt8Config, load_recipe, parse_recipe
 from wattwise.optimize.recipe import (
     RecipeSettings,
     _payback,
@@ -19,18 +22,9 @@ from wattwise.optimize.recipe import (
     run_recipe,
 )
 from wattwise.train import TrainConfig, fit
-from wattwise.train.run import RunSpec, train_run
 
 SPEC = {"name": "small_cnn", "num_classes": 10, "in_channels": 1, "input_size": 8}
 FAST = RecipeSettings(finetune_epochs=1, finetune_lr=0.02, inference_s=0.2, batch_size=32)
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +36,6 @@ def trained():
         model,
         data,
         TrainConfig(epochs=4, lr=0.05, batch_size=32, hflip=False),
-        progress=False,
     )
     assert result.test_accuracy > 0.85
     return model, data
@@ -56,7 +49,29 @@ def test_recipe_text_round_trips_through_yaml(tmp_path):
     listed = tmp_path / "list.yaml"
     listed.write_text("- bf16\n")
     assert load_recipe_text(str(listed)) == "bf16"
-    assert parse_recipe(load_recipe_text(str(path)))[0].args == ("structured", "0.5")
+    assert parse_recipe(load_recipe_text(str(path)))[0] == ChannelPruneConfig(ratio=0.5)
+
+
+def test_yaml_recipe_steps_may_be_mappings_with_every_option(tmp_path):
+    path = tmp_path / "recipe.yaml"
+    path.write_text(
+        "steps:\n"
+        "  - {step: prune:structured, ratio: 0.5, importance: taylor, steps: 3}\n"
+        "  - step: quantize:int8\n"
+        "    calibration_batches: 4\n"
+    )
+    assert load_recipe(str(path)) == (
+        ChannelPruneConfig(ratio=0.5, importance="taylor", iterative_steps=3),
+        StaticInt8Config(calibration_batches=4),
+    )
+    text = load_recipe_text(str(path))
+    assert (
+        text == "prune:structured:0.5:importance=taylor:steps=3,quantize:int8:calibration_batches=4"
+    )
+    assert load_recipe(text) == load_recipe(str(path))
+    path.write_text("- {step: prune:structured, ratio: 0.5, bogus: 1}\n")
+    with pytest.raises(ConfigError, match="unknown key 'bogus'"):
+        load_recipe(str(path))
 
 
 @pytest.mark.parametrize("bad", ["- 3\n", "steps: []\n", "{unclosed\n"])
@@ -79,7 +94,17 @@ def test_settings_are_validated():
     with pytest.raises(ConfigError):
         RecipeSettings(finetune_lr=0)
     with pytest.raises(ConfigError):
-        RecipeSettings(inference_s=0)
+        RecipeSettings(inference_s=-1)
+
+
+def test_inference_seconds_zero_measures_no_inference(trained):
+    model, data = trained
+    settings = RecipeSettings(finetune_epochs=0, inference_s=0, batch_size=32)
+    result = run_recipe(model, data, "prune:structured:0.5", settings=settings, model_spec=SPEC)
+    base, pruned = result.variants
+    assert base.inference is None and pruned.inference_energy_per_image_j is None
+    assert pruned.payback_inferences is None and 0 <= pruned.accuracy <= 1
+    assert pruned.step_measurement is not None and pruned.step_energy_j > 0
 
 
 def test_prune_then_bf16_composes_and_measures_each_variant(trained):
@@ -94,13 +119,14 @@ def test_prune_then_bf16_composes_and_measures_each_variant(trained):
     # structured pruning really shrinks the model; bf16 keeps its size
     assert pruned.params < 0.6 * base.params
     assert pruned.macs < 0.6 * base.macs
-    assert pruned.size_bytes < base.size_bytes
+    assert pruned.model_bytes < base.model_bytes
     assert bf16.params == pruned.params
     # every variant measured by the same protocol, with provenance and a step cost
     for v in result.variants:
         assert 0.0 <= v.accuracy <= 1.0
-        assert v.energy_per_image_j > 0 and v.images_per_s > 0
-        assert v.energy_provenance in ("measured", "estimated", "mixed")
+        assert v.inference_energy_per_image_j > 0 and v.images_per_s > 0
+        assert v.inference_energy_provenance in ("measured", "estimated", "mixed")
+        assert v.inference is not None and v.inference.measurement.name == f"inference/{v.step}"
     assert base.step_energy_j == 0.0 and base.payback_inferences == 0.0
     assert pruned.step_energy_j > 0  # fine-tuning was measured
     assert bf16.optimization_energy_j == pytest.approx(pruned.step_energy_j + bf16.step_energy_j)
@@ -111,7 +137,7 @@ def test_prune_then_bf16_composes_and_measures_each_variant(trained):
 
 def test_prune_after_quantize_is_refused(trained):
     model, data = trained
-    with pytest.raises(ConfigError, match="prune must come before"):
+    with pytest.raises(ConfigError, match=r"prune:structured:0\.3 must come before bf16"):
         run_recipe(model, data, "bf16,prune:structured:0.3", settings=FAST, model_spec=SPEC)
 
 
@@ -130,7 +156,7 @@ def test_prune_and_int8_recipe_shrinks_and_keeps_accuracy(trained):
         model, data, "prune:structured:0.3,quantize:int8", settings=FAST, model_spec=SPEC
     )
     base, pruned, int8 = result.variants
-    assert int8.size_bytes < pruned.size_bytes < base.size_bytes
+    assert int8.model_bytes < pruned.model_bytes < base.model_bytes
     assert int8.params == pruned.params  # int8 computes what its float model computed
     assert int8.accuracy >= pruned.accuracy - 0.03
     assert int8.step_energy_j > 0  # calibration + compile are counted
@@ -138,14 +164,25 @@ def test_prune_and_int8_recipe_shrinks_and_keeps_accuracy(trained):
 
 
 def test_optimize_cli_runs_a_recipe_on_a_saved_run(tmp_path, capsys):
-    spec = RunSpec(train=TrainConfig(epochs=2, lr=0.05, batch_size=32, hflip=False))
-    run = train_run(spec, out_dir=tmp_path / "run", progress=False)
+    spec = TrialSpec(
+        study="train",
+        dataset="digits",
+        model="small_cnn",
+        technique="baseline",
+        train=TrainConfig(epochs=2, lr=0.05, batch_size=32, hflip=False),
+        measurement=MeasurementSettings(inference_s=0.2),
+        image_size=None,
+        width=1.0,
+        weights=None,
+        val_fraction=0.1,
+    )
+    assert train_and_save(spec, tmp_path / "run").status == "ok"
     out = tmp_path / "opt"
     code = main(
         [
             "optimize",
             "--checkpoint",
-            str(run.run_dir),
+            str(tmp_path / "run"),
             "--recipe",
             "prune:structured:0.3",
             "--finetune-epochs",

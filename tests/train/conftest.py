@@ -1,8 +1,6 @@
 """Shared fixtures for the training tests: digits at 8 px, small_cnn, a fast CPU config.
 
-Every test runs on the CPU with one PyTorch thread: on a 2-core machine that other processes
-share, PyTorch's two default threads slow these tiny models down 10-100x (measured with
-benchmarks/loader_throughput.py), while one thread stays fast.
+Every test runs on the CPU with one PyTorch thread (``_one_thread`` in tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -18,15 +16,6 @@ from wattwise.data import DatasetSplits, load_dataset
 from wattwise.energy.monitor import EnergyMonitor
 from wattwise.models import create_model
 from wattwise.train import TrainConfig
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """One PyTorch thread in every test (restored afterwards), for the reason above."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,5 @@
-"""train_run's run folder and checkpoints: written, rebuilt exactly, loaded safely."""
+"""The run folder of ``wattwise train`` (train_and_save) and checkpoints: written, rebuilt
+exactly, loaded safely."""
 
 from __future__ import annotations
 
@@ -12,13 +13,32 @@ import pytest
 import torch
 from torch import nn
 
-import wattwise.train.run as run_module
+import wattwise.experiment.runner as runner_module
+from wattwise.config import MeasurementSettings
 from wattwise.data import DatasetSplits, TensorLoader
 from wattwise.errors import WattwiseError
-from wattwise.train import RunSpec, TrainConfig, load_checkpoint, save_checkpoint, train_run
+from wattwise.experiment.record import TrialRecord
+from wattwise.experiment.runner import run_trial, train_and_save
+from wattwise.experiment.spec import TrialSpec
+from wattwise.train import TrainConfig, load_checkpoint, save_checkpoint
 from wattwise.train.checkpoint import FORMAT
 
 FastConfig = Callable[..., TrainConfig]
+
+
+def _spec(train: TrainConfig, inference_s: float = 0.2) -> TrialSpec:
+    return TrialSpec(
+        study="train",
+        dataset="digits",
+        model="small_cnn",
+        technique="baseline",
+        train=train,
+        measurement=MeasurementSettings(inference_s=inference_s),
+        image_size=None,
+        width=1.0,
+        weights=None,
+        val_fraction=0.1,
+    )
 
 
 def _strict_json(path: Path) -> Any:
@@ -32,55 +52,48 @@ def _strict_json(path: Path) -> Any:
 
 @pytest.fixture
 def capture_model(monkeypatch: pytest.MonkeyPatch) -> list[nn.Module]:
-    """The models that train_run builds (it does not return its model)."""
+    """The models that the pipeline builds (it does not return its model)."""
     built: list[nn.Module] = []
-    original = run_module.create_model
+    original = runner_module.create_model
 
     def create(*args: Any, **kwargs: Any) -> nn.Module:
         model = original(*args, **kwargs)
         built.append(model)
         return model
 
-    monkeypatch.setattr(run_module, "create_model", create)
+    monkeypatch.setattr(runner_module, "create_model", create)
     return built
 
 
-def test_train_run_writes_a_run_folder_that_rebuilds_the_model(
+def test_train_writes_a_run_folder_that_rebuilds_the_model(
     tmp_path: Path,
     digits: DatasetSplits,
     fast_config: FastConfig,
     capture_model: list[nn.Module],
 ) -> None:
-    spec = RunSpec(dataset="digits", model="small_cnn", train=fast_config(), inference_s=0.2)
+    spec = _spec(fast_config())
     out = tmp_path / "run"
-    outcome = train_run(spec, out_dir=out, progress=False)
+    record = train_and_save(spec, out)
 
-    assert outcome.run_dir == out
     assert {p.name for p in out.iterdir()} == {"run.json", "config.json", "checkpoint.pt"}
-    assert outcome.result.status == "ok"
-    assert outcome.accuracy is not None and outcome.accuracy > 0.5
-    assert outcome.inference is not None and outcome.inference.images > 0
+    assert record.status == "ok"
+    assert record.accuracy is not None and record.accuracy > 0.5
+    assert "inference" in record.phases and record.images_per_s > 0
 
-    # run.json: everything measured, with provenance; config.json: the settings to rerun it.
+    # run.json: the trial record (everything measured, with provenance); config.json: the spec.
     run = _strict_json(out / "run.json")
-    assert set(run) >= {"spec", "summary", "dataset", "model", "train", "inference", "environment"}
-    summary = run["summary"]
-    assert summary["status"] == "ok"
-    assert summary["test_accuracy"] == pytest.approx(outcome.accuracy)
-    assert summary["train_energy_j"] > 0
-    assert summary["train_energy_provenance"] in ("measured", "estimated", "mixed")
-    assert summary["inference_energy_per_image_j"] > 0
-    assert len(run["train"]["history"]) == spec.train.epochs
-    assert run["train"]["memory_cap"] == {
-        "gpu_memory_gb": None,
-        "enforced": False,
-        "note": "no cap",
-    }
-    assert run["model"]["params"] > 0 and run["model"]["macs"] > 0
+    assert TrialRecord.from_dict(run) == record
+    assert run["status"] == "ok"
+    assert run["train_energy_j"] > 0
+    assert run["train_energy_provenance"] in ("measured", "estimated", "mixed")
+    assert run["inference_energy_per_image_j"] > 0
+    assert len(run["history"]) == spec.epochs
+    assert run["memory_cap"] == {"gpu_memory_gb": None, "enforced": False, "note": "no cap"}
+    assert run["params"] > 0 and run["macs"] > 0
     assert run["environment"]["torch"] == torch.__version__
     config = _strict_json(out / "config.json")
     assert config["dataset"] == "digits" and config["model"] == "small_cnn"
-    assert TrainConfig.from_dict(config["train"]) == spec.train
+    assert TrialSpec.from_dict(config) == spec
 
     # The checkpoint rebuilds a model with exactly the trained model's outputs.
     checkpoint = load_checkpoint(out / "checkpoint.pt")
@@ -88,7 +101,7 @@ def test_train_run_writes_a_run_folder_that_rebuilds_the_model(
     assert checkpoint.model_spec["in_channels"] == 1 and checkpoint.model_spec["input_size"] == 8
     assert TrainConfig.from_dict(checkpoint.train_config) == spec.train
     assert checkpoint.dataset["name"] == "digits"
-    assert checkpoint.result["test_accuracy"] == pytest.approx(outcome.accuracy)
+    assert checkpoint.result["test_accuracy"] == pytest.approx(record.accuracy)
     rebuilt = checkpoint.build_model().eval()
     (trained,) = capture_model
     trained.eval()
@@ -99,21 +112,20 @@ def test_train_run_writes_a_run_folder_that_rebuilds_the_model(
 
 
 def test_diverged_run_is_saved_with_its_status(tmp_path: Path, fast_config: FastConfig) -> None:
-    spec = RunSpec(train=fast_config(lr=1e6, schedule="none"), inference_s=0.2)
-    outcome = train_run(spec, out_dir=tmp_path, progress=False)
-    assert outcome.result.status == "diverged"
-    assert outcome.inference is None  # a diverged model is not worth measuring
-    summary = json.loads((tmp_path / "run.json").read_text())["summary"]
-    assert summary["status"] == "diverged" and "epoch 1" in summary["reason"]
+    record = train_and_save(_spec(fast_config(lr=1e6, schedule="none")), tmp_path)
+    assert record.status == "failed" and record.reason.startswith("diverged")
+    assert "inference" not in record.phases  # a diverged model is not worth measuring
+    run = json.loads((tmp_path / "run.json").read_text())
+    assert run["status"] == "failed" and "epoch 1" in run["reason"]
     assert load_checkpoint(tmp_path).result["status"] == "diverged"
 
 
-def test_train_run_without_out_dir_writes_nothing(
+def test_a_trial_without_a_checkpoint_writes_nothing(
     tmp_path: Path, fast_config: FastConfig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    outcome = train_run(RunSpec(train=fast_config(epochs=1), inference_s=0), progress=False)
-    assert outcome.run_dir is None and outcome.inference is None
+    record = run_trial(_spec(fast_config(epochs=1), inference_s=0))
+    assert record.status == "ok" and "inference" not in record.phases
     assert list(tmp_path.iterdir()) == []
 
 
@@ -190,12 +202,22 @@ def test_missing_checkpoint_is_a_wattwise_error(tmp_path: Path) -> None:
         load_checkpoint(tmp_path)  # a folder without checkpoint.pt
 
 
-def test_train_run_measures_inference_with_the_configured_threads(
-    fast_config: FastConfig,
+def test_a_trial_measures_inference_with_the_configured_threads(
+    fast_config: FastConfig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import wattwise.optimize.recipe as recipe_module
+
     torch.set_num_threads(2)  # PyTorch's default here; the autouse fixture restores it
-    spec = RunSpec(train=fast_config(epochs=1, num_threads=1), inference_s=0.1)
-    outcome = train_run(spec, progress=False)
-    assert outcome.inference is not None
-    assert outcome.inference.threads == 1
+    seen: list[int] = []
+    measure = recipe_module.measure_inference
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        result = measure(*args, **kwargs)
+        seen.append(result.threads)
+        return result
+
+    monkeypatch.setattr(recipe_module, "measure_inference", spy)
+    record = run_trial(_spec(fast_config(epochs=1, num_threads=1), inference_s=0.1))
+    assert record.status == "ok" and seen == [1]
+    assert record.environment["torch_threads"] == 1
     assert torch.get_num_threads() == 2  # restored afterwards

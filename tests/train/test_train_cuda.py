@@ -51,7 +51,7 @@ def test_oom_under_the_cap_ends_fit_with_status_oom(
         return nn.functional.cross_entropy(logits, y), logits
 
     config = fast_config(device="cuda", gpu_memory_gb=4, num_threads=None)
-    result = fit(make_cnn(), digits, config, progress=False, step_fn=greedy_step)
+    result = fit(make_cnn(), digits, config, step_fn=greedy_step)
     assert result.memory_cap.enforced is True
     assert result.status == "oom" and result.reason == "does not fit in 4 GB"
     assert result.fit is not None
@@ -65,7 +65,7 @@ def test_fp16_and_bf16_train_on_cuda(
 ) -> None:
     for precision in ("fp16", "bf16"):
         config = fast_config(device="cuda", precision=precision, epochs=3, num_threads=None)
-        result = fit(make_cnn(), digits, config, progress=False)
+        result = fit(make_cnn(), digits, config)
         assert result.status == "ok", precision
         assert result.test_accuracy is not None and result.test_accuracy >= 0.7, precision
         assert result.history[0].peak_cuda_allocated_bytes, precision

@@ -15,6 +15,7 @@ from wattwise.data import DatasetSplits
 from wattwise.energy.monitor import EnergyMonitor
 from wattwise.errors import ConfigError
 from wattwise.train import TrainConfig, evaluate, fit
+from wattwise.train import loop as loop_module
 from wattwise.train.device import apply_memory_cap, is_out_of_memory
 
 PROVENANCE_KINDS = {"measured", "estimated", "mixed"}
@@ -48,7 +49,6 @@ def test_small_cnn_learns_digits_and_every_epoch_is_measured(
         digits,
         config,
         monitor=monitor,
-        progress=False,
         on_epoch=lambda r: seen.append(r.epoch),
     )
 
@@ -100,7 +100,7 @@ def test_sgd_and_adam_both_train(
     digits: DatasetSplits, make_cnn: MakeCnn, fast_config: FastConfig, optimizer: str
 ) -> None:
     lr = 0.05 if optimizer == "sgd" else 5e-3
-    result = fit(make_cnn(), digits, fast_config(optimizer=optimizer, lr=lr), progress=False)
+    result = fit(make_cnn(), digits, fast_config(optimizer=optimizer, lr=lr))
     assert result.status == "ok"
     assert result.test_accuracy is not None and result.test_accuracy > 3 * CHANCE
 
@@ -108,17 +108,17 @@ def test_sgd_and_adam_both_train(
 def test_cosine_schedule_anneals_to_zero_and_none_keeps_lr(
     digits: DatasetSplits, make_cnn: MakeCnn, fast_config: FastConfig
 ) -> None:
-    cosine = fit(make_cnn(), digits, fast_config(epochs=2, schedule="cosine"), progress=False)
+    cosine = fit(make_cnn(), digits, fast_config(epochs=2, schedule="cosine"))
     assert 0 < cosine.history[0].lr < 0.05
     assert cosine.history[-1].lr == pytest.approx(0.0, abs=1e-9)
-    flat = fit(make_cnn(), digits, fast_config(epochs=2, schedule="none"), progress=False)
+    flat = fit(make_cnn(), digits, fast_config(epochs=2, schedule="none"))
     assert [r.lr for r in flat.history] == [0.05, 0.05]
 
 
 def test_label_smoothing_runs_and_raises_the_loss_floor(
     digits: DatasetSplits, make_cnn: MakeCnn, fast_config: FastConfig
 ) -> None:
-    result = fit(make_cnn(), digits, fast_config(label_smoothing=0.3), progress=False)
+    result = fit(make_cnn(), digits, fast_config(label_smoothing=0.3))
     assert result.status == "ok"
     assert result.test_accuracy is not None and result.test_accuracy > 3 * CHANCE
     # With smoothing 0.3 over 10 classes the training loss cannot fall below the entropy of the
@@ -131,7 +131,7 @@ def test_bf16_on_cpu_runs_and_learns(
 ) -> None:
     # bf16 autocast of this tiny model is 10-20x slower than fp32 on this CPU: train on a subset.
     subset = dataclasses.replace(digits, train=digits.train.subset(torch.arange(480)))
-    result = fit(make_cnn(), subset, fast_config(epochs=3, precision="bf16"), progress=False)
+    result = fit(make_cnn(), subset, fast_config(epochs=3, precision="bf16"))
     assert result.status == "ok"
     assert result.test_accuracy is not None and result.test_accuracy >= 0.7
 
@@ -140,7 +140,7 @@ def test_channels_last_runs(
     digits: DatasetSplits, make_cnn: MakeCnn, fast_config: FastConfig
 ) -> None:
     model = make_cnn()
-    result = fit(model, digits, fast_config(channels_last=True), progress=False)
+    result = fit(model, digits, fast_config(channels_last=True))
     assert result.status == "ok"
     assert result.test_accuracy is not None and result.test_accuracy > 3 * CHANCE
     conv = model.features[0][0].weight
@@ -152,7 +152,7 @@ def test_fp16_on_cpu_is_a_config_error(
     digits: DatasetSplits, make_cnn: MakeCnn, fast_config: FastConfig
 ) -> None:
     with pytest.raises(ConfigError, match="fp16"):
-        fit(make_cnn(), digits, fast_config(epochs=1, precision="fp16"), progress=False)
+        fit(make_cnn(), digits, fast_config(epochs=1, precision="fp16"))
 
 
 # --- runs that stop early ----------------------------------------------------------------------
@@ -160,7 +160,7 @@ def test_absurd_lr_diverges_without_raising(
     digits: DatasetSplits, make_cnn: MakeCnn, fast_config: FastConfig, monitor: EnergyMonitor
 ) -> None:
     config = fast_config(epochs=3, lr=1e6, weight_decay=0.0, schedule="none")
-    result = fit(make_cnn(), digits, config, monitor=monitor, progress=False)
+    result = fit(make_cnn(), digits, config, monitor=monitor)
     assert result.status == "diverged"
     assert result.reason is not None
     assert "epoch 1" in result.reason and "batch" in result.reason
@@ -184,7 +184,7 @@ def test_nan_loss_reports_the_epoch_and_batch(
             loss = loss * math.nan
         return loss, logits
 
-    result = fit(make_cnn(), digits, fast_config(epochs=3), progress=False, step_fn=step)
+    result = fit(make_cnn(), digits, fast_config(epochs=3), step_fn=step)
     assert result.status == "diverged"
     assert "epoch 2, batch 3" in result.reason
     assert "nan" in result.reason
@@ -198,7 +198,7 @@ def test_early_stopping_when_validation_accuracy_is_flat(
     digits: DatasetSplits, make_cnn: MakeCnn, fast_config: FastConfig, patience: int
 ) -> None:
     config = fast_config(epochs=5, early_stopping_patience=patience)
-    result = fit(make_cnn(), digits, config, progress=False, step_fn=_frozen_step)
+    result = fit(make_cnn(), digits, config, step_fn=_frozen_step)
     assert result.status == "ok"
     assert len(result.history) == 1 + patience < config.epochs
     assert len({r.val_accuracy for r in result.history}) == 1  # flat, as constructed
@@ -211,7 +211,7 @@ def test_early_stopping_when_validation_accuracy_is_flat(
 def test_no_early_stopping_without_patience(
     digits: DatasetSplits, make_cnn: MakeCnn, fast_config: FastConfig
 ) -> None:
-    result = fit(make_cnn(), digits, fast_config(epochs=3), progress=False, step_fn=_frozen_step)
+    result = fit(make_cnn(), digits, fast_config(epochs=3), step_fn=_frozen_step)
     assert len(result.history) == 3 and result.reason is None
 
 
@@ -219,7 +219,7 @@ def test_no_early_stopping_without_patience(
 def test_gpu_memory_cap_is_recorded_but_not_enforceable_on_cpu(
     digits: DatasetSplits, make_cnn: MakeCnn, fast_config: FastConfig
 ) -> None:
-    result = fit(make_cnn(), digits, fast_config(epochs=1, gpu_memory_gb=4), progress=False)
+    result = fit(make_cnn(), digits, fast_config(epochs=1, gpu_memory_gb=4))
     assert result.status == "ok"
     assert result.memory_cap.gpu_memory_gb == 4
     assert result.memory_cap.enforced is False
@@ -252,7 +252,7 @@ def test_oom_inside_a_step_ends_the_run_with_status_oom(
     digits: DatasetSplits, make_cnn: MakeCnn, fast_config: FastConfig, monitor: EnergyMonitor
 ) -> None:
     config = fast_config(gpu_memory_gb=4)
-    result = fit(make_cnn(), digits, config, monitor=monitor, progress=False, step_fn=_oom_step)
+    result = fit(make_cnn(), digits, config, monitor=monitor, step_fn=_oom_step)
     assert result.status == "oom"
     assert result.reason == "does not fit in 4 GB"
     assert result.history == [] and result.test is None
@@ -266,7 +266,7 @@ def test_oom_without_a_cap_keeps_the_error_text(
     def step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor):
         raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    result = fit(make_cnn(), digits, fast_config(), progress=False, step_fn=step)
+    result = fit(make_cnn(), digits, fast_config(), step_fn=step)
     assert result.status == "oom"
     assert result.reason.startswith("out of memory:") and "2.00 GiB" in result.reason
 
@@ -278,7 +278,7 @@ def test_other_errors_in_a_step_propagate(
         raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")
 
     with pytest.raises(RuntimeError, match="shapes"):
-        fit(make_cnn(), digits, fast_config(), monitor=monitor, progress=False, step_fn=step)
+        fit(make_cnn(), digits, fast_config(), monitor=monitor, step_fn=step)
     # The windows were closed on the way out: the monitor is usable again.
     assert [m.name for m in monitor.history] == ["train/epoch1", "fit"]
     with monitor.window("after"):
@@ -296,5 +296,64 @@ def test_step_fn_receives_the_rows_of_the_batch(
         seen.append(idx)
         return _frozen_step(model, x, y, idx)
 
-    fit(make_cnn(), digits, fast_config(epochs=1), progress=False, step_fn=step)
+    fit(make_cnn(), digits, fast_config(epochs=1), step_fn=step)
     assert torch.equal(torch.cat(seen).sort().values, torch.arange(len(labels)))
+
+
+# --- reporting ---------------------------------------------------------------------------------
+class _Progress:
+    """A TrainProgress that writes down every call."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[object, ...]] = []
+
+    def on_epoch_start(self, epoch: int, epochs: int, batches: int) -> None:
+        self.calls.append(("start", epoch, epochs, batches))
+
+    def on_batch(self, batch: int, loss: float) -> None:
+        self.calls.append(("batch", batch, loss))
+
+    def on_epoch_end(self, epoch: int) -> None:
+        self.calls.append(("end", epoch))
+
+
+def test_progress_hears_each_epoch_and_its_batches_and_nothing_is_printed(
+    digits: DatasetSplits,
+    make_cnn: MakeCnn,
+    fast_config: FastConfig,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setattr(loop_module, "PROGRESS_INTERVAL_S", 0.0)  # report every batch
+    progress = _Progress()
+    order: list[str] = []
+    config = fast_config(epochs=2)
+    fit(
+        make_cnn(),
+        digits,
+        config,
+        progress=progress,
+        on_epoch=lambda r: order.append(f"record {r.epoch}"),
+    )
+    batches = math.ceil(len(digits.train) / config.batch_size)
+    for epoch in (1, 2):
+        start = progress.calls.index(("start", epoch, 2, batches))
+        end = progress.calls.index(("end", epoch))
+        done = [c for c in progress.calls[start:end] if c[0] == "batch"]
+        assert [c[1] for c in done] == list(range(1, batches + 1))
+        assert all(math.isfinite(c[2]) for c in done)
+    assert order == ["record 1", "record 2"]
+    out, err = capsys.readouterr()
+    assert out == "" and err == ""  # fit prints nothing, with or without a progress
+
+
+def test_an_epoch_that_fails_still_ends_its_progress(
+    digits: DatasetSplits, make_cnn: MakeCnn, fast_config: FastConfig
+) -> None:
+    def step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor):
+        raise RuntimeError("shapes cannot be multiplied")
+
+    progress = _Progress()
+    with pytest.raises(RuntimeError):
+        fit(make_cnn(), digits, fast_config(), progress=progress, step_fn=step)
+    assert [c[0] for c in progress.calls] == ["start", "end"]

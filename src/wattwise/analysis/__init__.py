@@ -1,8 +1,10 @@
 """Analysis of a study's results store: metrics, Pareto front, statistics, plots and the report.
 
-    from wattwise.analysis import build_report, summarize, recommend, pareto_front
+    from wattwise.analysis import analyze, build_report, recommend
 
     paths = build_report("results/seed-study")        # report.html, report.md, plots/
+    analysis = analyze(records, carbon)                # metrics, variants, Pareto fronts, once
+    recommend(analysis.variants, floor_points=1.0)
 
 The analysis reads the results store (:class:`~wattwise.experiment.ResultsStore`) and nothing
 else of the experiment machinery. Importing this package is cheap: SciPy, statsmodels,
@@ -16,36 +18,44 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 _LAZY = {
-    # metrics
-    "RATIO_CAVEAT": "wattwise.analysis.metrics",
+    # metrics: one analysis of a study, computed once
+    "Analysis": "wattwise.analysis.metrics",
     "TrialMetrics": "wattwise.analysis.metrics",
     "VariantSummary": "wattwise.analysis.metrics",
-    "Recommendation": "wattwise.analysis.metrics",
     "Payback": "wattwise.analysis.metrics",
-    "accuracy_per_kj_train": "wattwise.analysis.metrics",
-    "accuracy_per_j_per_image": "wattwise.analysis.metrics",
-    "accuracy_per_kj_per_1000_images": "wattwise.analysis.metrics",
+    "analyze": "wattwise.analysis.metrics",
     "energy_per_correct_j": "wattwise.analysis.metrics",
     "co2e_g": "wattwise.analysis.metrics",
     "trial_metrics": "wattwise.analysis.metrics",
     "paybacks": "wattwise.analysis.metrics",
     "pareto_front": "wattwise.analysis.metrics",
     "summarize": "wattwise.analysis.metrics",
-    "recommend": "wattwise.analysis.metrics",
+    # the efficiency ratios: the record's own formulas (TrialRecord properties)
+    "accuracy_per_kj_train": "wattwise.experiment.record",
+    "accuracy_per_j_per_image": "wattwise.experiment.record",
+    # recommendation
+    "RATIO_CAVEAT": "wattwise.analysis.recommend",
+    "FlaggedVariant": "wattwise.analysis.recommend",
+    "Recommendation": "wattwise.analysis.recommend",
+    "flag_reasons": "wattwise.analysis.recommend",
+    "recommend": "wattwise.analysis.recommend",
     # stats
     "MeanCI": "wattwise.analysis.stats",
     "Correlation": "wattwise.analysis.stats",
     "GroupComparison": "wattwise.analysis.stats",
-    "EnergyModel": "wattwise.analysis.stats",
     "StudyStatistics": "wattwise.analysis.stats",
     "mean_ci": "wattwise.analysis.stats",
     "correlate": "wattwise.analysis.stats",
     "compare_groups": "wattwise.analysis.stats",
     "holm": "wattwise.analysis.stats",
-    "energy_drivers": "wattwise.analysis.stats",
     "study_statistics": "wattwise.analysis.stats",
+    # regression
+    "EnergyModel": "wattwise.analysis.regression",
+    "energy_drivers": "wattwise.analysis.regression",
     # plots
     "PLOTS": "wattwise.analysis.plots",
+    "figures": "wattwise.analysis.plots",
+    "render_plots": "wattwise.analysis.plots",
     "save_all": "wattwise.analysis.plots",
     # report
     "ReportError": "wattwise.analysis.report",
@@ -53,53 +63,60 @@ _LAZY = {
     "build_report": "wattwise.analysis.report",
     "load_study": "wattwise.analysis.report",
     "find_store": "wattwise.analysis.report",
+    "study_carbon": "wattwise.analysis.report",
 }
 
 if TYPE_CHECKING:  # pragma: no cover
     from wattwise.analysis.metrics import (
-        RATIO_CAVEAT,
+        Analysis,
         Payback,
-        Recommendation,
         TrialMetrics,
         VariantSummary,
-        accuracy_per_j_per_image,
-        accuracy_per_kj_per_1000_images,
-        accuracy_per_kj_train,
+        analyze,
         co2e_g,
         energy_per_correct_j,
         pareto_front,
         paybacks,
-        recommend,
         summarize,
         trial_metrics,
     )
-    from wattwise.analysis.plots import PLOTS, save_all
+    from wattwise.analysis.plots import PLOTS, figures, render_plots, save_all
+    from wattwise.analysis.recommend import (
+        RATIO_CAVEAT,
+        FlaggedVariant,
+        Recommendation,
+        flag_reasons,
+        recommend,
+    )
+    from wattwise.analysis.regression import EnergyModel, energy_drivers
     from wattwise.analysis.report import (
         ReportError,
         ReportPaths,
         build_report,
         find_store,
         load_study,
+        study_carbon,
     )
     from wattwise.analysis.stats import (
         Correlation,
-        EnergyModel,
         GroupComparison,
         MeanCI,
         StudyStatistics,
         compare_groups,
         correlate,
-        energy_drivers,
         holm,
         mean_ci,
         study_statistics,
     )
+    from wattwise.experiment.record import accuracy_per_j_per_image, accuracy_per_kj_train
 
 __all__ = [
     "PLOTS",
     "RATIO_CAVEAT",
+    "Analysis",
     "Correlation",
     "EnergyModel",
+    "FlaggedVariant",
     "GroupComparison",
     "MeanCI",
     "Payback",
@@ -110,22 +127,26 @@ __all__ = [
     "TrialMetrics",
     "VariantSummary",
     "accuracy_per_j_per_image",
-    "accuracy_per_kj_per_1000_images",
     "accuracy_per_kj_train",
+    "analyze",
     "build_report",
     "co2e_g",
     "compare_groups",
     "correlate",
     "energy_drivers",
     "energy_per_correct_j",
+    "figures",
     "find_store",
+    "flag_reasons",
     "holm",
     "load_study",
     "mean_ci",
     "pareto_front",
     "paybacks",
     "recommend",
+    "render_plots",
     "save_all",
+    "study_carbon",
     "study_statistics",
     "summarize",
     "trial_metrics",

@@ -8,43 +8,54 @@ The HTML file needs no network: plots are embedded as base64 PNG, tables sort wi
 inline JavaScript, styles are inline. Every string from the store (study, dataset and technique
 names, failure reasons, config values, provenance details) is HTML-escaped by Jinja2's
 autoescaping. Failed trials are listed with their reasons and left out of every statistic.
+
+The store is opened read-only (nothing in the study folder but ``report/`` is written). The
+metrics, variants, Pareto fronts, recommendations and statistics are computed once
+(:func:`report_data`) and every view reads them; each plot is rendered once, and the same PNG
+bytes are written to ``plots/`` and embedded in the page. CO2e uses the carbon settings of the
+study folder's ``study.yaml`` (``measurement:`` ``country``, ``carbon_intensity_g_per_kwh``,
+``pue``), or the defaults when there is none, and the report says which.
 """
 
 from __future__ import annotations
 
 import base64
 import datetime as dt
-import json
 import platform
-import sqlite3
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from wattwise.analysis.metrics import (
-    RATIO_CAVEAT,
+    Analysis,
     EnergyBasis,
     Payback,
-    Recommendation,
     TrialMetrics,
     VariantSummary,
+    analyze,
     config_label,
-    pareto_front,
     paybacks,
-    recommend,
-    summarize,
-    trial_metrics,
 )
-from wattwise.analysis.plots import PLOTS, save_all
+from wattwise.analysis.plots import render_plots, write_plots
+from wattwise.analysis.provenance import ProvenanceSummary, energy_provenance, environment_summary
+from wattwise.analysis.recommend import RATIO_CAVEAT, Recommendation, recommend
 from wattwise.analysis.stats import StudyStatistics, study_statistics
-from wattwise.errors import WattwiseError
+from wattwise.energy.carbon import CarbonConfig
+from wattwise.errors import ConfigError, WattwiseError
 from wattwise.experiment.record import TrialRecord
-from wattwise.experiment.store import ResultsStore
+from wattwise.experiment.store import CONFIG_FILE, STORE_FILE, ResultsStore, StoreError
+from wattwise.files import write_text_atomic
 
-STORE_FILE = "results.sqlite"
-_SQLITE_MAGIC = b"SQLite format 3\x00"
+#: ``measurement:`` keys of a study.yaml -> the CarbonConfig field each one sets.
+_CARBON_KEYS = {
+    "country": "country",
+    "carbon_intensity_g_per_kwh": "intensity_g_per_kwh",
+    "pue": "pue",
+}
 
 
 class ReportError(WattwiseError):
@@ -64,12 +75,7 @@ class ReportPaths:
 # --- reading the study --------------------------------------------------------------------------
 
 
-def find_store(path: str | Path) -> Path:
-    """The results store of ``path``: a study folder holding ``results.sqlite``, or the file.
-
-    Raises:
-        ReportError: Nothing there, not a SQLite file, or a SQLite file without a results table.
-    """
+def _locate(path: str | Path) -> Path:
     p = Path(path)
     if p.is_dir():
         store = p / STORE_FILE
@@ -77,38 +83,83 @@ def find_store(path: str | Path) -> Path:
             raise ReportError(
                 f"{p} holds no {STORE_FILE}: pass a study folder or its results store"
             )
-    elif p.is_file():
-        store = p
-    else:
-        raise ReportError(f"{p}: no such study folder or results store")
+        return store
+    if p.is_file():
+        return p
+    raise ReportError(f"{p}: no such study folder or results store")
+
+
+def _open(store: Path) -> ResultsStore:
     try:
-        with open(store, "rb") as file:
-            magic = file.read(len(_SQLITE_MAGIC))
-    except OSError as err:
-        raise ReportError(f"cannot read {store}: {err.strerror or err}") from err
-    if magic != _SQLITE_MAGIC:
-        raise ReportError(f"{store} is not a wattwise results store (not a SQLite file)")
-    try:  # read-only look first: ResultsStore would add its tables to any SQLite file
-        conn = sqlite3.connect(f"{store.resolve().as_uri()}?mode=ro", uri=True)
-        try:
-            names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
-        finally:
-            conn.close()
-    except sqlite3.Error as err:
-        raise ReportError(f"{store} is not a usable wattwise results store: {err}") from err
-    if not {"trials", "meta"} <= names:
-        raise ReportError(f"{store} is not a wattwise results store (no trials table)")
+        return ResultsStore(store, read_only=True)
+    except StoreError as err:
+        raise ReportError(str(err)) from err
+
+
+def find_store(path: str | Path) -> Path:
+    """The results store of ``path``: a study folder holding ``results.sqlite``, or the file.
+    It is opened read-only to check it (nothing is written).
+
+    Raises:
+        ReportError: Nothing there, not a SQLite file, or a SQLite file without a results table.
+    """
+    store = _locate(path)
+    _open(store).close()
     return store
+
+
+def study_carbon(folder: str | Path) -> tuple[CarbonConfig, str]:
+    """The study's carbon settings, from the ``measurement`` section (``country``,
+    ``carbon_intensity_g_per_kwh``, ``pue``) of ``folder/study.yaml``, and where they came
+    from; the defaults of :class:`~wattwise.energy.carbon.CarbonConfig` when there is no file.
+
+    Raises:
+        ReportError: The file cannot be read, is not YAML, or holds invalid carbon settings.
+    """
+    path = Path(folder) / CONFIG_FILE
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return CarbonConfig(), f"no {CONFIG_FILE} in {path.parent}: default carbon settings"
+    except (OSError, UnicodeDecodeError) as err:
+        raise ReportError(f"cannot read {path}: {getattr(err, 'strerror', None) or err}") from err
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ReportError(f"{path} is not valid YAML: {' '.join(str(err).split())}") from err
+    section = data.get("measurement") if isinstance(data, dict) else None
+    section = section if isinstance(section, dict) else {}
+    values = {
+        name: section[key] for key, name in _CARBON_KEYS.items() if section.get(key) is not None
+    }
+    try:
+        carbon = CarbonConfig(**values)
+    except ConfigError as err:
+        raise ReportError(f"{path}: measurement: {err}") from err
+    return carbon, f"the measurement section of {path}"
+
+
+def carbon_note(carbon: CarbonConfig, source: str) -> str:
+    """One sentence for the report: how CO2e was computed and where the settings came from."""
+    intensity, origin = carbon.resolve()
+    return (
+        f"CO2e = energy of the training and technique phases (kWh) × {intensity:g} g CO2e/kWh "
+        f"({origin}) × PUE {carbon.pue:g}, computed now from the stored joules; the inference "
+        f"benchmark windows are not counted. Carbon settings: {source}."
+    )
 
 
 @dataclass(frozen=True)
 class StudyData:
-    """A study as read from its store: every record (any status) and the store's metadata."""
+    """A study as read from its store: every record (any status), the store's metadata and the
+    study's carbon settings (with where they came from)."""
 
     store_path: Path
     study: str
     records: tuple[TrialRecord, ...]
     config_yaml: str | None = None
+    carbon: CarbonConfig = field(default_factory=CarbonConfig)
+    carbon_source: str = "default carbon settings"
 
     @property
     def ok(self) -> list[TrialRecord]:
@@ -120,104 +171,18 @@ class StudyData:
 
 
 def load_study(path: str | Path) -> StudyData:
-    """Reads every record of the study at ``path`` (see :func:`find_store`)."""
-    store_path = find_store(path)
-    with ResultsStore(store_path) as store:
-        meta = store.meta()
-        records = tuple(store.records())
+    """Reads every record of the study at ``path`` (see :func:`find_store`), read-only, and its
+    carbon settings (:func:`study_carbon`)."""
+    store_path = _locate(path)
+    with _open(store_path) as store:
+        try:
+            meta = store.meta()
+            records = tuple(store.records())
+        except StoreError as err:
+            raise ReportError(str(err)) from err
     study = meta.get("study") or next((r.study for r in records if r.study), store_path.parent.name)
-    return StudyData(store_path, study, records, meta.get("config_yaml"))
-
-
-# --- where the energy numbers came from ----------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ProvenanceEntry:
-    """One (component, provenance, detail) seen in the study's measurements."""
-
-    component: str
-    kind: str
-    label: str
-    detail: str
-    phases: tuple[str, ...]
-    trials: int
-
-    @property
-    def sentence(self) -> str:
-        """One line for the report, e.g. "CPU energy is an estimate (estimated:tdp): TDP ..."."""
-        name = self.component.split(":", 1)[0].upper()
-        if ":" in self.component:
-            name += f" ({self.component})"
-        if self.kind == "estimated":
-            text = f"{name} energy is an estimate ({self.label}): {self.detail}"
-            if self.label == "estimated:tdp":
-                text += " — no RAPL counter was used on this machine"
-            return text + "."
-        if self.kind == "measured":
-            return f"{name} energy was measured ({self.label}): {self.detail or '—'}."
-        return f"{name} energy was not measured: {self.detail or 'unavailable'}."
-
-
-@dataclass(frozen=True)
-class ProvenanceSummary:
-    """The study's energy provenance: ``status`` is ``measured``, ``estimated`` (every summed
-    component is an estimate), ``mixed`` or ``unavailable`` (no energy at all)."""
-
-    status: str
-    entries: tuple[ProvenanceEntry, ...]
-    headline: str
-
-
-def energy_provenance(records: Iterable[TrialRecord]) -> ProvenanceSummary:
-    """Collects the provenance of every component of every phase of the ``ok`` records."""
-    seen: dict[tuple[str, str, str], tuple[set[str], set[str]]] = {}
-    kinds_summed: set[str] = set()
-    fallback: set[str] = set()
-    for rec in records:
-        if rec.status != "ok":
-            continue
-        fallback.update(
-            p for p in (rec.train_energy_provenance, rec.inference_energy_provenance) if p
-        )
-        for phase_name, phase in rec.phases.items():
-            for comp in (phase or {}).get("components") or []:
-                prov = comp.get("provenance") or {}
-                kind = str(prov.get("kind", "unavailable"))
-                label = str(prov.get("label") or kind)
-                key = (str(comp.get("component", "?")), label, str(prov.get("detail", "")))
-                phases, trials = seen.setdefault(key, (set(), set()))
-                phases.add(phase_name.split("/", 1)[0])
-                trials.add(rec.trial_id)
-                if comp.get("nested_in") is None and comp.get("energy_j") is not None:
-                    kinds_summed.add(kind)
-    entries = tuple(
-        ProvenanceEntry(comp, label.split(":", 1)[0], label, detail, tuple(sorted(ph)), len(tr))
-        for (comp, label, detail), (ph, tr) in sorted(seen.items())
-    )
-    kinds = kinds_summed or {k for k in fallback if k != "unavailable"}
-    status = "mixed" if "mixed" in kinds or len(kinds) > 1 else next(iter(kinds), "unavailable")
-    headline = {
-        "estimated": "Every energy number in this study is an ESTIMATE: no hardware energy "
-        "counter (RAPL, NVML) was used. Compare variants with each other; do not quote the "
-        "absolute joules as measurements.",
-        "mixed": "Energy is partly measured and partly ESTIMATED: the components marked "
-        "'estimated' below come from a model, not a counter.",
-        "measured": "Every energy number in this study was measured by hardware counters or "
-        "power sensors.",
-        "unavailable": "No energy was recorded in this study's finished trials.",
-    }[status]
-    return ProvenanceSummary(status, entries, headline)
-
-
-def environment_summary(records: Iterable[TrialRecord]) -> list[tuple[str, str, int]]:
-    """``(key, value, trials)`` for each distinct environment value (software, hardware)."""
-    values: dict[str, Counter[str]] = defaultdict(Counter)
-    for rec in records:
-        for key, value in rec.environment.items():
-            text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
-            values[str(key)][text] += 1
-    return [(k, v, n) for k in sorted(values) for v, n in values[k].most_common()]
+    carbon, source = study_carbon(store_path.parent)
+    return StudyData(store_path, study, records, meta.get("config_yaml"), carbon, source)
 
 
 def _analysis_environment() -> list[tuple[str, str]]:
@@ -251,6 +216,7 @@ class ReportData:
     counts: Mapping[str, int]
     floor_points: float
     by: EnergyBasis
+    analysis: Analysis  # the ok trials: metrics, variants and fronts, computed once
     variants: tuple[VariantSummary, ...]
     pareto: Mapping[str, tuple[str, ...]]  # "train"/"inference" -> labels on the front
     trials: tuple[TrialMetrics, ...]
@@ -265,35 +231,20 @@ class ReportData:
     flags: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # label -> reasons
     plots: tuple[tuple[str, str, str], ...] = ()  # (name, caption, base64 PNG)
     config_yaml: str | None = None
+    carbon_note: str = ""
     caveat: str = RATIO_CAVEAT
 
 
-def _front_labels(variants: Sequence[VariantSummary], by: EnergyBasis) -> tuple[str, ...]:
-    labels: list[str] = []
-    tasks: dict[tuple[Any, Any], list[VariantSummary]] = defaultdict(list)
-    for v in variants:
-        tasks[(v.dataset, v.model)].append(v)
-    for group in tasks.values():
-        labels += [
-            group[i].label for i in pareto_front([(v.accuracy, v.energy(by)) for v in group])
-        ]
-    return tuple(labels)
-
-
 def report_data(
-    study: StudyData,
-    *,
-    floor_points: float = 1.0,
-    by: EnergyBasis = "inference",
-    plots: Sequence[tuple[str, str, str]] = (),
+    study: StudyData, *, floor_points: float = 1.0, by: EnergyBasis = "inference"
 ) -> ReportData:
-    """Computes every number of the report from ``study`` (``ok`` trials only)."""
-    ok = study.ok
-    trials = tuple(trial_metrics(r) for r in ok)
-    variants = tuple(summarize(trials))
+    """Computes every number of the report from ``study``, once (``ok`` trials only); every
+    view (HTML, Markdown, plots) renders this value. ``plots`` is left empty: :func:`build_report`
+    fills it with the rendered PNGs."""
+    analysis = analyze(study.records, study.carbon)
     order: tuple[EnergyBasis, ...] = (by, "train" if by == "inference" else "inference")
     recommendations = {
-        b: tuple(recommend(variants, floor_points=floor_points, by=b)) for b in order
+        b: tuple(recommend(analysis.variants, floor_points=floor_points, by=b)) for b in order
     }
     flags = {f.label: f.reasons for r in recommendations[by] for f in r.flagged}
     return ReportData(
@@ -303,20 +254,21 @@ def report_data(
         counts=study.counts(),
         floor_points=floor_points,
         by=by,
-        variants=variants,
-        pareto={b: _front_labels(variants, b) for b in ("train", "inference")},
-        trials=trials,
+        analysis=analysis,
+        variants=analysis.variants,
+        pareto={b: analysis.front_labels(b) for b in ("train", "inference")},
+        trials=analysis.trials,
         recommendations=recommendations,
         flags=flags,
-        paybacks=tuple(p for r in ok for p in paybacks(r) if p.step != "baseline"),
-        statistics=study_statistics([t.to_dict() for t in trials]),
-        provenance=energy_provenance(ok),
+        paybacks=tuple(p for r in analysis.records for p in paybacks(r) if p.step != "baseline"),
+        statistics=study_statistics([t.to_dict() for t in analysis.trials]),
+        provenance=energy_provenance(analysis.records),
         environment=tuple(environment_summary(study.records)),
         analysis_environment=tuple(_analysis_environment()),
         failed=tuple(r for r in study.records if r.status == "failed"),
         running=tuple(r for r in study.records if r.status == "running"),
-        plots=tuple(plots),
         config_yaml=study.config_yaml,
+        carbon_note=carbon_note(study.carbon, study.carbon_source),
     )
 
 
@@ -383,7 +335,8 @@ def render_markdown(data: ReportData, plot_files: Sequence[str] = ()) -> str:
         f"> **Energy provenance: {data.provenance.status}.** {_md(data.provenance.headline)}",
         "",
     ]
-    out += [f"- {_md(e.sentence)}" for e in data.provenance.entries] + [""]
+    out += [f"- {_md(e.sentence)}" for e in data.provenance.entries]
+    out += [f"- {_md(data.carbon_note)}", ""]
     out += ["## Recommendation", "", f"> {_md(data.caveat)}", ""]
     for by, recs in data.recommendations.items():
         unit = "inference energy per image" if by == "inference" else "training energy"
@@ -463,25 +416,19 @@ def build_report(
         raise ValueError(f"floor_points must be >= 0, got {floor_points!r}")
     study = load_study(store_path_or_dir)
     out = Path(out_dir) if out_dir is not None else study.store_path.parent / "report"
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        plot_paths = save_all(study.ok, out / "plots")
-    except OSError as err:
-        raise ReportError(f"cannot write the report to {out}: {err.strerror or err}") from err
-    captions = {p.name: p.title for p in PLOTS}
-    embedded = [
-        (p.stem, captions.get(p.stem, p.stem), base64.b64encode(p.read_bytes()).decode("ascii"))
-        for p in plot_paths
-        if p.suffix == ".png"
-    ]
-    data = report_data(study, floor_points=floor_points, by=by, plots=embedded)
+    data = report_data(study, floor_points=floor_points, by=by)
+    rendered = render_plots(data.analysis)  # once; the same bytes go to disk and into the page
+    data = replace(
+        data,
+        plots=tuple(
+            (p.name, p.title, base64.b64encode(p.files["png"]).decode("ascii")) for p in rendered
+        ),
+    )
     html_path, md_path = out / "report.html", out / "report.md"
     try:
-        html_path.write_text(render_html(data), encoding="utf-8")
-        md_path.write_text(
-            render_markdown(data, [p.name for p in plot_paths if p.suffix == ".png"]),
-            encoding="utf-8",
-        )
+        plot_paths = write_plots(rendered, out / "plots")
+        write_text_atomic(html_path, render_html(data))
+        write_text_atomic(md_path, render_markdown(data, [f"{p.name}.png" for p in rendered]))
     except OSError as err:
         raise ReportError(f"cannot write the report to {out}: {err.strerror or err}") from err
     return ReportPaths(out, html_path, md_path, tuple(plot_paths))

@@ -3,7 +3,10 @@
     mean_ci([1, 2, 3, 4, 5])                      # MeanCI(mean=3.0, low=1.04, high=4.96, ...)
     correlate(energy, accuracy)                   # Pearson and Spearman, with p-values
     compare_groups({"baseline": [...], "prune:structured:0.5": [...]}, metric="accuracy")
-    energy_drivers(rows)                          # OLS of log energy on the swept settings
+    study_statistics(rows)                        # all of it per dataset × model, and the OLS
+
+What drives energy (the OLS of log energy on the swept settings) is in
+:mod:`wattwise.analysis.regression`.
 
 Every result is a small frozen dataclass with ``to_dict()``. Too little data is a result, not an
 exception: ``reason`` says what was missing and the numbers are ``None``.
@@ -21,45 +24,17 @@ import itertools
 import math
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 from scipy import stats as sps
 
-from wattwise.experiment.record import json_safe
+from wattwise.analysis.base import Result, finite, finite_values
+from wattwise.analysis.regression import EnergyModel, energy_drivers
 
 #: The significance level used unless told otherwise.
 ALPHA = 0.05
-
-
-class Result:
-    """Base of the frozen result dataclasses: ``to_dict()`` gives plain JSON types."""
-
-    def to_dict(self) -> dict[str, Any]:
-        return json_safe(asdict(self))  # type: ignore[call-overload, no-any-return]
-
-
-def _clean(values: Iterable[Any]) -> list[float]:
-    out = []
-    for v in values:
-        if v is None or isinstance(v, bool):
-            continue
-        try:
-            number = float(v)
-        except (TypeError, ValueError):
-            continue
-        if math.isfinite(number):
-            out.append(number)
-    return out
-
-
-def _num(value: Any) -> float | None:
-    """A finite float or ``None`` (SciPy returns NaN where a statistic is undefined)."""
-    if value is None:
-        return None
-    number = float(value)
-    return number if math.isfinite(number) else None
 
 
 # --- mean and confidence interval ---------------------------------------------------------------
@@ -89,7 +64,7 @@ def mean_ci(values: Iterable[Any], confidence: float = 0.95) -> MeanCI:
     """
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
-    data = np.asarray(_clean(values), dtype=float)
+    data = np.asarray(finite_values(values), dtype=float)
     n = int(data.size)
     if n == 0:
         return MeanCI(None, None, None, None, None, 0, confidence)
@@ -127,7 +102,7 @@ def correlate(
         raise ValueError(f"x and y differ in length ({len(x)} != {len(y)})")
     pairs = [
         (a, b)
-        for a, b in zip(_clean_pairs(x), _clean_pairs(y), strict=True)
+        for a, b in zip(map(finite, x), map(finite, y), strict=True)
         if a is not None and b is not None
     ]
     n = len(pairs)
@@ -143,19 +118,11 @@ def correlate(
         x_name,
         y_name,
         n,
-        _num(pearson.statistic),
-        _num(pearson.pvalue),
-        _num(spearman.statistic),
-        _num(spearman.pvalue),
+        finite(pearson.statistic),
+        finite(pearson.pvalue),
+        finite(spearman.statistic),
+        finite(spearman.pvalue),
     )
-
-
-def _clean_pairs(values: Sequence[Any]) -> list[float | None]:
-    out: list[float | None] = []
-    for v in values:
-        cleaned = _clean([v])
-        out.append(cleaned[0] if cleaned else None)
-    return out
 
 
 def _replace_reason(result: Correlation, reason: str) -> Correlation:
@@ -231,7 +198,7 @@ def compare_groups(
     Groups with fewer than 2 values are dropped (and listed in ``dropped``); at least 2 groups
     must remain. See the module docstring for how the test is chosen.
     """
-    data = {str(k): np.asarray(_clean(v), dtype=float) for k, v in groups.items()}
+    data = {str(k): np.asarray(finite_values(v), dtype=float) for k, v in groups.items()}
     dropped = tuple(k for k, v in data.items() if v.size < 2)
     data = {k: v for k, v in data.items() if v.size >= 2}
     names, arrays = tuple(data), list(data.values())
@@ -270,7 +237,7 @@ def compare_groups(
         if checks_pass and equal_var:
             test, effect_name = "one-way ANOVA", "eta²"
             omnibus = sps.f_oneway(*arrays)
-            statistic, p = _num(omnibus.statistic), _num(omnibus.pvalue)
+            statistic, p = finite(omnibus.statistic), finite(omnibus.pvalue)
             grand = pooled.mean()
             ss_between = sum(a.size * (a.mean() - grand) ** 2 for a in arrays)
             ss_total = float(((pooled - grand) ** 2).sum())
@@ -282,7 +249,7 @@ def compare_groups(
         else:
             test, effect_name = "Kruskal-Wallis", "epsilon²"
             omnibus = sps.kruskal(*arrays)
-            statistic, p = _num(omnibus.statistic), _num(omnibus.pvalue)
+            statistic, p = finite(omnibus.statistic), finite(omnibus.pvalue)
             n = pooled.size
             effect = statistic / (n - 1) if statistic is not None and n > 1 else None
             rationale = "Kruskal–Wallis: " + _why_not_anova(normality, levene, alpha)
@@ -308,9 +275,9 @@ def _assumptions(data: Mapping[str, np.ndarray]) -> tuple[dict[str, float | None
             if values.size < 3 or np.ptp(values) == 0:
                 normality[name] = None
             else:
-                normality[name] = _num(sps.shapiro(values).pvalue)
+                normality[name] = finite(sps.shapiro(values).pvalue)
         try:
-            levene = _num(sps.levene(*data.values()).pvalue)
+            levene = finite(sps.levene(*data.values()).pvalue)
         except ValueError:
             levene = None
     return normality, levene
@@ -346,7 +313,7 @@ def _pairwise(
                 r = sps.ttest_ind(a, b, equal_var=False)
             else:
                 r = sps.mannwhitneyu(a, b, alternative="two-sided")
-            raw.append((names[i], names[j], _num(r.statistic), _num(r.pvalue)))
+            raw.append((names[i], names[j], finite(r.statistic), finite(r.pvalue)))
     known = [p for *_, p in raw if p is not None]
     adjusted = iter(holm(known))
     out = []
@@ -358,202 +325,6 @@ def _pairwise(
             )
         )
     return tuple(out)
-
-
-# --- what drives energy: OLS --------------------------------------------------------------------
-
-#: Settings the energy model may use: numeric ones and categorical ones.
-NUMERIC_TERMS = ("batch_size", "lr", "epochs")
-CATEGORICAL_TERMS = ("dataset", "model", "technique")
-
-
-@dataclass(frozen=True)
-class Coefficient(Result):
-    """One OLS coefficient on log energy; ``percent_effect = 100 x (exp(estimate) - 1)`` is the
-    change in energy per unit of a numeric setting, or against the reference level (``None`` for
-    the intercept)."""
-
-    term: str
-    estimate: float | None
-    std_err: float | None
-    p_value: float | None
-    ci_low: float | None
-    ci_high: float | None
-    percent_effect: float | None
-
-
-@dataclass(frozen=True)
-class TermEffect(Result):
-    """A setting's overall effect (type-II ANOVA of the OLS fit): F and its p-value."""
-
-    term: str
-    df: float | None
-    f: float | None
-    p_value: float | None
-
-
-@dataclass(frozen=True)
-class EnergyModel(Result):
-    """OLS of ``log(energy)`` on the settings that vary; ``reason`` is set when it could not run.
-
-    Attributes:
-        formula: The statsmodels formula actually fitted.
-        references: Reference level of each categorical setting.
-        skipped: Settings left out, with why (a single level, missing values).
-    """
-
-    response: str
-    formula: str | None
-    n: int
-    r_squared: float | None
-    adj_r_squared: float | None
-    coefficients: tuple[Coefficient, ...]
-    terms: tuple[TermEffect, ...]
-    references: Mapping[str, str]
-    skipped: Mapping[str, str]
-    reason: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.reason is None
-
-    def to_dict(self) -> dict[str, Any]:
-        return super().to_dict() | {"ok": self.ok}
-
-
-def energy_drivers(
-    rows: Iterable[Mapping[str, Any]], *, response: str = "train_energy_j", min_residual_df: int = 2
-) -> EnergyModel:
-    """Which settings drive energy: OLS of ``log(response)`` on batch size, learning rate and
-    epochs (numeric) and dataset, model and technique (categorical; ``baseline`` is the reference
-    technique when present), with ``statsmodels.formula.api.ols``.
-
-    Settings with a single value are skipped. Rows without a positive ``response`` are dropped.
-    With fewer than ``parameters + min_residual_df`` rows the result says "not enough data".
-
-    Args:
-        rows: Mappings with the settings and ``response`` (``TrialMetrics.to_dict()``, store rows).
-        response: The energy column (J), e.g. ``train_energy_j`` or
-            ``inference_energy_per_image_j``.
-    """
-    import pandas as pd
-
-    table = [dict(r) for r in rows]
-    frame = pd.DataFrame(table)
-    base: dict[str, Any] = dict(
-        response=response,
-        formula=None,
-        n=0,
-        r_squared=None,
-        adj_r_squared=None,
-        coefficients=(),
-        terms=(),
-        references={},
-        skipped={},
-    )
-    if frame.empty or response not in frame:
-        return EnergyModel(**base, reason=f"not enough data: no trial has {response}")
-    frame = frame[pd.to_numeric(frame[response], errors="coerce") > 0].copy()
-    skipped: dict[str, str] = {}
-    used_num, used_cat, references = [], [], {}
-    for term in (*NUMERIC_TERMS, *CATEGORICAL_TERMS):
-        if term not in frame or frame[term].isna().all():
-            skipped[term] = "not recorded"
-            continue
-        if frame[term].isna().any():
-            skipped[term] = "missing in some trials"
-            continue
-        levels = frame[term].nunique()
-        if levels < 2:
-            skipped[term] = f"a single value ({frame[term].iloc[0]})"
-            continue
-        if term in NUMERIC_TERMS:
-            frame[term] = pd.to_numeric(frame[term], errors="coerce").astype(float)
-            used_num.append(term)
-        else:
-            values = [str(v) for v in frame[term]]
-            order = sorted(set(values))
-            if term == "technique" and "baseline" in order:
-                order.remove("baseline")
-                order.insert(0, "baseline")
-            frame[term] = pd.Categorical(values, categories=order)
-            references[term] = order[0]
-            used_cat.append(term)
-    n = len(frame)
-    base.update(n=n, skipped=skipped, references=references)
-    if not used_num and not used_cat:
-        return EnergyModel(**base, reason="no setting varies: nothing to explain energy with")
-    n_params = 1 + len(used_num) + sum(frame[t].cat.categories.size - 1 for t in used_cat)
-    if n < n_params + min_residual_df:
-        return EnergyModel(
-            **base,
-            reason=f"not enough data: {n} trial(s) for {n_params} parameters; "
-            f"need at least {n_params + min_residual_df}",
-        )
-    frame["log_energy"] = np.log(frame[response].astype(float))
-    formula = "log_energy ~ " + " + ".join([*used_num, *(f"C({t})" for t in used_cat)])
-    base["formula"] = formula
-    return _fit(frame, formula, base)
-
-
-def _fit(frame: Any, formula: str, base: dict[str, Any]) -> EnergyModel:
-    import statsmodels.api as sm
-    import statsmodels.formula.api as smf
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        fit = smf.ols(formula, data=frame).fit()
-        ci = fit.conf_int()
-        coefficients = tuple(
-            Coefficient(
-                term=_pretty_term(name, base["references"]),
-                estimate=_num(fit.params[name]),
-                std_err=_num(fit.bse[name]),
-                p_value=_num(fit.pvalues[name]),
-                ci_low=_num(ci.loc[name, 0]),
-                ci_high=_num(ci.loc[name, 1]),
-                percent_effect=_num(100 * math.expm1(fit.params[name]))
-                if name != "Intercept" and abs(fit.params[name]) < 700
-                else None,
-            )
-            for name in fit.params.index
-        )
-        try:
-            table = sm.stats.anova_lm(fit, typ=2)
-            terms = tuple(
-                TermEffect(
-                    term=_pretty_term(str(name), {}),
-                    df=_num(row["df"]),
-                    f=_num(row["F"]),
-                    p_value=_num(row["PR(>F)"]),
-                )
-                for name, row in table.iterrows()
-                if name != "Residual"
-            )
-        except (ValueError, np.linalg.LinAlgError):
-            terms = ()
-    return EnergyModel(
-        **base
-        | {
-            "coefficients": coefficients,
-            "terms": terms,
-            "r_squared": _num(fit.rsquared),
-            "adj_r_squared": _num(fit.rsquared_adj),
-        }
-    )
-
-
-def _pretty_term(name: str, references: Mapping[str, str]) -> str:
-    """``C(technique)[T.prune:structured:0.5]`` -> ``technique = prune:structured:0.5 (vs
-    baseline)``; ``C(model)`` -> ``model``."""
-    if name.startswith("C(") and ")" in name:
-        var = name[2 : name.index(")")]
-        rest = name[name.index(")") + 1 :]
-        if rest.startswith("[T.") and rest.endswith("]"):
-            ref = references.get(var)
-            return f"{var} = {rest[3:-1]}" + (f" (vs {ref})" if ref else "")
-        return var
-    return name
 
 
 # --- a whole study ------------------------------------------------------------------------------

@@ -17,16 +17,11 @@ from __future__ import annotations
 
 # Importing the reader modules registers them.
 from . import brain_tumor_mri, cifar10, digits, fashion_mnist, medmnist, synthetic  # noqa: F401
-from .api import (
-    DATA_ROOT_ENV,
-    default_data_root,
-    list_datasets,
-    load_dataset,
-    resolve_data_root,
-)
+from .api import list_datasets, load_dataset
 from .cache import CACHE_DIRNAME, clear_cache
 from .loader import AugmentConfig, TensorLoader, augment_batch
 from .registry import DATASETS, DatasetReader, DatasetRegistry, register_dataset
+from .root import DATA_ROOT_ENV, default_data_root, resolve_data_root
 from .types import DatasetInfo, DatasetSplits, RawDataset, TensorSplit
 
 #: The dataset used when a configuration names none: embedded, so it works offline.

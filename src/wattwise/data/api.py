@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import numbers
-import os
 from pathlib import Path
 from typing import Any
 
@@ -13,27 +12,10 @@ from wattwise.errors import ConfigError, DatasetError
 from ._common import channel_stats, resize_split, stratified_split
 from .cache import cache_path, load_cached, save_cached
 from .registry import DATASETS, DatasetReader
+from .root import resolve_data_root
 from .types import DatasetInfo, DatasetSplits, RawDataset
 
 log = logging.getLogger(__name__)
-
-#: Environment variable naming the data root when no ``root`` argument is given.
-DATA_ROOT_ENV = "WATTWISE_DATA"
-
-
-def default_data_root() -> Path:
-    """``~/.cache/wattwise/data``: the data root when neither argument nor variable names one."""
-    return Path.home() / ".cache" / "wattwise" / "data"
-
-
-def resolve_data_root(root: str | Path | None = None) -> Path:
-    """The data root: ``root`` if given, else ``$WATTWISE_DATA``, else :func:`default_data_root`."""
-    if root is not None:
-        return Path(root).expanduser()
-    env = os.environ.get(DATA_ROOT_ENV)
-    if env:
-        return Path(env).expanduser()
-    return default_data_root()
 
 
 def list_datasets(pattern: str | None = None) -> list[str]:

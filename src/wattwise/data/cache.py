@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from .root import resolve_data_root
 from .types import RawDataset, TensorSplit
 
 log = logging.getLogger(__name__)
@@ -141,14 +142,12 @@ def clear_cache(root: str | Path | None = None, name: str | None = None) -> int:
     """Deletes cached datasets under a data root.
 
     Args:
-        root: Data root (resolved as in :func:`wattwise.data.load_dataset`).
+        root: Data root (resolved by :func:`wattwise.data.resolve_data_root`).
         name: Only this dataset's entries (full name, e.g. ``medmnist:pathmnist``); all if ``None``.
 
     Returns:
         The number of files removed.
     """
-    from .api import resolve_data_root
-
     folder = resolve_data_root(root) / CACHE_DIRNAME
     if not folder.is_dir():
         return 0

@@ -6,7 +6,6 @@ converts to them once, at its boundary.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -384,10 +383,3 @@ class Measurement:
             ),
             samples=data.get("samples", 0),
         )
-
-
-def finite_or_none(value: float | None) -> float | None:
-    """``value`` if it is a finite number, else ``None`` (sensors sometimes return garbage)."""
-    if value is None:
-        return None
-    return value if math.isfinite(value) else None

@@ -8,10 +8,12 @@ with ``--pue``. ``co2e_g = energy_j / 3.6e6 * intensity_g_per_kwh * pue``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Annotated
+
+from annotated_types import Ge
 
 from wattwise.energy.base import CarbonEstimate
-from wattwise.errors import ConfigError
+from wattwise.validation import NonNegativeNumber, Number, Text, checked, config_dataclass
 
 #: ISO 3166-1 alpha-3 code -> g CO2e / kWh (approximate 2023 averages; "WORLD" is the world mean).
 CARBON_INTENSITY_G_PER_KWH: dict[str, float] = {
@@ -43,36 +45,38 @@ CARBON_INTENSITY_G_PER_KWH: dict[str, float] = {
 }
 
 
-@dataclass(frozen=True)
+def _known_country(code: str) -> str:
+    if code.upper() not in CARBON_INTENSITY_G_PER_KWH:
+        known = ", ".join(sorted(CARBON_INTENSITY_G_PER_KWH))
+        raise ValueError(f"no carbon intensity for {code!r}; choose from: {known}")
+    return code.upper()
+
+
+#: An ISO 3166-1 alpha-3 code of the offline table, any case (stored upper-case).
+Country = Annotated[Text, checked(_known_country)]
+#: Power usage effectiveness: facility energy / IT energy (1.0: no overhead counted).
+Pue = Annotated[Number, Ge(1.0)]
+
+
+@config_dataclass
 class CarbonConfig:
     """How to turn joules into CO2e.
 
     Attributes:
-        intensity_g_per_kwh: The grid's intensity; overrides ``country``.
-        country: ISO 3166-1 alpha-3 code looked up in the offline table.
-        pue: Power usage effectiveness of the facility (1.0 = no overhead counted).
+        intensity_g_per_kwh: The grid's intensity in g CO2e per kWh; overrides ``country``.
+        country: ISO 3166-1 alpha-3 code looked up in the offline table (``None``: world mean).
+        pue: Power usage effectiveness of the facility (>= 1; 1.0 = no overhead counted).
     """
 
-    intensity_g_per_kwh: float | None = None
-    country: str | None = None
-    pue: float = 1.0
-
-    def __post_init__(self) -> None:
-        if self.intensity_g_per_kwh is not None and not self.intensity_g_per_kwh >= 0:
-            raise ConfigError(
-                f"carbon intensity must be >= 0 g/kWh, got {self.intensity_g_per_kwh}"
-            )
-        if not self.pue >= 1.0:
-            raise ConfigError(f"PUE must be >= 1.0, got {self.pue}")
-        if self.country is not None and self.country.upper() not in CARBON_INTENSITY_G_PER_KWH:
-            known = ", ".join(sorted(CARBON_INTENSITY_G_PER_KWH))
-            raise ConfigError(f"no carbon intensity for country {self.country!r}; known: {known}")
+    intensity_g_per_kwh: NonNegativeNumber | None = None
+    country: Country | None = None
+    pue: Pue = 1.0
 
     def resolve(self) -> tuple[float, str]:
         """(g CO2e per kWh, where it came from)."""
         if self.intensity_g_per_kwh is not None:
             return float(self.intensity_g_per_kwh), "given"
-        code = (self.country or "WORLD").upper()
+        code = self.country or "WORLD"
         origin = "default: world average" if self.country is None else f"table: {code}"
         return CARBON_INTENSITY_G_PER_KWH[code], f"{origin} (approx. 2023 yearly average)"
 

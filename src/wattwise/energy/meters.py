@@ -1,6 +1,6 @@
 """Choosing meters: auto-detection, or exactly the ones a user asked for.
 
-Absent hardware degrades, a request for it fails (STYLE.md #4): in auto mode each component kind
+Absent hardware degrades, a request for it fails: in auto mode each component kind
 (cpu, dram, gpu) gets the best available meter, and a kind with none is reported ``unavailable``
 with the reasons; a meter named by the user that cannot measure raises.
 """
@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, Strict
 
 from wattwise.energy.base import Availability, Meter, Provenance
 from wattwise.energy.cpu_model import CpuEstimateMeter, resolve_cpu_power_model
@@ -19,33 +21,36 @@ from wattwise.energy.nvml import NvmlMeter
 from wattwise.energy.process import ProcessTree
 from wattwise.energy.rapl import RaplMeter
 from wattwise.errors import ConfigError
+from wattwise.validation import PositiveInt, PositiveNumber, Text, config_dataclass
 
 #: Meter names a user can ask for.
 METER_NAMES = ("rapl", "nvml", "nvidia-smi", "cpu-estimate", "dram-estimate")
 
 
-@dataclass(frozen=True)
+@config_dataclass
 class MeterSettings:
     """Backend settings (each backend's root or handle can be substituted, e.g. by tests).
 
     Attributes:
         powercap_root: RAPL sysfs root (default ``$WATTWISE_POWERCAP_ROOT`` or
             ``/sys/class/powercap``).
-        cpu_tdp_w: TDP of one CPU package for the CPU estimate (default: env, table, default).
+        cpu_tdp_w: TDP of one CPU package in W for the CPU estimate (default: env, table,
+            default).
         cpu_threads: Hardware threads that share that TDP.
         nvml: An NVML bindings module (default ``pynvml``).
         nvidia_smi: Path of ``nvidia-smi`` (default: found on PATH).
-        visible_devices: A ``CUDA_VISIBLE_DEVICES`` value (default: the environment's).
+        visible_devices: A ``CUDA_VISIBLE_DEVICES`` value (default: the environment's; ``""``
+            hides every GPU).
         pid: Root of the measured process tree (default: this process).
     """
 
-    powercap_root: str | None = None
-    cpu_tdp_w: float | None = None
-    cpu_threads: int | None = None
+    powercap_root: Text | None = None
+    cpu_tdp_w: PositiveNumber | None = None
+    cpu_threads: PositiveInt | None = None
     nvml: Any = None
-    nvidia_smi: str | None = None
-    visible_devices: str | None = None
-    pid: int | None = None
+    nvidia_smi: Text | None = None
+    visible_devices: Annotated[str, Strict()] | None = None
+    pid: PositiveInt | None = None
 
 
 @dataclass
@@ -81,6 +86,18 @@ def parse_meter_names(text: str | Sequence[str] | None) -> tuple[str, ...] | Non
     if len(set(names)) != len(names):
         raise ConfigError(f"meter listed twice in {','.join(names)!r}")
     return tuple(names)
+
+
+def _meter_names(value: Any) -> Any:
+    if value is None or isinstance(value, str):
+        return parse_meter_names(value)
+    if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
+        return parse_meter_names(value)
+    return value  # not text: the type check below names what is wrong
+
+
+#: Meter names that must work (``"rapl,nvml"`` or a list), or ``None``/``"auto"``: auto-detect.
+MeterNames = Annotated[tuple[str, ...] | None, BeforeValidator(_meter_names)]
 
 
 def create_meters(

@@ -29,7 +29,9 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
+
+from annotated_types import Ge, Le
 
 from wattwise.energy.base import (
     ComponentEnergy,
@@ -40,41 +42,41 @@ from wattwise.energy.base import (
 )
 from wattwise.energy.carbon import CarbonConfig
 from wattwise.energy.memory import CudaPeakTracker
-from wattwise.energy.meters import MeterSet, MeterSettings, create_meters, parse_meter_names
+from wattwise.energy.meters import MeterNames, MeterSet, MeterSettings, create_meters
 from wattwise.energy.process import ProcessTree
-from wattwise.errors import ConfigError, WattwiseError
+from wattwise.errors import WattwiseError
+from wattwise.validation import Bool, Number, PositiveInt, PositiveNumber, config_dataclass
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-@dataclass(frozen=True)
+#: A background sampling rate in Hz.
+SampleRate = Annotated[Number, Ge(0.1), Le(1000)]
+
+
+@config_dataclass
 class MonitorConfig:
     """Settings of an :class:`EnergyMonitor`.
 
     Attributes:
         meters: Meter names to use (each must work), or ``None`` to auto-detect.
-        sample_hz: Background sampling rate in Hz (power timeline, peaks, integration).
+        sample_hz: Background sampling rate in Hz, 0.1 to 1000 (power timeline, peaks,
+            integration).
         timeline: Keep the power timeline in each Measurement.
         carbon: How to convert energy into CO2e.
         meter_settings: Backend roots/handles, CPU TDP override, measured process.
         history_size: How many finished Measurements ``monitor.history`` keeps.
-        children_refresh_s: How often the sampler rescans the process tree for new children.
+        children_refresh_s: How often, in seconds, the sampler rescans the process tree for new
+            children.
     """
 
-    meters: tuple[str, ...] | None = None
-    sample_hz: float = 10.0
-    timeline: bool = True
+    meters: MeterNames = None
+    sample_hz: SampleRate = 10.0
+    timeline: Bool = True
     carbon: CarbonConfig = field(default_factory=CarbonConfig)
     meter_settings: MeterSettings = field(default_factory=MeterSettings)
-    history_size: int = 10_000
-    children_refresh_s: float = 1.0
-
-    def __post_init__(self) -> None:
-        if not 0.1 <= self.sample_hz <= 1000:
-            raise ConfigError(f"sample rate must be between 0.1 and 1000 Hz, got {self.sample_hz}")
-        if self.history_size < 1:
-            raise ConfigError(f"history_size must be at least 1, got {self.history_size}")
-        object.__setattr__(self, "meters", parse_meter_names(self.meters))
+    history_size: PositiveInt = 10_000
+    children_refresh_s: PositiveNumber = 1.0
 
 
 @dataclass

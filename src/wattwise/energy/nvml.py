@@ -98,10 +98,8 @@ class NvmlMeter:
 
     def _probe(self, visible: str | None) -> Availability:
         if self._nvml is None:
-            try:
-                import pynvml
-            except ImportError as err:
-                return Availability(False, f"nvidia-ml-py is not installed ({err})")
+            import pynvml  # nvidia-ml-py, a dependency; imported here to keep `import` lean
+
             self._nvml = pynvml
         nvml = self._nvml
         try:

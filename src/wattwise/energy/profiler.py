@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 from wattwise.energy.base import OpStat, ProfileSummary
-from wattwise.errors import WattwiseError
 
 
 class WindowProfiler:
@@ -23,11 +22,9 @@ class WindowProfiler:
     """
 
     def __init__(self, top_k: int = 10, profile_memory: bool = True):
-        try:
-            import torch
-            from torch.profiler import ProfilerActivity, profile
-        except ImportError as err:  # pragma: no cover - torch is a dependency
-            raise WattwiseError(f"profiling needs PyTorch: {err}") from err
+        import torch  # here, not at the top: `import wattwise.energy` stays free of torch
+        from torch.profiler import ProfilerActivity, profile
+
         activities = [ProfilerActivity.CPU]
         if torch.cuda.is_available() and torch.cuda.is_initialized():
             activities.append(ProfilerActivity.CUDA)

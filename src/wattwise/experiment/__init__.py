@@ -1,7 +1,7 @@
 """Experiments at scale: trial records, the SQLite results store, the trial runner, sweeps and
 executors.
 
-    from wattwise.experiment import ResultsStore, TrialRecord, run_study, run_trial
+    from wattwise.experiment import ResultsStore, TrialRecord, VariantRecord, run_study, run_trial
 
 Importing this package is cheap (no torch): the runner, sweep, executors and demo are imported
 when one of their names is first used. See docs/experiments.md.
@@ -11,14 +11,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from wattwise.experiment.record import METRICS, STATUSES, TrialRecord, TrialStatus, json_safe
-from wattwise.experiment.store import (
-    EXPORT_COLUMNS,
-    FILTERS,
-    SCHEMA_VERSION,
-    ResultsStore,
-    StoreError,
+from wattwise.experiment.record import (
+    METRICS,
+    STATUSES,
+    MemoryCapRecord,
+    TrialRecord,
+    TrialStatus,
+    VariantRecord,
+    json_safe,
 )
+from wattwise.experiment.store import CONFIG_FILE, STORE_FILE, ResultsStore, StoreError
+from wattwise.experiment.store_schema import EXPORT_COLUMNS, FILTERS, SCHEMA_VERSION
 
 _LAZY = {
     "run_trial": "wattwise.experiment.runner",
@@ -55,14 +58,17 @@ if TYPE_CHECKING:  # pragma: no cover
     )
 
 __all__ = [
+    "CONFIG_FILE",
     "EXPORT_COLUMNS",
     "FILTERS",
     "METRICS",
     "SCHEMA_VERSION",
     "STATUSES",
+    "STORE_FILE",
     "Executor",
     "LocalExecutor",
     "LocalGpuExecutor",
+    "MemoryCapRecord",
     "RayExecutor",
     "ResultsStore",
     "StoreError",
@@ -71,6 +77,7 @@ __all__ = [
     "TrialFailure",
     "TrialRecord",
     "TrialStatus",
+    "VariantRecord",
     "create_executor",
     "demo_config",
     "describe_trial",

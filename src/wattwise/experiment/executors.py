@@ -24,9 +24,10 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any, Protocol
 
-from wattwise.config import ExecutorSettings, TrialSpec
+from wattwise.config import ExecutorSettings
 from wattwise.errors import ConfigError
 from wattwise.experiment.record import TrialRecord
+from wattwise.experiment.spec import TrialSpec
 
 OnStart = Callable[[TrialSpec], None]
 OnDone = Callable[[TrialRecord], None]
@@ -124,7 +125,7 @@ class LocalExecutor(_Closing):
 
         for spec in specs:
             on_start(spec)
-            on_done(run_trial(spec, store=None, data_cache=self.cache, teacher_dir=teacher_dir))
+            on_done(run_trial(spec, data_cache=self.cache, teacher_dir=teacher_dir))
 
     def close(self) -> None:
         self.cache.clear()
@@ -150,7 +151,7 @@ def _worker_main(env: Mapping[str, str], conn: Connection, teacher_dir: str | No
             return
         spec = TrialSpec.from_dict(message)
         try:
-            record = run_trial(spec, store=None, data_cache=cache, teacher_dir=teacher_dir)
+            record = run_trial(spec, data_cache=cache, teacher_dir=teacher_dir)
         except Exception as err:  # run_trial records failures; this is a last resort
             record = failed_record(spec, f"{type(err).__name__}: {err}")
         conn.send(record.to_dict())
@@ -335,7 +336,7 @@ def _ray_trial(spec_dict: dict[str, Any], teacher_dir: str | None) -> dict[str, 
     from wattwise.experiment.runner import run_trial
 
     spec = TrialSpec.from_dict(spec_dict)
-    return run_trial(spec, store=None, teacher_dir=teacher_dir).to_dict()
+    return run_trial(spec, teacher_dir=teacher_dir).to_dict()
 
 
 def _import_ray() -> Any:

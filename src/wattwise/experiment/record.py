@@ -3,22 +3,29 @@
 A record is what the results store keeps per trial (docs/experiments.md, "Results store"): the
 trial's spec, its status (``ok``, ``failed`` with a reason, or ``running``), accuracy, energy per
 phase and component with provenance, time, memory, model size, inference latency and throughput,
-efficiency scores, per-epoch history and the environment. Units live in the field names.
+every measured variant (:class:`VariantRecord`), the GPU memory cap (:class:`MemoryCapRecord`),
+per-epoch history and the environment. Units live in the field names; each quantity has one name.
+
+Only primitives are stored: the efficiency ratios (``accuracy_per_kj_train``,
+``accuracy_per_j_per_image``) are properties computed from them, and CO2e is computed at analysis
+time from the stored joules (``wattwise.analysis.co2e_g``). :meth:`TrialRecord.from_dict` also
+reads the records the previous version wrote.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields, replace
+from collections.abc import Callable, Mapping
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import PurePath
 from typing import Any, Literal
 
 TrialStatus = Literal["ok", "failed", "running"]
 STATUSES: tuple[str, ...] = ("ok", "failed", "running")
 
-#: Numeric headline metrics: the columns analysis and search read (``search.objectives``).
+#: Numeric headline metrics: what analysis and search read by name (``search.objectives``).
+#: ``accuracy_per_kj_train`` and ``accuracy_per_j_per_image`` are properties, not stored fields.
 METRICS: tuple[str, ...] = (
     "accuracy",
     "train_energy_j",
@@ -34,13 +41,195 @@ METRICS: tuple[str, ...] = (
     "model_bytes",
     "latency_p50_ms",
     "latency_p95_ms",
-    "throughput_images_per_s",
+    "images_per_s",
 )
 
 _INT_FIELDS = frozenset(
     {"peak_rss_bytes", "peak_cuda_allocated_bytes", "peak_cuda_reserved_bytes"}
     | {"params", "macs", "model_bytes"}
 )
+
+
+# --- the efficiency ratios: the one place they are computed -------------------------------------
+
+
+def _usable(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def accuracy_per_kj_train(accuracy: float | None, train_energy_j: float | None) -> float | None:
+    """Training efficiency: ``accuracy / (train_energy_j / 1000)`` (per kJ).
+
+    Returns:
+        ``None`` when a value is missing or not finite, or the energy is not positive.
+    """
+    if not (_usable(accuracy) and _usable(train_energy_j)) or not train_energy_j > 0:  # type: ignore[operator]
+        return None
+    return float(accuracy) / (float(train_energy_j) / 1e3)  # type: ignore[arg-type]
+
+
+def accuracy_per_j_per_image(
+    accuracy: float | None, inference_energy_per_image_j: float | None
+) -> float | None:
+    """Inference efficiency: ``accuracy / inference_energy_per_image_j`` (images per J).
+
+    Returns:
+        ``None`` when a value is missing or not finite, or the energy is not positive.
+    """
+    energy = inference_energy_per_image_j
+    if not (_usable(accuracy) and _usable(energy)) or not energy > 0:  # type: ignore[operator]
+        return None
+    return float(accuracy) / float(energy)  # type: ignore[arg-type]
+
+
+#: Ratio metric -> (formula, the record fields it is computed from).
+RATIOS: dict[str, tuple[Callable[[Any, Any], float | None], tuple[str, str]]] = {
+    "accuracy_per_kj_train": (accuracy_per_kj_train, ("accuracy", "train_energy_j")),
+    "accuracy_per_j_per_image": (
+        accuracy_per_j_per_image,
+        ("accuracy", "inference_energy_per_image_j"),
+    ),
+}
+
+
+# --- typed sub-records --------------------------------------------------------------------------
+
+#: Keys of a variant as the previous version stored it -> their name now.
+_RENAMED_VARIANT_KEYS = {
+    "size_bytes": "model_bytes",
+    "size_note": "model_bytes_note",
+    "energy_per_image_j": "inference_energy_per_image_j",
+    "energy_provenance": "inference_energy_provenance",
+    "technique": "applied",
+}
+_VARIANT_INTS = frozenset({"params", "macs", "model_bytes", "peak_rss_bytes"})
+_VARIANT_NUMBERS = _VARIANT_INTS | {
+    "accuracy", "latency_p50_ms", "latency_p95_ms", "images_per_s",
+    "inference_energy_per_image_j", "step_energy_j", "step_duration_s",
+    "optimization_energy_j", "payback_inferences",
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class VariantRecord:
+    """One measured variant of a trial: the baseline first, then the model after each step.
+
+    Attributes:
+        step: ``baseline`` or the canonical step text, e.g. ``prune:structured:0.5``.
+        applied: What has been applied so far, ``+``-joined step names (``baseline``,
+            ``prune:structured:0.5+quantize:int8``).
+        accuracy: Test accuracy in [0, 1].
+        params: Parameter count.
+        macs: Multiply-accumulates per image (not FLOPs).
+        model_bytes: Size of the variant in bytes (``model_bytes_note`` says how it was counted).
+        model_bytes_note: How ``model_bytes`` was measured.
+        latency_p50_ms: Median latency of one inference batch.
+        latency_p95_ms: 95th percentile latency of one inference batch.
+        images_per_s: Images per second of the inference measurement.
+        inference_energy_per_image_j: Energy per image of the inference measurement (J).
+        inference_energy_provenance: ``measured``, ``estimated``, ``mixed`` or ``unavailable``.
+        peak_rss_bytes: Peak resident memory of the process tree during the measurement.
+        step_energy_j: What this step itself cost (fine-tuning, calibration, compiling); 0 for
+            the baseline.
+        step_duration_s: Wall time of the step.
+        optimization_energy_j: Step energy summed up to this variant (J).
+        payback_inferences: After how many inferences the saving per image repays
+            ``optimization_energy_j``: 0 for the baseline, ``None`` when it never pays back.
+        notes: Caveats of the measurement, one line each.
+        details: The technique's report (achieved sparsity, quantization backend...), JSON-safe.
+    """
+
+    step: str
+    applied: str
+    accuracy: float | None
+    params: int | None
+    macs: int | None
+    model_bytes: int | None
+    model_bytes_note: str
+    latency_p50_ms: float | None
+    latency_p95_ms: float | None
+    images_per_s: float | None
+    inference_energy_per_image_j: float | None
+    inference_energy_provenance: str | None
+    peak_rss_bytes: int | None
+    step_energy_j: float
+    step_duration_s: float
+    optimization_energy_j: float
+    payback_inferences: float | None
+    notes: tuple[str, ...] = ()
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        setattr_ = object.__setattr__
+        for name in _VARIANT_NUMBERS:
+            setattr_(self, name, _number(getattr(self, name), name in _VARIANT_INTS))
+        setattr_(self, "notes", tuple(str(n) for n in self.notes))
+        setattr_(self, "details", json_safe(self.details))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (``notes`` as a list)."""
+        return json_safe(asdict(self))  # type: ignore[no-any-return]
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> VariantRecord:
+        """Inverse of :meth:`to_dict`; also reads the keys the previous version stored
+        (``size_bytes``, ``size_note``, ``energy_per_image_j``, ``energy_provenance``,
+        ``technique``). Unknown keys are ignored.
+
+        Raises:
+            ValueError: A field is missing.
+        """
+        values = {k: v for k, v in data.items() if k not in _RENAMED_VARIANT_KEYS}
+        for old, new in _RENAMED_VARIANT_KEYS.items():
+            if old in data:
+                values.setdefault(new, data[old])
+        return cls(**_known_fields(cls, values, "variant"))
+
+
+@dataclass(frozen=True)
+class MemoryCapRecord:
+    """The GPU memory cap of a trial (what ``train.device.MemoryCap.to_dict()`` holds).
+
+    Attributes:
+        gpu_memory_gb: The cap (GB = 2**30 bytes), or ``None`` for none.
+        enforced: True when PyTorch's allocator refused allocations above it.
+        note: How (or why not) it was enforced.
+    """
+
+    gpu_memory_gb: float | None
+    enforced: bool
+    note: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "gpu_memory_gb", _number(self.gpu_memory_gb, False))
+        if not isinstance(self.enforced, bool):
+            raise ValueError(f"memory_cap.enforced must be true or false, got {self.enforced!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> MemoryCapRecord:
+        """Inverse of :meth:`to_dict` (unknown keys ignored).
+
+        Raises:
+            ValueError: A field is missing.
+        """
+        return cls(**_known_fields(cls, data, "memory_cap"))
+
+
+def _known_fields(cls: type, data: Mapping[str, Any], what: str) -> dict[str, Any]:
+    """The items of ``data`` that are fields of ``cls``; every field without a default is needed."""
+    names = {f.name for f in fields(cls)}
+    values = {k: v for k, v in data.items() if k in names}
+    missing = [
+        f.name
+        for f in fields(cls)
+        if f.default is MISSING and f.default_factory is MISSING and f.name not in values
+    ]
+    if missing:
+        raise ValueError(f"{what} record lacks {', '.join(missing)}")
+    return values
 
 
 @dataclass(frozen=True)
@@ -58,22 +247,25 @@ class TrialRecord:
         train_energy_provenance: ``measured``, ``estimated``, ``mixed`` or ``unavailable``.
         inference_energy_per_image_j: Energy per image of the inference measurement.
         inference_energy_provenance: As ``train_energy_provenance``, for inference.
-        accuracy_per_kj_train: ``accuracy / (train_energy_j / 1000)``.
-        accuracy_per_j_per_image: ``accuracy / inference_energy_per_image_j``.
         duration_s: Wall time of the whole trial.
         peak_rss_bytes: Peak resident memory of the process tree.
         peak_cuda_allocated_bytes: Peak memory allocated by PyTorch on the GPU.
         peak_cuda_reserved_bytes: Peak memory reserved by PyTorch's caching allocator.
         params: Parameter count of the final model.
         macs: Multiply-accumulates per image of the final model (not FLOPs).
-        model_bytes: Serialized size of the final model's state dict.
+        model_bytes: Size of the final model in bytes.
         latency_p50_ms: Median latency of one inference batch.
         latency_p95_ms: 95th percentile latency of one inference batch.
-        throughput_images_per_s: Images per second of the inference measurement.
-        phases: Phase name (``train``, ``distill``, ``inference``...) -> ``Measurement.to_dict()``
-            (energy per component with provenance); a ``Measurement`` is converted on the way in.
+        images_per_s: Images per second of the inference measurement.
+        phases: Phase name (``train``, ``recipe/<step>``, ``inference``...) ->
+            ``Measurement.to_dict()`` (energy per component with provenance); a ``Measurement``
+            is converted on the way in.
+        variants: Every measured variant in order, the baseline first (a mapping is read with
+            :meth:`VariantRecord.from_dict`).
+        memory_cap: The GPU memory cap and whether it was enforced (a mapping or an object with
+            ``to_dict()`` is read with :meth:`MemoryCapRecord.from_dict`).
         history: Per-epoch records (``EpochRecord.to_dict()``), in order.
-        details: Technique-specific results (achieved sparsity, quantization backend...).
+        details: Other results (dataset facts, notes...), JSON-safe.
         environment: Software and hardware the trial ran on.
         started_unix_s: When the (last) attempt started, seconds since the epoch.
         finished_unix_s: When it finished, or ``None`` while running.
@@ -90,8 +282,6 @@ class TrialRecord:
     train_energy_provenance: str | None = None
     inference_energy_per_image_j: float | None = None
     inference_energy_provenance: str | None = None
-    accuracy_per_kj_train: float | None = None
-    accuracy_per_j_per_image: float | None = None
     duration_s: float | None = None
     peak_rss_bytes: int | None = None
     peak_cuda_allocated_bytes: int | None = None
@@ -101,8 +291,10 @@ class TrialRecord:
     model_bytes: int | None = None
     latency_p50_ms: float | None = None
     latency_p95_ms: float | None = None
-    throughput_images_per_s: float | None = None
+    images_per_s: float | None = None
     phases: Mapping[str, Any] = field(default_factory=dict)
+    variants: tuple[VariantRecord, ...] = ()
+    memory_cap: MemoryCapRecord | None = None
     history: tuple[Mapping[str, Any], ...] = ()
     details: Mapping[str, Any] = field(default_factory=dict)
     environment: Mapping[str, Any] = field(default_factory=dict)
@@ -124,6 +316,8 @@ class TrialRecord:
         setattr_ = object.__setattr__
         setattr_(self, "spec", json_safe(spec))
         setattr_(self, "phases", json_safe(phases))
+        setattr_(self, "variants", tuple(_variant(v) for v in self.variants))
+        setattr_(self, "memory_cap", _memory_cap(self.memory_cap))
         setattr_(self, "history", tuple(json_safe(list(self.history))))
         setattr_(self, "details", json_safe(self.details))
         setattr_(self, "environment", json_safe(self.environment))
@@ -164,6 +358,18 @@ class TrialRecord:
             finished_unix_s=time.time() if finished_unix_s is None else finished_unix_s,
         )
 
+    # --- derived numbers (computed, never stored) --------------------------------------------
+
+    @property
+    def accuracy_per_kj_train(self) -> float | None:
+        """``accuracy / (train_energy_j / 1000)``: accuracy per kJ of training energy."""
+        return accuracy_per_kj_train(self.accuracy, self.train_energy_j)
+
+    @property
+    def accuracy_per_j_per_image(self) -> float | None:
+        """``accuracy / inference_energy_per_image_j``: accuracy per J/image (image/J)."""
+        return accuracy_per_j_per_image(self.accuracy, self.inference_energy_per_image_j)
+
     # --- views -------------------------------------------------------------------------------
 
     @property
@@ -172,7 +378,7 @@ class TrialRecord:
         return self.status != "running"
 
     def metrics(self) -> dict[str, float | int | None]:
-        """The headline numbers (:data:`METRICS`)."""
+        """The headline numbers (:data:`METRICS`), ratios included."""
         return {name: getattr(self, name) for name in METRICS}
 
     def phase_energy_j(self) -> dict[str, float | None]:
@@ -182,17 +388,51 @@ class TrialRecord:
     # --- serialization -----------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (non-finite numbers are ``None``; ``json.dumps`` needs no options)."""
-        return json_safe(asdict(self))
+        """JSON-ready dict of the stored fields (non-finite numbers are ``None``; ``json.dumps``
+        needs no options). The ratios are not in it: they are computed from the primitives."""
+        return json_safe(asdict(self))  # type: ignore[no-any-return]
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TrialRecord:
-        """Inverse of :meth:`to_dict`. Unknown keys (from a newer wattwise) are ignored."""
+        """Inverse of :meth:`to_dict`. Unknown keys (from a newer wattwise) are ignored.
+
+        Records written by the previous version are migrated: ``throughput_images_per_s`` ->
+        ``images_per_s``, ``details["variants"]`` -> ``variants``, ``details["memory_cap"]`` ->
+        ``memory_cap``; their stored ``accuracy_per_*`` ratios are ignored (recomputed).
+        """
+        values = dict(data)
+        if "throughput_images_per_s" in values:
+            values.setdefault("images_per_s", values.pop("throughput_images_per_s"))
+        details = dict(values.get("details") or {})
+        for key in ("variants", "memory_cap"):
+            if key in details:
+                old = details.pop(key)
+                values.setdefault(key, old)
+                values["details"] = details
         names = {f.name for f in fields(cls)}
-        values = {k: v for k, v in data.items() if k in names}
+        values = {k: v for k, v in values.items() if k in names}
+        values["variants"] = tuple(values.get("variants") or ())
         if "history" in values:
             values["history"] = tuple(values["history"] or ())
         return cls(**values)
+
+
+def _variant(value: Any) -> VariantRecord:
+    if isinstance(value, VariantRecord):
+        return value
+    if isinstance(value, Mapping):
+        return VariantRecord.from_dict(value)
+    raise ValueError(f"variants must hold VariantRecords, got {type(value).__name__}")
+
+
+def _memory_cap(value: Any) -> MemoryCapRecord | None:
+    if value is None or isinstance(value, MemoryCapRecord):
+        return value
+    if hasattr(value, "to_dict"):  # train.device.MemoryCap
+        value = value.to_dict()
+    if isinstance(value, Mapping):
+        return MemoryCapRecord.from_dict(value)
+    raise ValueError(f"memory_cap must be a MemoryCapRecord, got {type(value).__name__}")
 
 
 def json_safe(value: Any) -> Any:

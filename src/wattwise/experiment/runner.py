@@ -1,16 +1,19 @@
 """One trial -> one TrialRecord: data -> model -> train (or distill) -> recipe steps -> measure.
 
     from wattwise.experiment.runner import run_trial
-    record = run_trial(spec, store=store)        # never raises for a failed trial
+    record = run_trial(spec)        # never raises for a failed trial
 
-The phases of a trial, each in its own EnergyMonitor window:
+This is the one pipeline: a study's trials and ``wattwise train`` (a one-trial run of technique
+``baseline`` that also saves the trained model) both run it. The phases of a trial, each in its
+own EnergyMonitor window whose :class:`~wattwise.energy.base.Measurement` is handed back as a
+value:
 
 1. **data**: the dataset is loaded once per (dataset, root, image size, validation share, seed)
    and kept in ``data_cache`` (a dict the caller owns and may clear).
 2. **train**: the model is trained with ``fit``. A technique that starts with ``distill:<teacher>``
-   trains the student with Hinton KD instead (see :func:`teacher_for`): the teacher is trained
-   first, with the trial's own training settings, once per (teacher, data, settings) and reused
-   from ``data_cache`` and from ``teacher_dir`` on disk by every later trial and on resume.
+   trains the student by the ``distill`` technique instead; a named teacher is trained first,
+   with the trial's own training settings, once per (teacher, data, settings) and reused from
+   ``data_cache`` and ``teacher_dir`` (see :mod:`wattwise.experiment.teachers`).
 3. **recipe**: the other steps run through :func:`wattwise.optimize.recipe.run_recipe`, which
    measures the trained model (``baseline``) and every variant by the same inference protocol
    and computes the payback of each step.
@@ -32,33 +35,51 @@ import contextlib
 import os
 import platform
 import time
-import uuid
-from collections.abc import MutableMapping, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from wattwise.config import MeasurementSettings, RecipeStep, TrialSpec, format_recipe, trial_hash
 from wattwise.data import DatasetSplits, load_dataset
 from wattwise.energy.base import Measurement
 from wattwise.energy.monitor import EnergyMonitor
-from wattwise.errors import ConfigError
-from wattwise.experiment.record import TrialRecord
-from wattwise.experiment.store import ResultsStore
+from wattwise.errors import ConfigError, WattwiseError
+from wattwise.experiment.record import MemoryCapRecord, TrialRecord, VariantRecord
+from wattwise.experiment.spec import TrialSpec
+from wattwise.experiment.teachers import (
+    TEACHER_DIR,
+    TrialCache,
+    TrialFailure,
+    model_spec_for,
+    teacher_for,
+)
+from wattwise.files import write_json_atomic
 from wattwise.models import create_model
+from wattwise.optimize import DistillConfig, TechniqueConfig, TechniqueContext, apply_technique
+from wattwise.optimize.base import BaselineConfig
+from wattwise.optimize.grammar import format_recipe
 from wattwise.optimize.recipe import RecipeSettings, VariantResult, run_recipe
-from wattwise.train.config import TrainConfig
+from wattwise.train.checkpoint import save_checkpoint
 from wattwise.train.device import is_out_of_memory, num_threads, resolve_device
-from wattwise.train.loop import TrainResult, evaluate, fit
+from wattwise.train.loop import EpochRecord, TrainProgress, TrainResult, fit
+from wattwise.validation import dump
 
-#: A cache the caller owns: ``("data", ...)`` -> DatasetSplits, ``("teacher", key)`` -> teacher.
-TrialCache = MutableMapping[tuple[Any, ...], Any]
-
-#: Folder (below the study folder) of trained distillation teachers, shared by trials.
-TEACHER_DIR = "teachers"
+__all__ = [
+    "MAX_REASON",
+    "TEACHER_DIR",
+    "TrialCache",
+    "TrialFailure",
+    "check_trial",
+    "environment",
+    "failure_reason",
+    "load_trial_data",
+    "recipe_settings",
+    "run_trial",
+    "train_and_save",
+]
 
 #: Epochs of fine-tuning after a pruning step (at most the trial's own epochs).
 FINETUNE_EPOCHS = 2
@@ -66,6 +87,8 @@ FINETUNE_EPOCHS = 2
 #: Longest failure reason kept (characters).
 MAX_REASON = 500
 
+#: The file ``run_trial(..., checkpoint=...)`` writes the trained model to (wattwise train).
+CHECKPOINT_FILE = "checkpoint.pt"
 
 _PEAKS = ("peak_rss_bytes", "peak_cuda_allocated_bytes", "peak_cuda_reserved_bytes")
 
@@ -75,55 +98,44 @@ def _peak(measurements: Sequence[Measurement], key: str) -> int | None:
     return max(values, default=None)
 
 
-class TrialFailure(Exception):
-    """A trial that ended without a result (divergence, out of memory); ``str`` is the reason."""
-
-
 @dataclass
 class _Trial:
     """What a trial has measured so far (kept when it fails half-way)."""
 
     spec: TrialSpec
     started_unix_s: float
-    phases: dict[str, Measurement | dict[str, Any]] = field(default_factory=dict)
+    phases: dict[str, Measurement] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)
     environment: dict[str, Any] = field(default_factory=dict)
-    metrics: dict[str, Any] = field(default_factory=dict)
+    variants: list[VariantResult] = field(default_factory=list)
+    memory_cap: MemoryCapRecord | None = None
+    train_energy_j: float | None = None
+    train_energy_provenance: str | None = None
 
     def record(self, duration_s: float) -> TrialRecord:
-        m = dict(self.metrics)
-        measured = [p for p in self.phases.values() if isinstance(p, Measurement)]
-        peaks = {key: _peak(measured, key) for key in _PEAKS}
-        accuracy, energy, per_image = (
-            m.get("accuracy"),
-            m.get("train_energy_j"),
-            m.get("inference_energy_per_image_j"),
-        )
+        peaks = {key: _peak(list(self.phases.values()), key) for key in _PEAKS}
+        final = self.variants[-1] if self.variants else None
         return TrialRecord(
             trial_id=self.spec.trial_id,
             study=self.spec.study,
             spec=self.spec.to_dict(),
             status="ok",
-            accuracy=accuracy,
-            train_energy_j=energy,
-            train_energy_provenance=m.get("train_energy_provenance"),
-            inference_energy_per_image_j=per_image,
-            inference_energy_provenance=m.get("inference_energy_provenance"),
-            accuracy_per_kj_train=(
-                accuracy / (energy / 1e3) if accuracy is not None and energy else None
-            ),
-            accuracy_per_j_per_image=(
-                accuracy / per_image if accuracy is not None and per_image else None
-            ),
+            accuracy=final.accuracy if final else None,
+            train_energy_j=self.train_energy_j,
+            train_energy_provenance=self.train_energy_provenance,
+            inference_energy_per_image_j=final.inference_energy_per_image_j if final else None,
+            inference_energy_provenance=final.inference_energy_provenance if final else None,
             duration_s=duration_s,
-            params=m.get("params"),
-            macs=m.get("macs"),
-            model_bytes=m.get("model_bytes"),
-            latency_p50_ms=m.get("latency_p50_ms"),
-            latency_p95_ms=m.get("latency_p95_ms"),
-            throughput_images_per_s=m.get("throughput_images_per_s"),
+            params=final.params if final else None,
+            macs=final.macs if final else None,
+            model_bytes=final.model_bytes if final else None,
+            latency_p50_ms=final.latency_p50_ms if final else None,
+            latency_p95_ms=final.latency_p95_ms if final else None,
+            images_per_s=final.images_per_s if final else None,
             phases=self.phases,
+            variants=tuple(VariantRecord.from_dict(v.to_dict()) for v in self.variants),
+            memory_cap=self.memory_cap,
             history=tuple(self.history),
             details=self.details,
             environment=self.environment,
@@ -135,43 +147,87 @@ class _Trial:
 def run_trial(
     spec: TrialSpec,
     *,
-    store: ResultsStore | None = None,
-    monitor: EnergyMonitor | None = None,
-    progress: bool = False,
     data_cache: TrialCache | None = None,
     teacher_dir: str | Path | None = None,
+    on_epoch: Callable[[EpochRecord], None] | None = None,
+    progress: TrainProgress | None = None,
+    checkpoint: str | Path | None = None,
 ) -> TrialRecord:
     """Runs one trial end to end and returns its record; a failure is a record, not an error.
 
     Args:
-        spec: The trial (from :func:`wattwise.config.expand_grid`).
-        store: If given, the trial is marked ``running`` first (an attempt is counted) and its
-            record stored at the end, each in one transaction. A trial that already finished is
-            run again and its stored result replaced.
-        monitor: The EnergyMonitor to measure with (default: one built from
-            ``spec.measurement``, closed at the end).
-        progress: Show per-epoch progress bars (not inside another live display).
+        spec: The trial (from :func:`wattwise.experiment.spec.expand_grid`, or built by
+            ``wattwise train``).
         data_cache: Datasets and trained teachers kept between trials (see :data:`TrialCache`).
-        teacher_dir: Where trained teachers are saved and looked up (default: ``teachers/``
-            next to the store; without a store, nothing is saved).
+        teacher_dir: Where trained teachers are saved and looked up (``None``: nowhere).
+        on_epoch: Called with each epoch's record of the trial's training.
+        progress: Told the batches of the trial's training (a progress bar).
+        checkpoint: If given, the trained model (before any recipe step) is saved to this file
+            as a wattwise checkpoint (``wattwise train`` does), with the record's summary.
 
     Returns:
         The record (``ok``, or ``failed`` with a one-line reason and what was measured).
     """
     started, t0 = time.time(), time.perf_counter()
-    if store is not None:
-        store.begin_trial(spec.trial_id, spec, rerun=True)
-        if teacher_dir is None:
-            teacher_dir = store.path.parent / TEACHER_DIR
     trial = _Trial(spec, started)
     try:
-        _execute(trial, monitor, progress, data_cache, teacher_dir)
-        record = trial.record(time.perf_counter() - t0)
+        _execute(trial, data_cache, teacher_dir, on_epoch, progress, checkpoint)
+        return trial.record(time.perf_counter() - t0)
     except Exception as err:
         trial.details["error"] = f"{type(err).__name__}: {err}"[:2000]
-        record = trial.record(time.perf_counter() - t0).failed(failure_reason(err, spec))
-    if store is not None:
-        record = store.finish_trial(record)
+        return trial.record(time.perf_counter() - t0).failed(failure_reason(err, spec))
+
+
+def check_trial(spec: TrialSpec) -> None:
+    """Refuses, before anything runs, what would fail every attempt: an unknown dataset or
+    model, a device that is not here, fp16 autocast on a CPU.
+
+    Raises:
+        ConfigError: One line saying what to change.
+    """
+    from wattwise.data import list_datasets
+    from wattwise.models import list_models
+
+    for kind, name, known in (
+        ("dataset", spec.dataset, list_datasets()),
+        ("model", spec.model, list_models()),
+    ):
+        if name not in known:
+            raise ConfigError(f"unknown {kind} {name!r}; choose from: {', '.join(known)}")
+    device = resolve_device(spec.train.device)
+    if spec.train.precision == "fp16" and device.type != "cuda":
+        raise ConfigError("fp16 autocast is for GPUs; on CPU use precision bf16")
+
+
+def train_and_save(
+    spec: TrialSpec,
+    folder: str | Path,
+    *,
+    on_epoch: Callable[[EpochRecord], None] | None = None,
+    progress: TrainProgress | None = None,
+) -> TrialRecord:
+    """``wattwise train``: the one-trial pipeline, then the run saved in ``folder``.
+
+    The folder gets ``checkpoint.pt`` (the trained model with its spec and settings; a
+    ``wattwise optimize --checkpoint`` input), ``run.json`` (the trial record: everything
+    measured, with provenance) and ``config.json`` (the trial spec, to run it again), each
+    written atomically.
+
+    Raises:
+        ConfigError: The spec cannot run here (see :func:`check_trial`); nothing is written.
+        WattwiseError: The folder cannot be written.
+    """
+    check_trial(spec)
+    target = Path(folder)
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        record = run_trial(
+            spec, on_epoch=on_epoch, progress=progress, checkpoint=target / CHECKPOINT_FILE
+        )
+        write_json_atomic(target / "run.json", record.to_dict())
+        write_json_atomic(target / "config.json", spec.to_dict())
+    except OSError as err:
+        raise WattwiseError(f"cannot write the run to {target}: {err.strerror or err}") from err
     return record
 
 
@@ -208,44 +264,42 @@ def load_trial_data(spec: TrialSpec, cache: TrialCache | None = None) -> Dataset
     return data
 
 
-def recipe_settings(spec: TrialSpec, steps: Sequence[RecipeStep], device: str) -> RecipeSettings:
+def recipe_settings(
+    spec: TrialSpec, steps: Sequence[TechniqueConfig], device: str
+) -> RecipeSettings:
     """How a trial's recipe steps run: fine-tuning after pruning for ``min(2, epochs)`` epochs at
     the trial's learning rate, variants measured with the study's inference settings, on CPU
-    when the recipe quantizes to int8 (x86 PT2E), else on the training device."""
-    inference_s = float(spec.measurement.get("inference_s", 3.0))
+    when a step runs on CPU only (x86 int8), else on the training device."""
     return RecipeSettings(
         finetune_epochs=min(FINETUNE_EPOCHS, spec.epochs),
         finetune_lr=spec.lr,
-        batch_size=int(spec.measurement.get("inference_batch_size", 64)),
-        inference_s=inference_s if inference_s > 0 else 0.01,
-        device="cpu" if any(s.kind == "quantize" for s in steps) else device,
+        batch_size=spec.measurement.inference_batch_size,
+        inference_s=spec.measurement.inference_s,
+        device="cpu" if any(s.cpu_only for s in steps) else device,
         seed=spec.seed,
     )
 
 
 def _execute(
     trial: _Trial,
-    monitor: EnergyMonitor | None,
-    progress: bool,
     cache: TrialCache | None,
     teacher_dir: str | Path | None,
+    on_epoch: Callable[[EpochRecord], None] | None,
+    progress: TrainProgress | None,
+    checkpoint: str | Path | None,
 ) -> None:
     spec = trial.spec
-    steps = spec.steps
-    if any(s.kind == "distill" for s in steps[1:]):
-        raise ConfigError(f"{spec.technique}: distill must be the first step (it trains the model)")
-    distill_step = steps[0] if steps[0].kind == "distill" else None
-    rest = [s for s in steps if s.kind not in ("baseline", "distill")]
-    tc = spec.train_config()
+    configs = spec.steps
+    first = configs[0] if isinstance(configs[0], DistillConfig) else None
+    rest = [c for c in configs if c is not first and not isinstance(c, BaselineConfig)]
+    tc = spec.train
     with contextlib.ExitStack() as stack:
-        if monitor is None:
-            settings = MeasurementSettings(**dict(spec.measurement))
-            monitor = stack.enter_context(EnergyMonitor(settings.monitor_config()))
+        monitor = stack.enter_context(EnergyMonitor(spec.measurement.monitor_config()))
         stack.enter_context(num_threads(tc.num_threads))
-        if any(s.kind == "quantize" for s in rest):
+        if any(c.int8 for c in rest):
             stack.callback(_reset_compiler)
         device = resolve_device(tc.device)
-        trial.environment = _environment(str(device), monitor)
+        trial.environment = environment(str(device), monitor)
         data = load_trial_data(spec, cache)
         info = data.info
         trial.details["dataset"] = {
@@ -258,27 +312,21 @@ def _execute(
             "test_images": len(data.test),
             "notes": info.notes,
         }
-        model_spec = {
-            "name": spec.model,
-            "num_classes": info.num_classes,
-            "in_channels": info.in_channels,
-            "input_size": info.image_size,
-            "width": spec.width,
-        }
+        model_spec = model_spec_for(spec.model, info, spec.width)
         trial.details["model_spec"] = model_spec
         torch.manual_seed(spec.seed)
         model = create_model(**model_spec, weights=spec.weights)
-        if distill_step is not None:
-            result = _distill(
-                trial, distill_step, model, data, tc, monitor, progress, cache, teacher_dir
-            )
+        if first is not None:
+            result = _distill(trial, first, model, data, monitor, cache, teacher_dir, on_epoch)
         else:
-            result = fit(model, data, tc, monitor=monitor, progress=progress)
+            result = fit(model, data, tc, monitor=monitor, progress=progress, on_epoch=on_epoch)
         _record_training(trial, result)
+        if checkpoint is not None:  # a diverged model is kept too, with its status
+            _save_trained(checkpoint, model, model_spec, trial)
         if result.status != "ok":
             why = result.reason or result.status
             raise TrialFailure(why if result.status == "oom" else f"{result.status}: {why}")
-        _apply_recipe(trial, model, data, rest, str(device), model_spec, monitor, progress)
+        _apply_recipe(trial, model, data, rest, str(device), model_spec, monitor, on_epoch)
 
 
 def _record_training(trial: _Trial, result: TrainResult) -> None:
@@ -287,7 +335,7 @@ def _record_training(trial: _Trial, result: TrainResult) -> None:
     if result.test is not None:
         trial.phases["test"] = result.test
     trial.history = [r.to_dict() for r in result.history]
-    trial.details["memory_cap"] = result.memory_cap.to_dict()
+    trial.memory_cap = MemoryCapRecord(**result.memory_cap.to_dict())
     trial.details["train"] = {
         "status": result.status,
         "reason": result.reason,
@@ -300,42 +348,54 @@ def _record_training(trial: _Trial, result: TrainResult) -> None:
     }
     energy, provenance = result.train_energy_j, result.fit.total_provenance if result.fit else None
     teacher_pass = trial.phases.get("teacher_logits")
-    if isinstance(teacher_pass, Measurement) and energy is not None:
+    if teacher_pass is not None and energy is not None:
         # what the student's training cost includes the teacher's pass over the training split
         energy += teacher_pass.total_energy_j
         provenance = combine_provenance([provenance, teacher_pass.total_provenance])
-    trial.metrics["train_energy_j"] = energy
-    trial.metrics["train_energy_provenance"] = provenance
+    trial.train_energy_j = energy
+    trial.train_energy_provenance = provenance
+
+
+def _save_trained(
+    path: str | Path, model: nn.Module, model_spec: dict[str, Any], trial: _Trial
+) -> None:
+    spec = trial.spec
+    save_checkpoint(
+        path,
+        model,
+        model_spec=model_spec,
+        train_config=spec.train.to_dict(),
+        dataset={"name": spec.dataset, "info": trial.details["dataset"]},
+        result={
+            "train_energy_j": trial.train_energy_j,
+            "train_energy_provenance": trial.train_energy_provenance,
+            **trial.details["train"],
+        },
+    )
 
 
 def _apply_recipe(
     trial: _Trial,
     model: nn.Module,
     data: DatasetSplits,
-    steps: list[RecipeStep],
+    steps: list[TechniqueConfig],
     device: str,
     model_spec: dict[str, Any],
     monitor: EnergyMonitor,
-    progress: bool,
+    on_epoch: Callable[[EpochRecord], None] | None,
 ) -> None:
-    spec = trial.spec
-    settings = recipe_settings(spec, steps, device)
-    final_step = str(steps[-1]) if steps else "baseline"
-    measure_inference = float(spec.measurement.get("inference_s", 3.0)) > 0
-    variants: list[VariantResult] = []
+    settings = recipe_settings(trial.spec, steps, device)
     trial.details["recipe"] = {
         "steps": format_recipe(steps) if steps else "baseline",
-        "settings": asdict(settings),
+        "settings": dump(settings),
     }
 
-    def on_variant(variant: VariantResult) -> None:
-        variants.append(variant)
-        trial.details["variants"] = [v.to_dict() for v in variants]
-        if variant.step != "baseline":
-            trial.phases[f"recipe/{variant.step}"] = monitor.last(f"recipe/{variant.step}")
-        if measure_inference:
-            name = "inference" if variant.step == final_step else f"inference/{variant.step}"
-            trial.phases[name] = monitor.last(f"inference/{variant.step}")
+    def on_variant(variant: VariantResult) -> None:  # kept as soon as measured
+        trial.variants.append(variant)
+        if variant.step_measurement is not None:
+            trial.phases[f"recipe/{variant.step}"] = variant.step_measurement
+        if variant.inference is not None:
+            trial.phases[f"inference/{variant.step}"] = variant.inference.measurement
 
     run_recipe(
         model,
@@ -344,199 +404,56 @@ def _apply_recipe(
         settings=settings,
         model_spec=model_spec,
         monitor=monitor,
-        progress=progress,
         on_variant=on_variant,
+        on_epoch=on_epoch,
     )
-    final = variants[-1]
-    trial.details["notes"] = list(dict.fromkeys(n for v in variants for n in v.notes))
-    trial.metrics.update(
-        accuracy=final.accuracy,
-        params=final.params,
-        macs=final.macs,
-        model_bytes=final.size_bytes,
-    )
-    if measure_inference:
-        trial.metrics.update(
-            inference_energy_per_image_j=final.energy_per_image_j,
-            inference_energy_provenance=final.energy_provenance,
-            latency_p50_ms=final.latency_p50_ms,
-            latency_p95_ms=final.latency_p95_ms,
-            throughput_images_per_s=final.images_per_s,
-        )
-    else:
+    final = trial.variants[-1]
+    if final.inference is not None:  # the final model's inference is the phase "inference"
+        trial.phases["inference"] = trial.phases.pop(f"inference/{final.step}")
+    trial.details["notes"] = list(dict.fromkeys(n for v in trial.variants for n in v.notes))
+    if settings.inference_s == 0:
         trial.details["notes"].append(
             "measurement.inference_s is 0: latency, throughput and J/image are not reported"
         )
 
 
-# --- distillation -----------------------------------------------------------------------------
-
-
 def _distill(
     trial: _Trial,
-    step: RecipeStep,
+    config: DistillConfig,
     student: nn.Module,
     data: DatasetSplits,
-    tc: TrainConfig,
     monitor: EnergyMonitor,
-    progress: bool,
     cache: TrialCache | None,
     teacher_dir: str | Path | None,
+    on_epoch: Callable[[EpochRecord], None] | None,
 ) -> TrainResult:
-    """Trains ``student`` with Hinton KD against the step's teacher (the teacher's logits are
-    computed once over the training split and recorded as the phase ``teacher_logits``)."""
-    from wattwise.optimize.distill import (
-        DistillationTask,
-        DistillConfig,
-        build_teacher,
-        freeze_teacher,
-        precompute_teacher_outputs,
-    )
-
-    name, args = step.args[0], step.args
-    checkpoint = "/" in name or name.endswith((".pt", ".pth", ".ckpt"))
-    config = DistillConfig(
-        teacher=None if checkpoint else name,
-        teacher_checkpoint=name if checkpoint else None,
-        temperature=float(args[1]) if len(args) > 1 else 4.0,
-        alpha=float(args[2]) if len(args) > 2 else 0.9,
-    )
-    device = resolve_device(tc.device)
-    if checkpoint:
-        teacher = build_teacher(config, data.info, device)
-        trial.details["teacher"] = {"checkpoint": name, "trained_here": False}
+    """Trains ``student`` by the ``distill`` technique; a named teacher comes trained from
+    :func:`~wattwise.experiment.teachers.teacher_for` (a checkpoint teacher is loaded by the
+    technique itself)."""
+    teacher = None
+    if config.teacher is not None:
+        found = teacher_for(trial.spec, config.teacher, data, monitor, cache, teacher_dir)
+        if found.training is not None:
+            trial.phases["teacher"] = found.training
+        trial.details["teacher"] = found.details()
+        teacher = found.module
     else:
-        teacher = teacher_for(trial.spec, name, data, tc, monitor, cache, teacher_dir, trial)
-    freeze_teacher(teacher, device)
-    if tc.channels_last:
-        teacher.to(memory_format=torch.channels_last)
-    run = {
-        "device": device,
-        "batch_size": tc.eval_batch_size,
-        "precision": tc.precision,
-        "channels_last": tc.channels_last,
-    }
-    info = data.info
-    _, teacher_accuracy = evaluate(teacher, data.test, mean=info.mean, std=info.std, **run)
-    outputs = precompute_teacher_outputs(teacher, data, monitor=monitor, **run)  # type: ignore[arg-type]
-    if outputs.measurement is not None:
-        trial.phases["teacher_logits"] = outputs.measurement
-    trial.details["distill"] = {**config.to_dict(), "teacher_test_accuracy": teacher_accuracy}
-    task = DistillationTask(
-        teacher, config, teacher_outputs=outputs, label_smoothing=tc.label_smoothing
+        trial.details["teacher"] = {"checkpoint": config.teacher_checkpoint, "trained_here": False}
+    context = TechniqueContext(
+        data=data,
+        train_config=trial.spec.train,
+        monitor=monitor,
+        teacher=teacher,
+        on_epoch=on_epoch,
     )
-    return fit(student, data, tc, monitor=monitor, step_fn=task.step, progress=progress)
-
-
-def teacher_for(
-    spec: TrialSpec,
-    name: str,
-    data: DatasetSplits,
-    tc: TrainConfig,
-    monitor: EnergyMonitor,
-    cache: TrialCache | None,
-    teacher_dir: str | Path | None,
-    trial: _Trial | None = None,
-) -> nn.Module:
-    """A trained teacher ``name`` (width 1.0, no pretrained weights) for ``spec``'s data.
-
-    The teacher is trained with the trial's own training settings (epochs, batch size, lr,
-    seed...) on the same data. It is looked up, in order, in ``cache``, in ``teacher_dir``
-    (``<name>-<key>.pt``, a wattwise checkpoint whose ``result`` holds the teacher's measured
-    training) and else trained here, in this trial's monitor; the trial that trains it records
-    the phase ``teacher``. Every distillation trial records the teacher's cost in
-    ``details["teacher"]`` (``train_energy_j``, provenance, accuracy, ``trained_here``).
-
-    Raises:
-        TrialFailure: The teacher's training diverged or ran out of memory.
-    """
-    from wattwise.train.checkpoint import load_checkpoint, save_checkpoint
-
-    info = data.info
-    teacher_spec = {
-        "name": name,
-        "num_classes": info.num_classes,
-        "in_channels": info.in_channels,
-        "input_size": info.image_size,
+    outcome = apply_technique(student, config, context).report
+    if outcome.teacher_pass is not None:  # type: ignore[union-attr]
+        trial.phases["teacher_logits"] = outcome.teacher_pass  # type: ignore[union-attr]
+    trial.details["distill"] = {
+        **config.to_dict(),
+        "teacher_test_accuracy": outcome.teacher_test_accuracy,  # type: ignore[union-attr]
     }
-    key = trial_hash(
-        {
-            "teacher": teacher_spec,
-            "dataset": spec.dataset,
-            "image_size": spec.image_size,
-            "val_fraction": spec.val_fraction,
-            "seed": spec.seed,
-            "train": tc.to_dict(),
-        }
-    )
-    path = Path(teacher_dir) / f"{name}-{key}.pt" if teacher_dir is not None else None
-    entry = cache.get(("teacher", key)) if cache is not None else None
-    if entry is None and path is not None and path.is_file():
-        checkpoint = load_checkpoint(path)
-        entry = (checkpoint.state_dict, checkpoint.result)
-    trained_here = entry is None
-    if entry is None:
-        torch.manual_seed(spec.seed)
-        teacher = create_model(**teacher_spec)  # type: ignore[arg-type]
-        result = fit(teacher, data, tc, monitor=monitor, progress=False)
-        if result.status != "ok" or result.fit is None:
-            raise TrialFailure(f"teacher {name} {result.status}: {result.reason}")
-        if trial is not None:
-            trial.phases["teacher"] = result.fit
-        summary = {
-            "train_energy_j": result.train_energy_j,
-            "train_energy_provenance": result.fit.total_provenance,
-            "train_duration_s": result.fit.duration_s,
-            "test_accuracy": result.test_accuracy,
-            "trained_by_trial": spec.trial_id,
-        }
-        state = {k: v.detach().cpu().clone() for k, v in teacher.state_dict().items()}
-        entry = (state, summary)
-        if path is not None:
-            _save_teacher(path, teacher, teacher_spec, tc, spec, summary, save_checkpoint)
-    state, summary = entry
-    if cache is not None:
-        cache[("teacher", key)] = entry
-    teacher = create_model(**teacher_spec)  # type: ignore[arg-type]
-    teacher.load_state_dict(state)
-    if trial is not None:
-        trial.details["teacher"] = {
-            **summary,
-            "model": teacher_spec,
-            "key": key,
-            "trained_here": trained_here,
-            "path": str(path) if path is not None else None,
-        }
-    return teacher
-
-
-def _save_teacher(
-    path: Path,
-    teacher: nn.Module,
-    teacher_spec: dict[str, Any],
-    tc: TrainConfig,
-    spec: TrialSpec,
-    summary: dict[str, Any],
-    save_checkpoint: Any,
-) -> None:
-    """Writes the teacher atomically under a unique temporary name (workers may race)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}")
-    try:
-        save_checkpoint(
-            tmp,
-            teacher,
-            model_spec=teacher_spec,
-            train_config=tc.to_dict(),
-            dataset={"name": spec.dataset, "image_size": spec.image_size, "seed": spec.seed},
-            result=summary,
-        )
-        os.replace(tmp, path)
-    except OSError:  # a cache that cannot be written costs time, not results
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-
-
-# --- helpers ----------------------------------------------------------------------------------
+    return outcome.train  # type: ignore[union-attr,no-any-return]
 
 
 def combine_provenance(kinds: Sequence[str | None]) -> str:
@@ -547,16 +464,29 @@ def combine_provenance(kinds: Sequence[str | None]) -> str:
     return present.pop() if len(present) == 1 else "mixed"
 
 
-def _environment(device: str, monitor: EnergyMonitor) -> dict[str, Any]:
-    from wattwise.train.run import environment
+def environment(device: str | None = None, monitor: EnergyMonitor | None = None) -> dict[str, Any]:
+    """Software and hardware a trial ran on (host, CPU model, threads, torch/CUDA, GPUs)."""
+    from wattwise import __version__
+    from wattwise.energy.cpu_model import cpu_model_name
 
-    return {
-        **environment(),
-        "device": device,
+    info: dict[str, Any] = {
+        "wattwise": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "platform": platform.platform(),
         "hostname": platform.node(),
+        "cpu_model": cpu_model_name(),
+        "torch_threads": torch.get_num_threads(),
+        "cuda_available": torch.cuda.is_available(),
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
-        "energy_components": monitor.components,
     }
+    if torch.cuda.is_available():
+        info["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    if device is not None:
+        info["device"] = device
+    if monitor is not None:
+        info["energy_components"] = monitor.components
+    return info
 
 
 def _reset_compiler() -> None:

@@ -10,6 +10,9 @@
             else:
                 store.finish_trial(record)                    # the whole record or nothing
 
+    with ResultsStore("results/study/results.sqlite", read_only=True) as store:   # readers
+        frame = store.to_dataframe("ok")
+
 Durability: WAL journal with ``synchronous=FULL``. Every write is one ``BEGIN IMMEDIATE`` ...
 ``COMMIT`` transaction, so a process killed at any moment leaves the file consistent and every
 committed trial in it; FULL also keeps the last commits through a power cut. A trial costs minutes
@@ -18,78 +21,55 @@ of compute and one fsync per commit costs milliseconds, so there is nothing to g
 Several processes may write one store (a local multi-GPU executor): each opens its own
 ``ResultsStore``; writers queue on SQLite's lock for up to ``timeout_s``. A store object may also
 be shared by threads, and it reconnects in a forked child. WAL needs a local filesystem (not NFS).
+
+Reading only (``read_only=True``): nothing is written, not even SQLite's ``-wal``/``-shm`` files,
+so a store in a read-only folder opens too. While no writer has the file open (no ``-wal`` file)
+it is read as an immutable file; when a writer is active, or the file changes under a reader,
+the reader reads through the writer's WAL (SQLite ``mode=ro``). A store of the previous layout
+(schema 1) is read as it is; opening it for writing migrates it in place, in one transaction.
 """
 
 from __future__ import annotations
 
-import csv
+import io
 import json
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from wattwise.errors import WattwiseError
-from wattwise.experiment.record import METRICS, TrialRecord
-
-#: Version of the table layout; a store written by a newer layout is refused.
-SCHEMA_VERSION = 1
-
-#: Spec fields copied into their own columns, for querying.
-SPEC_COLUMNS: dict[str, str] = {
-    "dataset": "TEXT",
-    "model": "TEXT",
-    "technique": "TEXT",
-    "batch_size": "INTEGER",
-    "lr": "REAL",
-    "epochs": "INTEGER",
-    "seed": "INTEGER",
-    "gpu_memory_gb": "REAL",
-}
-
-_INTEGER_METRICS = ("peak_rss_bytes", "peak_cuda_allocated_bytes", "peak_cuda_reserved_bytes")
-_INTEGER_METRICS += ("params", "macs", "model_bytes")
-
-#: Columns of exports (CSV, Parquet, DataFrame), in order, with their SQLite types.
-EXPORT_COLUMNS: dict[str, str] = {
-    "trial_id": "TEXT",
-    "study": "TEXT",
-    "status": "TEXT",
-    "reason": "TEXT",
-    "attempts": "INTEGER",
-    **SPEC_COLUMNS,
-    **{m: "INTEGER" if m in _INTEGER_METRICS else "REAL" for m in METRICS},
-    "train_energy_provenance": "TEXT",
-    "inference_energy_provenance": "TEXT",
-    "started_unix_s": "REAL",
-    "finished_unix_s": "REAL",
-}
-
-#: Keyword filters of :meth:`ResultsStore.records` (and the exports), besides ``status``.
-FILTERS = ("study", *SPEC_COLUMNS)
-
-_SCHEMA = [
-    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS trials ("
-    "trial_id TEXT PRIMARY KEY, "
-    + ", ".join(f"{name} {kind}" for name, kind in list(EXPORT_COLUMNS.items())[1:])
-    + ", spec_json TEXT NOT NULL, record_json TEXT NOT NULL"
-    + ", CHECK (status IN ('ok', 'failed', 'running')))",
-    "CREATE INDEX IF NOT EXISTS trials_status ON trials (status)",
-    "CREATE INDEX IF NOT EXISTS trials_point ON trials (dataset, model, technique)",
-]
-_TABLE_COLUMNS = [*EXPORT_COLUMNS, "spec_json", "record_json"]
-_UPSERT = (
-    f"INSERT INTO trials ({', '.join(_TABLE_COLUMNS)}) "
-    f"VALUES ({', '.join('?' for _ in _TABLE_COLUMNS)}) "
-    "ON CONFLICT (trial_id) DO UPDATE SET "
-    + ", ".join(f"{c} = excluded.{c}" for c in _TABLE_COLUMNS[1:])
+from wattwise.experiment.record import RATIOS, TrialRecord
+from wattwise.experiment.store_schema import (
+    EXPORT_COLUMNS,
+    PANDAS_TYPES,
+    SCHEMA_STATEMENTS,
+    SCHEMA_VERSION,
+    STORED_COLUMNS,
+    UPSERT,
+    migrate_schema_1,
+    row_values,
+    select_list,
+    where_clause,
 )
+from wattwise.files import write_bytes_atomic
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+T = TypeVar("T")
+
+#: The results store's file in a study folder.
+STORE_FILE = "results.sqlite"
+#: The resolved study config next to it.
+CONFIG_FILE = "study.yaml"
+
+_SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
 class StoreError(WattwiseError):
@@ -105,10 +85,14 @@ class ResultsStore:
             is refused (one store per study).
         config_yaml: The resolved study config to keep in the store (replaces an older one).
         timeout_s: How long a write waits for another process's write to finish.
+        read_only: Only read: the file must be a results store already; nothing is written to it
+            or its folder (no schema, no migration, no WAL files), and every write method raises
+            :class:`StoreError`.
 
     Raises:
         StoreError: The file cannot be created, is not a results store, was written by a newer
-            wattwise, or belongs to another study.
+            wattwise, or belongs to another study; with ``read_only``, also a missing file.
+        ValueError: ``read_only`` with ``study`` or ``config_yaml``.
     """
 
     def __init__(
@@ -118,17 +102,28 @@ class ResultsStore:
         study: str | None = None,
         config_yaml: str | None = None,
         timeout_s: float = 30.0,
+        read_only: bool = False,
     ) -> None:
         self.path = Path(path)
         self.timeout_s = timeout_s
+        self.read_only = read_only
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
         self._pid = os.getpid()
         self._inherited: list[sqlite3.Connection] = []
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise StoreError(f"cannot create {self.path.parent}: {err.strerror or err}") from err
+        self._immutable_stat: tuple[int, int] | None = None  # (mtime_ns, size) read as immutable
+        self._columns: frozenset[str] = frozenset(STORED_COLUMNS)
+        if read_only:
+            if study is not None or config_yaml is not None:
+                raise ValueError("a read-only store takes no study or config_yaml to record")
+            self._check_file()
+        else:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as err:
+                raise StoreError(
+                    f"cannot create {self.path.parent}: {err.strerror or err}"
+                ) from err
         self._connection()
         if study is not None or config_yaml is not None:
             self._claim(study, config_yaml)
@@ -142,32 +137,78 @@ class ResultsStore:
             self._inherited.append(self._conn)
         self._pid = os.getpid()
         try:
-            conn = sqlite3.connect(
-                self.path, timeout=self.timeout_s, isolation_level=None, check_same_thread=False
-            )
-            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                raise StoreError(
-                    f"results store {self.path}: SQLite cannot use a write-ahead log here "
-                    f"(journal mode {mode!r}); put the results on a local filesystem"
+            if self.read_only:
+                self._conn = self._connect_read_only()
+                self._check_layout(self._conn)
+            else:
+                conn = sqlite3.connect(
+                    self.path, timeout=self.timeout_s, isolation_level=None, check_same_thread=False
                 )
-            conn.execute("PRAGMA synchronous=FULL")
-            self._conn = conn
-            self._create_schema()
+                self._conn = conn
+                mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+                if str(mode).lower() != "wal":
+                    raise StoreError(
+                        f"results store {self.path}: SQLite cannot use a write-ahead log here "
+                        f"(journal mode {mode!r}); put the results on a local filesystem"
+                    )
+                conn.execute("PRAGMA synchronous=FULL")
+                self._create_schema()
         except BaseException as err:
             if self._conn is not None:
                 self._conn.close()
             self._conn = None
             if isinstance(err, sqlite3.DatabaseError):
                 raise StoreError(
-                    f"{self.path} is not a usable wattwise results store: {err}"
+                    f"{self.path} is not a usable wattwise results store: {_one_line(err)}"
                 ) from err
             raise
-        return conn
+        return self._conn
+
+    def _check_file(self) -> None:
+        """A read-only open needs an existing SQLite file (SQLite would report it vaguely)."""
+        try:
+            with open(self.path, "rb") as file:
+                magic = file.read(len(_SQLITE_MAGIC))
+        except FileNotFoundError:
+            raise StoreError(f"{self.path}: no such results store") from None
+        except OSError as err:
+            raise StoreError(f"cannot read {self.path}: {err.strerror or err}") from err
+        if magic != _SQLITE_MAGIC:
+            raise StoreError(f"{self.path} is not a wattwise results store (not a SQLite file)")
+
+    def _connect_read_only(self) -> sqlite3.Connection:
+        """``mode=ro`` through the WAL while a writer has the file open (its ``-wal`` exists),
+        else ``immutable=1``: no lock and no ``-shm``/``-wal`` file is created."""
+        uri = f"{self.path.resolve().as_uri()}?mode=ro"
+        self._immutable_stat = None
+        if not Path(f"{self.path}-wal").exists():
+            self._immutable_stat = _stat(self.path)
+            uri += "&immutable=1"
+        return sqlite3.connect(
+            uri, uri=True, timeout=self.timeout_s, isolation_level=None, check_same_thread=False
+        )
+
+    def _check_layout(self, conn: sqlite3.Connection) -> None:
+        """Refuses a SQLite file that is not a results store, or one of a newer layout."""
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+        if not {"trials", "meta"} <= tables:
+            raise StoreError(f"{self.path} is not a wattwise results store (no trials table)")
+        row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        if row is None:
+            raise StoreError(f"{self.path} is not a wattwise results store (no schema version)")
+        self._refuse_newer(row[0])
+        self._columns = frozenset(r[1] for r in conn.execute("PRAGMA table_info(trials)"))
+
+    def _refuse_newer(self, version: str) -> None:
+        if int(version) > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path} was written by a newer wattwise (store schema {version}, this "
+                f"version reads {SCHEMA_VERSION}); upgrade wattwise"
+            )
 
     def _create_schema(self) -> None:
         with self._write() as conn:
-            for statement in _SCHEMA:
+            for statement in SCHEMA_STATEMENTS:
                 conn.execute(statement)
             row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
             if row is None:
@@ -175,15 +216,16 @@ class ResultsStore:
                     "INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
                 )
                 conn.execute("INSERT INTO meta VALUES ('created_unix_s', ?)", (repr(time.time()),))
-            elif int(row[0]) > SCHEMA_VERSION:
-                raise StoreError(
-                    f"{self.path} was written by a newer wattwise (store schema {row[0]}, this "
-                    f"version reads {SCHEMA_VERSION}); upgrade wattwise"
-                )
+                return
+            self._refuse_newer(row[0])
+            if int(row[0]) < SCHEMA_VERSION:
+                migrate_schema_1(conn)
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One write transaction: everything inside commits together, or nothing does."""
+        if self.read_only:
+            raise StoreError(f"results store {self.path} is open read-only")
         with self._lock:
             conn = self._connection()
             try:
@@ -203,19 +245,36 @@ class ResultsStore:
                     raise StoreError(f"cannot write results store {self.path}: {err}") from err
                 raise
 
-    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    def _read(self, read: Callable[[sqlite3.Connection], T]) -> T:
+        """``read(connection)``; an immutable read-only view that a writer has since changed
+        (or started a WAL for) is reopened through the WAL and read again."""
         with self._lock:
             try:
-                return self._connection().execute(sql, params).fetchall()
+                result = read(self._connection())
+                if self._immutable_stat is not None and self._changed():
+                    self._reopen()
+                    result = read(self._connection())
+                return result
             except sqlite3.Error as err:
-                raise StoreError(f"cannot read results store {self.path}: {err}") from err
+                raise StoreError(
+                    f"cannot read results store {self.path}: {_one_line(err)}"
+                ) from err
+
+    def _changed(self) -> bool:
+        return Path(f"{self.path}-wal").exists() or _stat(self.path) != self._immutable_stat
+
+    def _reopen(self) -> None:
+        if self._conn is not None and self._pid == os.getpid():
+            self._conn.close()
+        self._conn = None
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return self._read(lambda conn: conn.execute(sql, params).fetchall())
 
     def close(self) -> None:
         """Closes the connection (a later call reopens it)."""
         with self._lock:
-            if self._conn is not None and self._pid == os.getpid():
-                self._conn.close()
-            self._conn = None
+            self._reopen()
 
     def __enter__(self) -> ResultsStore:
         return self
@@ -224,7 +283,8 @@ class ResultsStore:
         self.close()
 
     def __repr__(self) -> str:
-        return f"ResultsStore({str(self.path)!r})"
+        mode = ", read_only=True" if self.read_only else ""
+        return f"ResultsStore({str(self.path)!r}{mode})"
 
     # --- study metadata ----------------------------------------------------------------------
 
@@ -285,7 +345,7 @@ class ResultsStore:
             record = TrialRecord.running(
                 trial_id, spec_dict, study=self._study_of(conn, spec_dict), attempts=attempts
             )
-            conn.execute(_UPSERT, _row(record))
+            conn.execute(UPSERT, row_values(record))
         return attempts
 
     def finish_trial(self, record: TrialRecord) -> TrialRecord:
@@ -315,7 +375,7 @@ class ResultsStore:
                 attempts=max(row[0] if row else 0, record.attempts, 1),
                 finished_unix_s=record.finished_unix_s or time.time(),
             )
-            conn.execute(_UPSERT, _row(record))
+            conn.execute(UPSERT, row_values(record))
         return record
 
     def fail_trial(
@@ -346,7 +406,7 @@ class ResultsStore:
                 )
             else:
                 raise KeyError(f"trial {trial_id} is not in {self.path}; pass its spec")
-            conn.execute(_UPSERT, _row(record))
+            conn.execute(UPSERT, row_values(record))
         return record
 
     @staticmethod
@@ -399,15 +459,9 @@ class ResultsStore:
             **filters: Column = value (or a list of values): ``study``, ``dataset``, ``model``,
                 ``technique``, ``batch_size``, ``lr``, ``epochs``, ``seed``, ``gpu_memory_gb``.
         """
-        where, params = _where(status, filters)
+        where, params = where_clause(status, filters)
         rows = self._query(f"SELECT record_json FROM trials{where} ORDER BY rowid", params)
         return [TrialRecord.from_dict(json.loads(r[0])) for r in rows]
-
-    def rows(self, status: str | None = None, **filters: Any) -> list[dict[str, Any]]:
-        """Flat rows with :data:`EXPORT_COLUMNS` (what CSV, Parquet and DataFrames hold)."""
-        where, params = _where(status, filters)
-        sql = f"SELECT {', '.join(EXPORT_COLUMNS)} FROM trials{where} ORDER BY rowid"
-        return [dict(zip(EXPORT_COLUMNS, r, strict=True)) for r in self._query(sql, params)]
 
     def integrity_check(self) -> str:
         """SQLite's ``PRAGMA integrity_check``: ``"ok"`` for a sound file."""
@@ -415,84 +469,57 @@ class ResultsStore:
 
     # --- exports -----------------------------------------------------------------------------
 
-    def to_dataframe(self, status: str | None = None, **filters: Any) -> Any:
-        """The rows as a ``pandas.DataFrame`` (needs pandas)."""
-        try:
-            import pandas as pd
-        except ImportError as err:
-            raise WattwiseError(
-                "to_dataframe needs pandas: pip install pandas (or use export_csv)"
-            ) from err
-        return pd.DataFrame(self.rows(status, **filters), columns=list(EXPORT_COLUMNS))
+    def to_dataframe(self, status: str | None = None, **filters: Any) -> pd.DataFrame:
+        """The trials as a ``pandas.DataFrame`` with :data:`EXPORT_COLUMNS`, one row per trial in
+        the order they were first begun (filters as :meth:`records`). Integer columns are
+        ``Int64`` and text columns ``string``, so missing values stay missing; the ratio columns
+        are computed with the record's formulas (:data:`~wattwise.experiment.record.RATIOS`)."""
+        import pandas as pd  # imported on use: importing wattwise.experiment stays fast
+
+        where, params = where_clause(status, filters)
+        sql = f"SELECT {select_list(self._columns)} FROM trials{where} ORDER BY rowid"
+        types = {name: PANDAS_TYPES[kind] for name, kind in STORED_COLUMNS.items()}
+        frame = self._read(lambda conn: pd.read_sql_query(sql, conn, params=params, dtype=types))
+        for name, (formula, inputs) in RATIOS.items():
+            values = [formula(*v) for v in zip(*(frame[c] for c in inputs), strict=True)]
+            frame[name] = pd.Series(values, index=frame.index, dtype="float64")
+        return frame[list(EXPORT_COLUMNS)]
 
     def export_csv(self, path: str | Path, status: str | None = None, **filters: Any) -> int:
-        """Writes the rows to a CSV file (header first; empty cells for missing values).
+        """Writes :meth:`to_dataframe` to a CSV file, atomically (header first; empty cells for
+        missing values).
 
         Returns:
             The number of rows written.
         """
-        rows = self.rows(status, **filters)
-        try:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            with open(path, "w", newline="", encoding="utf-8") as file:
-                writer = csv.DictWriter(file, fieldnames=list(EXPORT_COLUMNS))
-                writer.writeheader()
-                writer.writerows(rows)
-        except OSError as err:
-            raise WattwiseError(f"cannot write {path}: {err.strerror or err}") from err
-        return len(rows)
+        frame = self.to_dataframe(status, **filters)
+        return _export(path, frame.to_csv(index=False).encode("utf-8"), len(frame))
 
     def export_parquet(self, path: str | Path, status: str | None = None, **filters: Any) -> int:
-        """Writes the rows to a Parquet file (needs pyarrow).
+        """Writes :meth:`to_dataframe` to a Parquet file (pyarrow), atomically.
 
         Returns:
             The number of rows written.
         """
-        try:
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-        except ImportError as err:
-            raise WattwiseError(
-                "export_parquet needs pyarrow: pip install pyarrow (or use export_csv)"
-            ) from err
-        types = {"TEXT": pa.string(), "INTEGER": pa.int64(), "REAL": pa.float64()}
-        schema = pa.schema([(name, types[kind]) for name, kind in EXPORT_COLUMNS.items()])
-        rows = self.rows(status, **filters)
-        try:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            pq.write_table(pa.Table.from_pylist(rows, schema=schema), str(path))
-        except OSError as err:
-            raise WattwiseError(f"cannot write {path}: {err}") from err
-        return len(rows)
+        frame = self.to_dataframe(status, **filters)
+        buffer = io.BytesIO()
+        frame.to_parquet(buffer, index=False)
+        return _export(path, buffer.getvalue(), len(frame))
 
 
-def _row(record: TrialRecord) -> tuple[Any, ...]:
-    values = record.to_dict()
-    spec = values["spec"]
-    flat = {name: values.get(name) for name in EXPORT_COLUMNS if name not in SPEC_COLUMNS}
-    flat |= {name: spec.get(name) for name in SPEC_COLUMNS}
-    flat["spec_json"] = _json(spec)
-    flat["record_json"] = _json(values)
-    return tuple(flat[name] for name in _TABLE_COLUMNS)
+def _export(path: str | Path, data: bytes, rows: int) -> int:
+    """Writes an export atomically; returns its number of rows."""
+    try:
+        write_bytes_atomic(path, data)
+    except OSError as err:
+        raise StoreError(f"cannot write {path}: {err.strerror or err}") from err
+    return rows
 
 
-def _json(value: Any) -> str:
-    return json.dumps(value, allow_nan=False, separators=(",", ":"))
+def _stat(path: Path) -> tuple[int, int]:
+    info = path.stat()
+    return info.st_mtime_ns, info.st_size
 
 
-def _where(status: str | None, filters: Mapping[str, Any]) -> tuple[str, list[Any]]:
-    unknown = sorted(set(filters) - set(FILTERS))
-    if unknown:
-        raise ValueError(f"unknown filter {unknown[0]!r}; filters: {', '.join(FILTERS)}")
-    terms: list[str] = []
-    params: list[Any] = []
-    items = [("status", status)] if status is not None else []
-    for name, value in [*items, *filters.items()]:
-        values = list(value) if isinstance(value, list | tuple | set | frozenset) else [value]
-        clauses = [f"{name} IS NULL" for v in values if v is None]
-        present = [v for v in values if v is not None]
-        if present:
-            clauses.append(f"{name} IN ({', '.join('?' for _ in present)})")
-            params.extend(present)
-        terms.append("(" + " OR ".join(clauses or ["0"]) + ")")
-    return (" WHERE " + " AND ".join(terms) if terms else ""), params
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split())

@@ -2,7 +2,7 @@
 
 Builders are plain functions registered with :func:`register_model` (as timm does)::
 
-    @register_model(stem="conv1", head="fc", features="layer4")
+    @register_model(stem="conv1", head="fc")
     def my_net(*, num_classes, in_channels, input_size, small_input, width, **kwargs):
         ...
 
@@ -23,6 +23,7 @@ from torch import nn
 
 from wattwise.errors import ModelError
 from wattwise.models.adapt import resolve_small_input, set_bn_momentum
+from wattwise.models.weights import load_weights
 
 #: BatchNorm momentum applied to every model by default (see ``docs/models.md``):
 #: torchvision's MobileNetV3 ships 0.01, which leaves eval accuracy at chance after short runs.
@@ -53,20 +54,15 @@ class ModelEntry:
         builder: Function that builds a randomly initialized model.
         stem: Dotted path of the first convolution (its input channels follow ``in_channels``).
         head: Dotted path of the classifier ``nn.Linear`` (its outputs follow ``num_classes``).
-        features: Dotted path of the module whose output is the last feature map (before global
-            pooling).
         torchvision_name: Name under which torchvision publishes weights for this architecture,
             or ``None`` when there are none.
-        description: One line for listings.
     """
 
     name: str
     builder: ModelBuilder
     stem: str
     head: str
-    features: str
     torchvision_name: str | None = None
-    description: str = ""
 
 
 class ModelRegistry:
@@ -81,9 +77,7 @@ class ModelRegistry:
         *,
         stem: str,
         head: str,
-        features: str,
         torchvision_name: str | None = None,
-        description: str = "",
     ) -> Callable[[ModelBuilder], ModelBuilder]:
         """Decorator that registers a builder under ``name`` (default: the function's name).
 
@@ -95,15 +89,8 @@ class ModelRegistry:
             key = name or builder.__name__  # type: ignore[attr-defined]
             if key in self._entries:
                 raise ValueError(f"model {key!r} is already registered")
-            doc = (builder.__doc__ or "").strip().splitlines()
             self._entries[key] = ModelEntry(
-                name=key,
-                builder=builder,
-                stem=stem,
-                head=head,
-                features=features,
-                torchvision_name=torchvision_name,
-                description=description or (doc[0] if doc else ""),
+                name=key, builder=builder, stem=stem, head=head, torchvision_name=torchvision_name
             )
             return builder
 
@@ -228,10 +215,15 @@ def create_model(
         set_bn_momentum(model, bn_momentum)
 
     if weights is not None:
-        from wattwise.models.weights import load_weights
-
         model.weights_report = load_weights(  # type: ignore[assignment]
-            model, weights, entry=entry, width=float(width), progress=progress
+            model,
+            weights,
+            model_name=entry.name,
+            stem=entry.stem,
+            head=entry.head,
+            torchvision_name=entry.torchvision_name,
+            width=float(width),
+            progress=progress,
         )
     return model
 

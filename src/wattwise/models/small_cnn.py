@@ -64,7 +64,7 @@ class SmallCNN(nn.Module):
         return self.classifier(self.dropout(x))
 
 
-@register_model(stem="features.0.0", head="classifier", features="features")
+@register_model(stem="features.0.0", head="classifier")
 def small_cnn(
     *,
     num_classes: int,

@@ -100,7 +100,7 @@ def _adapt_features(
     return model
 
 
-@register_model(stem="conv1", head="fc", features="layer4", torchvision_name="resnet18")
+@register_model(stem="conv1", head="fc", torchvision_name="resnet18")
 def resnet18(
     *,
     num_classes: int,
@@ -122,7 +122,7 @@ def resnet18(
     )
 
 
-@register_model(stem="conv1", head="fc", features="layer4", torchvision_name="resnet50")
+@register_model(stem="conv1", head="fc", torchvision_name="resnet50")
 def resnet50(
     *,
     num_classes: int,
@@ -144,9 +144,7 @@ def resnet50(
     )
 
 
-@register_model(
-    stem="features.0.0", head="classifier.1", features="features", torchvision_name="mobilenet_v2"
-)
+@register_model(stem="features.0.0", head="classifier.1", torchvision_name="mobilenet_v2")
 def mobilenet_v2(
     *,
     num_classes: int,
@@ -168,7 +166,6 @@ def mobilenet_v2(
 @register_model(
     stem="features.0.0",
     head="classifier.3",
-    features="features",
     torchvision_name="mobilenet_v3_small",
 )
 def mobilenet_v3_small(
@@ -192,7 +189,6 @@ def mobilenet_v3_small(
 @register_model(
     stem="features.0.0",
     head="classifier.3",
-    features="features",
     torchvision_name="mobilenet_v3_large",
 )
 def mobilenet_v3_large(
@@ -216,7 +212,6 @@ def mobilenet_v3_large(
 @register_model(
     stem="features.0.0",
     head="classifier.1",
-    features="features",
     torchvision_name="efficientnet_b0",
 )
 def efficientnet_b0(

@@ -28,8 +28,6 @@ from wattwise.models.adapt import adapt_input_channels
 if TYPE_CHECKING:
     from torchvision.models import WeightsEnum
 
-    from wattwise.models.registry import ModelEntry
-
 logger = logging.getLogger(__name__)
 
 #: Wrapper keys under which training scripts commonly nest the state_dict in a checkpoint.
@@ -65,18 +63,25 @@ def load_weights(
     model: nn.Module,
     weights: Any,
     *,
-    entry: ModelEntry,
+    model_name: str,
+    stem: str,
+    head: str,
+    torchvision_name: str | None = None,
     width: float = 1.0,
     progress: bool = False,
 ) -> WeightsReport:
-    """Load ``weights`` into ``model`` built from ``entry``.
+    """Load ``weights`` into ``model``, a registered architecture (see ``create_model``).
 
     Args:
-        model: A model built by ``entry.builder``.
+        model: The freshly built model.
         weights: ``"DEFAULT"`` / a torchvision weights name (``"IMAGENET1K_V1"``,
             ``"ResNet18_Weights.IMAGENET1K_V1"``) / a ``torchvision`` ``WeightsEnum`` member, a
             path to a ``torch.save``'d state_dict, or a state_dict mapping.
-        entry: The registry entry (names the stem and head that may differ from the source).
+        model_name: The architecture's registry name (for messages).
+        stem: Dotted path of the first convolution (may differ from the source's).
+        head: Dotted path of the classifier ``nn.Linear`` (may differ from the source's).
+        torchvision_name: Name under which torchvision publishes weights for the architecture,
+            or ``None`` when there are none.
         width: The width the model was built with (published weights exist only for 1.0).
         progress: Show a download progress bar.
 
@@ -89,49 +94,49 @@ def load_weights(
     if isinstance(weights, Mapping):
         state, source = dict(weights), "<mapping>"
     else:
-        enum_member = _torchvision_weights(weights, entry)
+        enum_member = _torchvision_weights(weights, model_name, torchvision_name)
         if enum_member is not None:
             if width != 1.0:
                 raise ModelError(
-                    f"{entry.name}: torchvision publishes weights only for width 1.0, got {width}"
+                    f"{model_name}: torchvision publishes weights only for width 1.0, got {width}"
                 )
             state = fetch_torchvision_state_dict(enum_member, progress=progress)
             source = f"torchvision:{enum_member}"
         else:
-            path = _weights_path(weights, entry)
+            path = _weights_path(weights, model_name, torchvision_name)
             state, source = read_state_dict(path), str(path)
     return load_state_dict_adapted(
-        model, state, stem=entry.stem, head=entry.head, source=source, model_name=entry.name
+        model, state, stem=stem, head=head, source=source, model_name=model_name
     )
 
 
-def _torchvision_weights(weights: Any, entry: ModelEntry) -> WeightsEnum | None:
+def _torchvision_weights(
+    weights: Any, model_name: str, torchvision_name: str | None
+) -> WeightsEnum | None:
     """The torchvision weights named by ``weights``, or ``None`` when it is not such a name."""
     from torchvision.models import WeightsEnum, get_model_weights
 
     if isinstance(weights, WeightsEnum):
-        if entry.torchvision_name is None or not isinstance(
-            weights, get_model_weights(entry.torchvision_name)
-        ):
-            raise ModelError(f"{entry.name}: weights {weights} are for another architecture")
+        if torchvision_name is None or not isinstance(weights, get_model_weights(torchvision_name)):
+            raise ModelError(f"{model_name}: weights {weights} are for another architecture")
         return weights
     if not isinstance(weights, str):
         return None
-    if entry.torchvision_name is None:
+    if torchvision_name is None:
         if _WEIGHTS_NAME.fullmatch(weights) and not Path(weights).is_file():
             raise ModelError(
-                f"{entry.name} has no published pretrained weights ({weights!r}); pass "
+                f"{model_name} has no published pretrained weights ({weights!r}); pass "
                 "weights=None or the path of a file saved with torch.save(model.state_dict(), path)"
             )
         return None
-    enum_cls = get_model_weights(entry.torchvision_name)
+    enum_cls = get_model_weights(torchvision_name)
     name = weights.removeprefix(f"{enum_cls.__name__}.")
     if name in enum_cls.__members__:
         return enum_cls[name]
     return None
 
 
-def _weights_path(weights: Any, entry: ModelEntry) -> Path:
+def _weights_path(weights: Any, model_name: str, torchvision_name: str | None) -> Path:
     if not isinstance(weights, str | os.PathLike):
         raise ModelError(
             f"weights must be None, a weights name, a file path or a state_dict, got "
@@ -142,10 +147,10 @@ def _weights_path(weights: Any, entry: ModelEntry) -> Path:
         return path
     if path.exists():
         raise ModelError(f"weights path {str(path)!r} is not a file")
-    if entry.torchvision_name is not None and _WEIGHTS_NAME.fullmatch(str(weights)):
+    if torchvision_name is not None and _WEIGHTS_NAME.fullmatch(str(weights)):
         raise ModelError(
-            f"unknown weights {str(weights)!r} for {entry.name}; use one of "
-            f"{', '.join(_weights_names(entry.torchvision_name))} or a state_dict file path"
+            f"unknown weights {str(weights)!r} for {model_name}; use one of "
+            f"{', '.join(_weights_names(torchvision_name))} or a state_dict file path"
         )
     raise ModelError(f"weights file {str(weights)!r} not found")
 

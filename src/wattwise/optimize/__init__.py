@@ -3,6 +3,7 @@
 >>> from wattwise.optimize import ChannelPruneConfig, TechniqueContext, apply_technique
 >>> prepared = apply_technique(model, ChannelPruneConfig(ratio=0.3), TechniqueContext(x))
 >>> measure_inference(prepared.module, x, **prepared.inference_kwargs())
+>>> parse_recipe("prune:structured:0.5:importance=taylor,quantize:int8")  # the same configs
 
 See ``docs/optimize.md`` for what each technique really saves on CPU.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 from wattwise.errors import PruningError, QuantizationError
 from wattwise.optimize.base import (
+    BaselineConfig,
     Batches,
     PreparedModel,
     TechniqueConfig,
@@ -19,7 +21,6 @@ from wattwise.optimize.base import (
     apply_technique,
     list_techniques,
     register_technique,
-    technique_config,
     techniques,
     top1_agreement,
 )
@@ -28,7 +29,15 @@ from wattwise.optimize.distill import (
     DistillConfig,
     DistillResult,
     distill,
+    is_checkpoint_path,
     kd_loss,
+)
+from wattwise.optimize.grammar import (
+    canonical_recipe,
+    format_recipe,
+    load_recipe,
+    parse_recipe,
+    parse_step,
 )
 from wattwise.optimize.prune import (
     ChannelPruneConfig,
@@ -36,13 +45,12 @@ from wattwise.optimize.prune import (
     MaskPruneConfig,
     MaskPruneReport,
     SparsityReport,
-    load_pruned,
     prune_channels,
     prune_masks,
     remove_masks,
-    save_pruned,
     weight_sparsity,
 )
+from wattwise.optimize.pruned_files import load_pruned, save_pruned
 from wattwise.optimize.quantize import (
     AutocastConfig,
     ChannelsLastConfig,
@@ -67,6 +75,7 @@ from wattwise.optimize.recipe import (
 
 __all__ = [
     "AutocastConfig",
+    "BaselineConfig",
     "Batches",
     "ChannelPruneConfig",
     "ChannelPruneReport",
@@ -92,13 +101,19 @@ __all__ = [
     "TechniqueRegistry",
     "VariantResult",
     "apply_technique",
+    "canonical_recipe",
     "distill",
+    "format_recipe",
     "graph_tensor_bytes",
     "inductor_freezing",
+    "is_checkpoint_path",
     "kd_loss",
     "list_techniques",
     "load_pruned",
+    "load_recipe",
     "load_recipe_text",
+    "parse_recipe",
+    "parse_step",
     "prune_channels",
     "prune_masks",
     "quantize_dynamic_int8",
@@ -108,7 +123,6 @@ __all__ = [
     "remove_masks",
     "run_recipe",
     "save_pruned",
-    "technique_config",
     "techniques",
     "top1_agreement",
     "weight_sparsity",

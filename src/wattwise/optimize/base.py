@@ -1,56 +1,106 @@
-"""What the techniques share: configs, the handler registry, the result type, pruned-model files.
+"""What the techniques share: configs, the step registry, the prepared-model type, model files.
 
-An optimization is a small frozen config plus a handler (STYLE.md #5, after torchao's
+An optimization is a small frozen config plus a handler (after torchao's
 ``quantize_(model, Int8...Config())``)::
 
     prepared = apply_technique(model, ChannelPruneConfig(ratio=0.3), context)
     measure_inference(prepared.module, x, **prepared.inference_kwargs())
 
-Handlers are found through :data:`techniques`, keyed on the config's type; YAML names map to the
-config classes (:func:`technique_config`), so configurations flow as data. A technique module
-registers its configs with :func:`register_technique`; a new module (``distill.py``) only adds
-its own registrations.
+Each config class declares its recipe step (``step = "prune:structured"``), its positional
+arguments and its stage in a recipe; :mod:`wattwise.optimize.grammar` parses and prints every
+step from these declarations alone. Handlers are found through :data:`techniques`, keyed by
+step. Adding a technique is one config class plus one ``@register_technique`` handler in one
+module (see docs/optimize.md, "Adding a technique").
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import os
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, ClassVar, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
 import torch
 from torch import nn
 
-from wattwise.errors import ConfigError, PruningError
-from wattwise.models import create_model
+from wattwise.errors import ConfigError
+from wattwise.optimize.step_text import format_step
+from wattwise.train.config import PRECISIONS
+from wattwise.validation import config_dataclass, dump, fields_of
 
-#: Autocast precisions that the inference protocol (``measure_inference``) applies.
-PRECISIONS = ("fp32", "bf16", "fp16")
+if TYPE_CHECKING:
+    from wattwise.data.types import DatasetSplits
+    from wattwise.energy.monitor import EnergyMonitor
+    from wattwise.train.config import TrainConfig
 
 Batch = torch.Tensor | tuple[torch.Tensor, torch.Tensor] | list[torch.Tensor]
 #: Batches of real inputs: an iterable of tensors or ``(inputs, labels)`` pairs (a
 #: ``TensorLoader`` works), or a callable returning such an iterable.
 Batches = Iterable[Batch] | Callable[[], Iterable[Batch]]
 
+#: Recipe stages, in the order steps must come (a later stage never precedes an earlier one).
+STAGE_TRAIN, STAGE_PRUNE, STAGE_LAYOUT, STAGE_NUMERICS = 0, 1, 2, 3
+
 
 class TechniqueConfig:
-    """Base of the frozen technique configs; subclasses are ``@dataclass(frozen=True)``.
+    """Base of the technique configs; subclasses are :func:`~wattwise.validation.config_dataclass`.
 
-    Attributes:
-        name: The technique's name in YAML and reports (a class attribute).
+    Class attributes (declarations the grammar, the registry and recipes read):
+        step: The recipe step that names it (``prune:structured``, ``quantize:int8``).
+        positional: Fields given by position after the step (``("ratio",)``); the others are
+            ``key=value`` options.
+        required: How many of ``positional`` must be given (default: all).
+        option_aliases: Short option names (``{"steps": "iterative_steps"}``).
+        stage: Where it goes in a recipe (``STAGE_*``): training (distill) first, then pruning,
+            then memory layout, then numerics (int8, autocast).
         int8: True for techniques whose result runs without autocast (int8 graphs).
+        cpu_only: True when the result runs on CPU only (x86 int8).
+        finetune: A recipe fine-tunes the model after this step (pruning).
     """
 
-    name: ClassVar[str] = ""
+    step: ClassVar[str] = ""
+    positional: ClassVar[tuple[str, ...]] = ()
+    required: ClassVar[int | None] = None
+    option_aliases: ClassVar[Mapping[str, str]] = {}
+    stage: ClassVar[int] = STAGE_NUMERICS
     int8: ClassVar[bool] = False
+    cpu_only: ClassVar[bool] = False
+    finetune: ClassVar[bool] = False
+
+    @property
+    def kind(self) -> str:
+        """The step's first word (``prune``): a recipe holds each kind at most once."""
+        return self.step.split(":", 1)[0]
+
+    @classmethod
+    def from_args(cls, positional: Sequence[Any], options: Mapping[str, Any]) -> TechniqueConfig:
+        """The config of a parsed step: ``positional`` values (in :attr:`positional` order) and
+        ``options`` by field name (already converted from text; validated here)."""
+        return cls(**dict(zip(cls.positional, positional, strict=False)), **options)
+
+    @classmethod
+    def option_names(cls) -> tuple[str, ...]:
+        """The fields a step sets as ``key=value`` (all but the positional ones)."""
+        return tuple(n for n in fields_of(cls) if n not in cls.positional)
+
+    def step_args(self) -> tuple[list[Any], dict[str, Any]]:
+        """``(positional, options)`` that :meth:`from_args` turns back into this config."""
+        values = dump(self)
+        return [values.pop(name) for name in self.positional], values
+
+    def to_step(self) -> str:
+        """The canonical step text (:func:`wattwise.optimize.step_text.format_step`)."""
+        return format_step(self)
 
     def to_dict(self) -> dict[str, Any]:
-        """``{"technique": name, **fields}``: plain data for YAML, JSON and reports."""
-        return {"technique": self.name, **dataclasses.asdict(self)}  # type: ignore[call-overload]
+        """``{"step": step, **fields}``: plain data for YAML, JSON and reports."""
+        return {"step": self.step, **dump(self)}
+
+    def finish(self, module: nn.Module) -> dict[str, Any]:
+        """Called by a recipe after fine-tuning; returns details for the record (default none)."""
+        del module
+        return {}
 
 
 @dataclass(frozen=True)
@@ -64,11 +114,21 @@ class TechniqueContext:
             labels).
         train_fn: ``train_fn(model, step, steps)`` trains ``model`` in place: fine-tuning
             between iterative pruning steps, or the training of quantization-aware training.
+        data: The dataset, for techniques that train (distillation).
+        train_config: Their training settings.
+        monitor: The EnergyMonitor their training is measured in.
+        teacher: A ready teacher module for distillation (else the config's teacher is built).
+        on_epoch: Called with each ``EpochRecord`` of a technique's training.
     """
 
     example_inputs: torch.Tensor | None = None
     calibration: Batches | None = None
     train_fn: Callable[[nn.Module, int, int], Any] | None = None
+    data: DatasetSplits | None = None
+    train_config: TrainConfig | None = None
+    monitor: EnergyMonitor | None = None
+    teacher: nn.Module | None = None
+    on_epoch: Callable[[Any], None] | None = None
 
     def need_example(self, technique: str) -> torch.Tensor:
         """``example_inputs``, or a :class:`ConfigError` naming the technique that needs it."""
@@ -95,7 +155,8 @@ class PreparedModel:
         module: The model (an ``nn.Module``; for int8 graphs a module wrapping a compiled graph).
         precision: Autocast precision to run under: ``fp32``, ``bf16`` or ``fp16``.
         channels_last: Inputs (and weights) in channels-last memory format.
-        technique: What was applied, ``+``-joined when chained (``prune_channels+int8_static``).
+        applied: The steps applied so far, ``+``-joined (``prune:structured:0.3+quantize:int8``);
+            ``baseline`` for none.
         description: One line for tables.
         notes: Honest labels: what the technique does not save, one-time costs, limits.
         report: The technique's report (sizes, ratios, counts), or ``None``.
@@ -104,7 +165,7 @@ class PreparedModel:
     module: nn.Module
     precision: str = "fp32"
     channels_last: bool = False
-    technique: str = "none"
+    applied: str = "baseline"
     description: str = ""
     notes: tuple[str, ...] = ()
     report: Report | None = None
@@ -127,7 +188,7 @@ class PreparedModel:
     def to_dict(self) -> dict[str, Any]:
         """Plain data (no module) for records and reports."""
         return {
-            "technique": self.technique,
+            "applied": self.applied,
             "precision": self.precision,
             "channels_last": self.channels_last,
             "description": self.description,
@@ -148,90 +209,62 @@ Handler = Callable[[nn.Module, Any, TechniqueContext], PreparedModel]
 
 
 class TechniqueRegistry:
-    """Config type -> handler, and technique name -> config type."""
+    """Recipe step -> (config type, handler)."""
 
     def __init__(self) -> None:
-        self._handlers: dict[type[TechniqueConfig], Handler] = {}
-        self._by_name: dict[str, type[TechniqueConfig]] = {}
+        self._types: dict[str, type[TechniqueConfig]] = {}
+        self._handlers: dict[str, Handler] = {}
 
     def register(self, config_type: type[C]) -> Callable[[Handler], Handler]:
-        """Decorator registering the handler of ``config_type`` (under ``config_type.name``).
+        """Decorator registering the handler of ``config_type`` under ``config_type.step``.
 
         Raises:
-            ValueError: The type or its name is already registered, or it has no name.
+            ValueError: The step is empty or already registered.
         """
 
         def decorator(handler: Handler) -> Handler:
-            name = config_type.name
-            if not name or name in self._by_name or config_type in self._handlers:
-                raise ValueError(f"technique {name!r} is unnamed or already registered")
-            self._handlers[config_type] = handler
-            self._by_name[name] = config_type
+            step = config_type.step
+            if not step or step in self._types:
+                raise ValueError(f"technique step {step!r} is empty or already registered")
+            self._types[step] = config_type
+            self._handlers[step] = handler
             return handler
 
         return decorator
 
     def handler(self, config: TechniqueConfig) -> Handler:
-        """The handler for ``config``'s type.
+        """The handler for ``config``.
 
         Raises:
-            ConfigError: No technique is registered for that type.
+            ConfigError: No technique is registered for its step.
         """
-        try:
-            return self._handlers[type(config)]
-        except KeyError:
-            known = ", ".join(self.names())
-            raise ConfigError(f"no technique for {type(config).__name__}; known: {known}") from None
+        handler = self._handlers.get(config.step)
+        if handler is None or self._types[config.step] is not type(config):
+            known = ", ".join(self.steps())
+            raise ConfigError(f"no technique for {type(config).__name__}; known: {known}")
+        return handler
 
-    def config_type(self, name: str) -> type[TechniqueConfig]:
-        """The config class registered as ``name``.
+    def config_type(self, step: str) -> type[TechniqueConfig] | None:
+        """The config class registered for ``step``, or ``None``."""
+        return self._types.get(step)
 
-        Raises:
-            ConfigError: Unknown name; the message lists the known ones.
-        """
-        try:
-            return self._by_name[name]
-        except KeyError:
-            known = ", ".join(self.names())
-            raise ConfigError(f"unknown technique {name!r}; known: {known}") from None
-
-    def names(self) -> list[str]:
-        """Sorted technique names."""
-        return sorted(self._by_name)
+    def steps(self) -> list[str]:
+        """The registered steps, sorted."""
+        return sorted(self._types)
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self.names())
+        return iter(self.steps())
 
 
-#: The registry that :func:`apply_technique` and :func:`technique_config` use.
+#: The registry that :func:`apply_technique` and the recipe grammar use.
 techniques = TechniqueRegistry()
 #: Decorator: ``@register_technique(MyConfig)`` on ``handler(model, config, context)``.
 register_technique = techniques.register
 
 
 def list_techniques() -> list[str]:
-    """Names of the registered techniques (``prune_channels``, ``int8_static``...)."""
-    return techniques.names()
-
-
-def technique_config(data: Mapping[str, Any]) -> TechniqueConfig:
-    """Build a config from plain data: ``{"technique": "prune_channels", "ratio": 0.3}``.
-
-    Raises:
-        ConfigError: Unknown technique or setting, or an invalid value.
-    """
-    values = dict(data)
-    config_type = techniques.config_type(str(values.pop("technique", "")))
-    known = {f.name for f in dataclasses.fields(config_type)}  # type: ignore[arg-type]
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ConfigError(
-            f"unknown {config_type.name} setting {unknown[0]!r}; known: {', '.join(sorted(known))}"
-        )
-    for key, value in values.items():  # YAML gives lists where configs hold tuples
-        if isinstance(value, list):
-            values[key] = tuple(value)
-    return config_type(**values)
+    """The registered recipe steps (``prune:structured``, ``quantize:int8``...)."""
+    return techniques.steps()
 
 
 def apply_technique(
@@ -265,15 +298,16 @@ def apply_technique(
         return handler(model, config, context)
     if config.int8 and model.precision != "fp32":
         raise ConfigError(
-            f"{config.name} needs an fp32 model, got a {model.precision} autocast variant: "
+            f"{config.step} needs an fp32 model, got a {model.precision} autocast variant: "
             "apply int8 before (instead of) autocast"
         )
     result = handler(model.module, config, context)
+    chained = result.applied if model.applied == "baseline" else f"{model.applied}+{result.applied}"
     return dataclasses.replace(
         result,
         precision=model.precision if result.precision == "fp32" else result.precision,
         channels_last=model.channels_last or result.channels_last,
-        technique=f"{model.technique}+{result.technique}",
+        applied=chained,
         notes=model.notes + result.notes,
     )
 
@@ -328,114 +362,15 @@ def top1_agreement(
     return same / total
 
 
-def check_fraction(label: str, value: Any, *, low_open: bool = True) -> None:
-    """Raise :class:`ConfigError` unless ``low < value < 1`` (``low`` 0, inclusive if not open)."""
-    ok = isinstance(value, int | float) and not isinstance(value, bool)
-    if not ok or not ((value > 0) if low_open else (value >= 0)) or not value < 1:
-        raise ConfigError(f"{label} must be in {'(0' if low_open else '[0'}, 1), got {value!r}")
+@config_dataclass
+class BaselineConfig(TechniqueConfig):
+    """No technique: the trained model as it is (the reference every variant is compared to)."""
+
+    step: ClassVar[str] = "baseline"
+    stage: ClassVar[int] = STAGE_TRAIN
 
 
-# --- files of models whose layer shapes differ from their registry architecture --------------
-
-#: File format tag of :func:`save_pruned`.
-PRUNED_FORMAT = "wattwise-pruned/1"
-
-_SHAPE_ATTRS: dict[type[nn.Module], tuple[str, ...]] = {
-    nn.modules.conv._ConvNd: ("in_channels", "out_channels", "groups"),
-    nn.Linear: ("in_features", "out_features"),
-    nn.modules.batchnorm._BatchNorm: ("num_features",),
-    nn.GroupNorm: ("num_groups", "num_channels"),
-    nn.LayerNorm: ("normalized_shape",),
-}
-
-
-def _shape_attrs(model: nn.Module) -> dict[str, dict[str, Any]]:
-    out: dict[str, dict[str, Any]] = {}
-    for path, module in model.named_modules():
-        for kind, attrs in _SHAPE_ATTRS.items():
-            if isinstance(module, kind):
-                out[path] = {a: getattr(module, a) for a in attrs}
-    return out
-
-
-def save_pruned(
-    model: nn.Module, path: str | os.PathLike[str], model_spec: Mapping[str, Any] | None = None
-) -> Path:
-    """Save a pruned model as plain data: each layer's shape attributes plus the state_dict.
-
-    Torch-Pruning's ``tp.state_dict`` pickles module objects, which ``torch.load(...,
-    weights_only=True)`` refuses; this file loads with it.
-
-    Args:
-        model: The pruned model (make mask pruning permanent first).
-        path: Target file (written atomically).
-        model_spec: ``{"name": ..., **create_model arguments}`` of the unpruned model, stored
-            so that :func:`load_pruned` needs nothing else.
-
-    Returns:
-        The written path.
-    """
-    if any(k.endswith("_mask") for k in model.state_dict()):
-        raise PruningError("masks are attached: call remove_masks(model) before save_pruned")
-    if model_spec is not None and not isinstance(model_spec.get("name"), str):
-        raise ConfigError("model_spec needs the registry 'name' and create_model arguments")
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    payload = {
-        "format": PRUNED_FORMAT,
-        "model": dict(model_spec) if model_spec is not None else None,
-        "shapes": _shape_attrs(model),
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-    }
-    tmp = target.with_suffix(target.suffix + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, target)
-    return target
-
-
-def load_pruned(
-    path: str | os.PathLike[str], model_spec: Mapping[str, Any] | None = None
-) -> nn.Module:
-    """Rebuild a pruned model: a fresh registry model resized to the saved shapes, then loaded.
-
-    Args:
-        path: A file from :func:`save_pruned` (read with ``weights_only=True``).
-        model_spec: ``{"name": ..., **create_model arguments}``; default: the file's.
-
-    Returns:
-        The pruned model with the saved weights, on CPU, in eval mode.
-
-    Raises:
-        PruningError: Unreadable file, no spec, or shapes that do not fit the architecture.
-    """
-    try:
-        payload = torch.load(Path(path), map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise PruningError(f"cannot read pruned model {path}: {err}".splitlines()[0]) from err
-    if not isinstance(payload, dict) or payload.get("format") != PRUNED_FORMAT:
-        raise PruningError(f"{path} is not a pruned model file ({PRUNED_FORMAT})")
-    spec = dict(model_spec or payload.get("model") or {})
-    if "name" not in spec:
-        raise PruningError(f"{path} holds no model spec: pass model_spec={{'name': ...}}")
-    spec.pop("weights", None)  # the file holds the weights: never download
-    model = create_model(spec.pop("name"), **spec)
-    state: dict[str, torch.Tensor] = payload["state_dict"]
-    try:
-        for module_path, attrs in payload["shapes"].items():
-            module = model.get_submodule(module_path)
-            for attr, value in attrs.items():
-                setattr(module, attr, tuple(value) if isinstance(value, list) else value)
-        for key, tensor in state.items():  # the saved tensors replace the fresh ones
-            module_path, _, name = key.rpartition(".")
-            module = model.get_submodule(module_path)
-            if isinstance(module._parameters.get(name), nn.Parameter):
-                grad = module._parameters[name].requires_grad  # type: ignore[union-attr]
-                module._parameters[name] = nn.Parameter(tensor, requires_grad=grad)
-            elif module._buffers.get(name) is not None:
-                module._buffers[name] = tensor
-        model.load_state_dict(state, strict=True)
-    except (AttributeError, RuntimeError, KeyError) as err:
-        raise PruningError(
-            f"{path} does not fit {spec}: {err}".splitlines()[0] + " (wrong model_spec?)"
-        ) from err
-    return model.eval()
+@register_technique(BaselineConfig)
+def _apply_baseline(model: nn.Module, config: BaselineConfig, ctx: TechniqueContext) -> Any:
+    del config, ctx
+    return PreparedModel(model, description="the trained model")

@@ -19,9 +19,9 @@ augmented batch in every step instead (exact, and costlier). See docs/distill.md
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -33,76 +33,15 @@ from wattwise.data.types import DatasetInfo, DatasetSplits
 from wattwise.energy.base import Measurement
 from wattwise.energy.monitor import EnergyMonitor
 from wattwise.errors import ConfigError
-from wattwise.train.config import (
-    TrainConfig,
-    _finite,  # the same finite-number check
-)
+from wattwise.optimize.base import PreparedModel, TechniqueContext, register_technique
+from wattwise.optimize.distill_config import DistillConfig
+from wattwise.optimize.distill_config import is_checkpoint_path as is_checkpoint_path
+from wattwise.train.config import TrainConfig
 from wattwise.train.device import autocast, num_threads, resolve_device
 from wattwise.train.loop import TrainResult, evaluate, fit
 
 #: The EnergyMonitor window that measures the precomputed teacher pass.
 TEACHER_WINDOW = "distill/teacher_logits"
-
-
-@dataclass(frozen=True)
-class DistillConfig:
-    """How to distill.
-
-    Attributes:
-        temperature: Softmax temperature ``T`` (> 0) of both teacher and student in the KD term.
-        alpha: Weight of the KD term; the label cross-entropy gets ``1 - alpha`` (in [0, 1]).
-        teacher: Registered model name of the teacher (see ``wattwise.models.list_models``).
-        teacher_kwargs: ``create_model`` arguments for ``teacher``; ``num_classes``,
-            ``in_channels`` and ``input_size`` default to the dataset's. Give trained weights
-            here (``weights="path/to/state_dict.pt"``): a random teacher teaches nothing.
-        teacher_checkpoint: A wattwise checkpoint (file or run folder) to load the teacher from;
-            exactly one of ``teacher`` and ``teacher_checkpoint`` is set.
-        precompute_teacher: Compute the teacher's logits once, over the un-augmented training
-            split, and look them up per batch (default); ``False`` runs the teacher every step.
-        feature_weight: If set (> 0), also match the student's penultimate features (the input
-            of its last ``nn.Linear``), through a learned linear projection, to the teacher's,
-            with mean-squared error weighted by this factor.
-    """
-
-    temperature: float = 4.0
-    alpha: float = 0.9
-    teacher: str | None = None
-    teacher_kwargs: Mapping[str, Any] = field(default_factory=dict)
-    teacher_checkpoint: str | None = None
-    precompute_teacher: bool = True
-    feature_weight: float | None = None
-
-    def __post_init__(self) -> None:
-        t, a, w, kwargs = self.temperature, self.alpha, self.feature_weight, self.teacher_kwargs
-        if not (_finite(t) and t > 0):
-            raise ConfigError(f"temperature must be > 0, got {t!r}")
-        if not (_finite(a) and 0 <= a <= 1):
-            raise ConfigError(f"alpha (the weight of the KD term) must be in [0, 1], got {a!r}")
-        if (self.teacher is None) == (self.teacher_checkpoint is None):
-            raise ConfigError("give exactly one of teacher (a model name) and teacher_checkpoint")
-        if not isinstance(kwargs, Mapping) or "name" in kwargs or (kwargs and not self.teacher):
-            raise ConfigError(
-                "teacher_kwargs must be create_model arguments (without 'name') of a registry "
-                f"teacher, got {kwargs!r}"
-            )
-        if not isinstance(self.precompute_teacher, bool):
-            raise ConfigError(f"precompute_teacher must be a bool, got {self.precompute_teacher!r}")
-        if w is not None and not (_finite(w) and w > 0):
-            raise ConfigError(f"feature_weight must be > 0 or None, got {w!r}")
-        object.__setattr__(self, "teacher_kwargs", dict(self.teacher_kwargs))
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> DistillConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(
-                f"unknown distillation setting {unknown[0]!r}; known: {', '.join(sorted(known))}"
-            )
-        return cls(**data)
 
 
 def kd_loss(
@@ -408,22 +347,25 @@ def distill(
     train_config: TrainConfig,
     distill_config: DistillConfig,
     *,
+    teacher: nn.Module | None = None,
     monitor: EnergyMonitor | None = None,
-    progress: bool = False,
+    on_epoch: Callable[[Any], None] | None = None,
 ) -> DistillResult:
     """Trains ``student`` (in place) on ``data`` with knowledge distillation.
 
-    Builds the teacher on the training device, tests it, precomputes its outputs (in the
-    monitor's window ``distill/teacher_logits``) unless ``precompute_teacher`` is off, then runs
-    :func:`wattwise.train.fit` with the distillation step.
+    Builds the teacher on the training device (or takes ``teacher``), tests it, precomputes its
+    outputs (in the monitor's window ``distill/teacher_logits``) unless ``precompute_teacher``
+    is off, then runs :func:`wattwise.train.fit` with the distillation step.
 
     Args:
         student: The model to train; its weights are updated in place.
         data: The dataset.
         train_config: Training settings (device, epochs, lr, precision, threads...).
         distill_config: The teacher and the loss settings.
+        teacher: A trained teacher to use instead of building the config's (e.g. one a study
+            trained and cached); it is frozen and moved to the training device.
         monitor: The EnergyMonitor to measure with (default: a new one, closed at the end).
-        progress: Show a progress bar per epoch.
+        on_epoch: Called with each ``EpochRecord`` of the student's training.
     """
     device = resolve_device(train_config.device)
     own_monitor = monitor is None
@@ -437,9 +379,12 @@ def distill(
     }
     try:
         with num_threads(tc.num_threads):
-            teacher = build_teacher(distill_config, info, device)
+            if teacher is None:
+                teacher = build_teacher(distill_config, info, device)
+            else:
+                freeze_teacher(teacher, device)
             if tc.channels_last:
-                teacher.to(memory_format=torch.channels_last)
+                teacher.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
             teacher_loss, teacher_accuracy = evaluate(
                 teacher, data.test, mean=info.mean, std=info.std, **run
             )
@@ -460,7 +405,7 @@ def distill(
             label_smoothing=tc.label_smoothing,
         )
         model = student if projection is None else _WithProjection(student, projection)
-        result = fit(model, data, tc, monitor=monitor, step_fn=task.step, progress=progress)
+        result = fit(model, data, tc, monitor=monitor, step_fn=task.step, on_epoch=on_epoch)
     finally:
         if own_monitor:
             monitor.close()
@@ -471,3 +416,23 @@ def distill(
         teacher_test_accuracy=teacher_accuracy,
         teacher_test_loss=teacher_loss,
     )
+
+
+@register_technique(DistillConfig)
+def _apply_distill(model: nn.Module, config: DistillConfig, ctx: TechniqueContext) -> Any:
+    """Trains ``model`` as the student (in place) with the context's data and settings."""
+    if ctx.data is None or ctx.train_config is None:
+        raise ConfigError("distill needs the dataset and training settings (TechniqueContext)")
+    result = distill(
+        model,
+        ctx.data,
+        ctx.train_config,
+        config,
+        teacher=ctx.teacher,
+        monitor=ctx.monitor,
+        on_epoch=ctx.on_epoch,
+    )
+    text = (
+        f"distilled from {config.teacher_source} (T={config.temperature:g}, alpha={config.alpha:g})"
+    )
+    return PreparedModel(model.eval(), applied=config.to_step(), description=text, report=result)

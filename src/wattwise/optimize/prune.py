@@ -14,12 +14,13 @@ live in :mod:`wattwise.optimize.base` and are re-exported here).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import torch
 import torch_pruning as tp
+from annotated_types import Gt, Lt
 from torch import nn
 from torch.nn.utils import prune as torch_prune
 
@@ -32,20 +33,23 @@ from wattwise.models import (
     serialized_size_bytes,
 )
 from wattwise.optimize.base import (
+    STAGE_PRUNE,
     Batches,
     PreparedModel,
     TechniqueConfig,
     TechniqueContext,
-    check_fraction,
     iter_batches,
     register_technique,
     split_batch,
 )
-from wattwise.optimize.base import load_pruned as load_pruned  # re-exported
-from wattwise.optimize.base import save_pruned as save_pruned  # re-exported
+from wattwise.optimize.pruned_files import load_pruned as load_pruned  # re-exported
+from wattwise.optimize.pruned_files import save_pruned as save_pruned  # re-exported
+from wattwise.validation import Bool, PositiveInt, StrictNumber, Text, config_dataclass
+
+#: A share in (0, 1), given as a number.
+Share = Annotated[StrictNumber, Gt(0), Lt(1)]
 
 PRUNABLE = (nn.Conv2d, nn.Linear)
-IMPORTANCES = ("magnitude", "bn_scale", "taylor")
 MASK_NOTE = (
     "mask pruning zeroes weights but keeps dense shapes: params, MACs and dense speed are "
     "unchanged (no speedup expected); while masks are attached the state_dict holds "
@@ -54,32 +58,36 @@ MASK_NOTE = (
 FineTune = Callable[[nn.Module, int, int], Any]
 
 
-@dataclass(frozen=True)
+@config_dataclass
 class MaskPruneConfig(TechniqueConfig):
-    """L1-unstructured mask pruning of every Conv2d and Linear weight.
+    """L1-unstructured mask pruning of every Conv2d and Linear weight
+    (step ``prune:unstructured:<amount>[:scope=layer]``).
 
     Attributes:
         amount: Fraction of the weights to zero, in (0, 1).
         scope: ``global`` (one L1 threshold over all layers; layer sparsity varies) or ``layer``
             (``amount`` in every layer).
         permanent: Remove the masks right away (:func:`remove_masks`): zeros stay, state_dict
-            is clean.
+            is clean. In a recipe the masks are removed after fine-tuning either way.
     """
 
-    name: ClassVar[str] = "prune_masks"
-    amount: float = 0.5
+    step: ClassVar[str] = "prune:unstructured"
+    positional: ClassVar[tuple[str, ...]] = ("amount",)
+    stage: ClassVar[int] = STAGE_PRUNE
+    finetune: ClassVar[bool] = True
+    amount: Share = 0.5
     scope: Literal["global", "layer"] = "global"
-    permanent: bool = False
+    permanent: Bool = False
 
-    def __post_init__(self) -> None:
-        check_fraction("amount", self.amount)
-        if self.scope not in ("global", "layer"):
-            raise ConfigError(f"scope must be 'global' or 'layer', got {self.scope!r}")
+    def finish(self, module: nn.Module) -> dict[str, Any]:
+        """Makes the masks permanent after a recipe's fine-tuning."""
+        return {"masks_made_permanent": remove_masks(module)}
 
 
-@dataclass(frozen=True)
+@config_dataclass
 class ChannelPruneConfig(TechniqueConfig):
-    """Structured channel pruning with Torch-Pruning (``tp.pruner.MetaPruner``).
+    """Structured channel pruning with Torch-Pruning (``tp.pruner.MetaPruner``)
+    (step ``prune:structured:<ratio>[:importance=taylor][:steps=3]...``).
 
     Attributes:
         ratio: Fraction of channels to remove, in (0, 1): in every layer (uniform) or of all
@@ -90,40 +98,28 @@ class ChannelPruneConfig(TechniqueConfig):
         global_pruning: Rank channels across layers (uneven widths) instead of uniformly.
         round_to: Remaining channels are rounded down to a multiple of this (efficient
             kernels; ``None``: off). A layer that would keep fewer is left whole.
-        iterative_steps: Reach ``ratio`` in equal steps, fine-tuning between them.
+        iterative_steps: Reach ``ratio`` in equal steps, fine-tuning between them (option
+            ``steps`` in a recipe).
         max_layer_ratio: No layer loses more than this fraction of its channels, in (0, 1).
         head: Path of the final classifier, never pruned (default: the last ``nn.Linear``).
-        ignore: Further module paths to leave untouched.
+        ignore: Further module paths to leave untouched (``ignore=layer4.1|layer4.0``).
         taylor_batches: Calibration batches whose gradients feed Taylor importance per step.
     """
 
-    name: ClassVar[str] = "prune_channels"
-    ratio: float = 0.3
+    step: ClassVar[str] = "prune:structured"
+    positional: ClassVar[tuple[str, ...]] = ("ratio",)
+    option_aliases: ClassVar[Mapping[str, str]] = {"steps": "iterative_steps"}
+    stage: ClassVar[int] = STAGE_PRUNE
+    finetune: ClassVar[bool] = True
+    ratio: Share = 0.3
     importance: Literal["magnitude", "bn_scale", "taylor"] = "magnitude"
-    global_pruning: bool = False
-    round_to: int | None = 8
-    iterative_steps: int = 1
-    max_layer_ratio: float = 0.9
-    head: str | None = None
-    ignore: tuple[str, ...] = ()
-    taylor_batches: int = 1
-
-    def __post_init__(self) -> None:
-        check_fraction("ratio", self.ratio)
-        check_fraction("max_layer_ratio", self.max_layer_ratio)
-        if self.importance not in IMPORTANCES:
-            raise ConfigError(
-                f"importance must be one of {', '.join(IMPORTANCES)}, got {self.importance!r}"
-            )
-        for label, value in (
-            ("iterative_steps", self.iterative_steps),
-            ("taylor_batches", self.taylor_batches),
-            ("round_to", 1 if self.round_to is None else self.round_to),
-        ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{label} must be a positive integer, got {value!r}")
-        if not isinstance(self.ignore, tuple) or not all(isinstance(p, str) for p in self.ignore):
-            raise ConfigError("ignore must be a tuple of module paths")
+    global_pruning: Bool = False
+    round_to: PositiveInt | None = 8
+    iterative_steps: PositiveInt = 1
+    max_layer_ratio: Share = 0.9
+    head: Text | None = None
+    ignore: tuple[Text, ...] = ()
+    taylor_batches: PositiveInt = 1
 
 
 @dataclass(frozen=True)
@@ -403,7 +399,7 @@ def _apply_masks(model: nn.Module, config: MaskPruneConfig, ctx: TechniqueContex
     report = prune_masks(model, config, ctx.example_inputs)
     text = f"L1 mask pruning {config.amount:.0%} ({config.scope}): no speedup"
     return PreparedModel(
-        model, technique=config.name, description=text, report=report, notes=(MASK_NOTE,)
+        model, applied=config.to_step(), description=text, report=report, notes=(MASK_NOTE,)
     )
 
 
@@ -411,7 +407,7 @@ def _apply_masks(model: nn.Module, config: MaskPruneConfig, ctx: TechniqueContex
 def _apply_channels(
     model: nn.Module, config: ChannelPruneConfig, ctx: TechniqueContext
 ) -> PreparedModel:
-    example = ctx.need_example(config.name)
+    example = ctx.need_example(config.step)
     report = prune_channels(
         model, config, example, calibration=ctx.calibration, fine_tune=ctx.train_fn
     )
@@ -419,4 +415,6 @@ def _apply_channels(
         f"channel pruning {config.ratio:.0%} ({config.importance}): MACs x{report.macs_ratio:.2f}"
     )
     notes = ("accuracy collapses without fine-tuning after pruning",)
-    return PreparedModel(model, technique=config.name, description=text, report=report, notes=notes)
+    return PreparedModel(
+        model, applied=config.to_step(), description=text, report=report, notes=notes
+    )

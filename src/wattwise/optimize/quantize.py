@@ -3,7 +3,7 @@
 * ``int8_static`` — post-training static int8 for convnets **on CPU** by PT2E (in torchao):
   ``torch.export(strict=True)`` -> ``prepare_pt2e`` with ``X86InductorQuantizer`` ->
   calibration on real batches -> ``convert_pt2e`` -> ``torch.compile`` with inductor freezing.
-  Without the compile step the int8 graph is *slower* than fp32 (FINDINGS.md).
+  Without the compile step the int8 graph is *slower* than fp32 (measured: docs/optimize.md).
 * ``int8_qat`` — the same path with ``prepare_qat_pt2e``: fake-quantized training, then convert.
 * ``int8_dynamic`` — ``torch.ao.quantization.quantize_dynamic`` of ``nn.Linear`` only: on a
   convnet it converts the classifier and nothing else (the report counts the layers).
@@ -30,6 +30,7 @@ from torch import nn
 
 from wattwise.errors import ConfigError, QuantizationError
 from wattwise.optimize.base import (
+    STAGE_LAYOUT,
     Batches,
     PreparedModel,
     TechniqueConfig,
@@ -39,6 +40,8 @@ from wattwise.optimize.base import (
     register_technique,
     split_batch,
 )
+from wattwise.optimize.step_text import register_shorthand
+from wattwise.validation import Bool, PositiveInt, config_dataclass
 
 # Inductor's int8 conv lowering warns about its own torch.tensor(tensor) call on every compile:
 # noise for users, nothing they can act on.
@@ -60,9 +63,9 @@ CPU_ONLY = (
 TrainFn = Callable[[nn.Module, int, int], Any]
 
 
-@dataclass(frozen=True)
+@config_dataclass
 class StaticInt8Config(TechniqueConfig):
-    """Post-training static int8 (PT2E, x86 inductor; CPU).
+    """Post-training static int8 (PT2E, x86 inductor; CPU) (step ``quantize:int8``).
 
     Attributes:
         calibration_batches: At most this many calibration batches are run (>= 1).
@@ -73,54 +76,57 @@ class StaticInt8Config(TechniqueConfig):
             converted reference graph (slower than fp32; for inspection).
     """
 
-    name: ClassVar[str] = "int8_static"
+    step: ClassVar[str] = "quantize:int8"
     int8: ClassVar[bool] = True
-    calibration_batches: int = 16
-    dynamic_batch: bool = True
-    compile: bool = True
-
-    def __post_init__(self) -> None:
-        n = self.calibration_batches
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ConfigError(f"calibration_batches must be a positive integer, got {n!r}")
+    cpu_only: ClassVar[bool] = True
+    calibration_batches: PositiveInt = 16
+    dynamic_batch: Bool = True
+    compile: Bool = True
 
 
-@dataclass(frozen=True)
+@config_dataclass
 class QATInt8Config(TechniqueConfig):
-    """Quantization-aware training on the PT2E path (``TechniqueContext.train_fn`` trains);
-    ``dynamic_batch`` and ``compile`` as in :class:`StaticInt8Config`."""
+    """Quantization-aware training on the PT2E path (``TechniqueContext.train_fn`` trains)
+    (step ``quantize:int8_qat``); ``dynamic_batch`` and ``compile`` as in
+    :class:`StaticInt8Config`."""
 
-    name: ClassVar[str] = "int8_qat"
+    step: ClassVar[str] = "quantize:int8_qat"
     int8: ClassVar[bool] = True
-    dynamic_batch: bool = True
-    compile: bool = True
+    cpu_only: ClassVar[bool] = True
+    dynamic_batch: Bool = True
+    compile: Bool = True
 
 
-@dataclass(frozen=True)
+@config_dataclass
 class DynamicInt8Config(TechniqueConfig):
-    """Dynamic int8 of ``nn.Linear`` layers (int8 weights, activations quantized per batch)."""
+    """Dynamic int8 of ``nn.Linear`` layers (int8 weights, activations quantized per batch)
+    (step ``quantize:int8_dynamic``)."""
 
-    name: ClassVar[str] = "int8_dynamic"
+    step: ClassVar[str] = "quantize:int8_dynamic"
     int8: ClassVar[bool] = True
+    cpu_only: ClassVar[bool] = True
 
 
-@dataclass(frozen=True)
+@config_dataclass
 class AutocastConfig(TechniqueConfig):
-    """Run under autocast: ``bf16`` (CPU with native bf16, GPU) or ``fp16`` (GPU only)."""
+    """Run under autocast: ``bf16`` (CPU with native bf16, GPU) or ``fp16`` (GPU only)
+    (step ``autocast:<precision>``, written ``bf16`` / ``fp16`` in recipes)."""
 
-    name: ClassVar[str] = "autocast"
+    step: ClassVar[str] = "autocast"
+    positional: ClassVar[tuple[str, ...]] = ("precision",)
     precision: Literal["bf16", "fp16"] = "bf16"
 
-    def __post_init__(self) -> None:
-        if self.precision not in ("bf16", "fp16"):
-            raise ConfigError(f"precision must be 'bf16' or 'fp16', got {self.precision!r}")
 
-
-@dataclass(frozen=True)
+@config_dataclass
 class ChannelsLastConfig(TechniqueConfig):
-    """Weights and inputs in channels-last (NHWC) memory format."""
+    """Weights and inputs in channels-last (NHWC) memory format (step ``channels_last``)."""
 
-    name: ClassVar[str] = "channels_last"
+    step: ClassVar[str] = "channels_last"
+    stage: ClassVar[int] = STAGE_LAYOUT
+
+
+register_shorthand("bf16", "autocast:bf16")
+register_shorthand("fp16", "autocast:fp16")
 
 
 @dataclass(frozen=True)
@@ -308,7 +314,7 @@ def _pt2e_int8(
                 prepared(x.cpu())
                 batches, images = batches + 1, images + int(x.shape[0])
         if batches == 0:
-            raise ConfigError(f"{config.name} needs calibration batches of real inputs")
+            raise ConfigError(f"{config.step} needs calibration batches of real inputs")
     converted = api.convert(prepared)
     prepare_s, started = time.perf_counter() - started, time.perf_counter()
     compiled = torch.compile(converted, dynamic=False) if config.compile else converted
@@ -347,7 +353,7 @@ def _pt2e_int8(
         notes.append(f"specialized to batch size {example.shape[0]}")
     text = f"int8 {report.method}: {quantized} layers int8, size x{report.size_ratio:.2f}"
     return PreparedModel(
-        module, technique=config.name, description=text, notes=tuple(notes), report=report
+        module, applied=config.to_step(), description=text, notes=tuple(notes), report=report
     )
 
 
@@ -421,7 +427,7 @@ def quantize_dynamic_int8(model: nn.Module, config: DynamicInt8Config) -> Prepar
     note = f"{len(converted)} of {len(linear)} Linear layers int8; {convs} conv layers fp32"
     return PreparedModel(
         quantized,
-        technique=DynamicInt8Config.name,
+        applied=DynamicInt8Config().to_step(),
         description=f"dynamic int8 ({note})",
         notes=(f"{note} (dynamic int8 converts only nn.Linear: on convnets it changes little)",),
         report=report,
@@ -432,14 +438,14 @@ def quantize_dynamic_int8(model: nn.Module, config: DynamicInt8Config) -> Prepar
 def _apply_static(model: nn.Module, config: StaticInt8Config, ctx: TechniqueContext) -> Any:
     if ctx.calibration is None:
         raise ConfigError("int8_static needs calibration batches (TechniqueContext.calibration)")
-    return quantize_static_int8(model, config, ctx.need_example(config.name), ctx.calibration)
+    return quantize_static_int8(model, config, ctx.need_example(config.step), ctx.calibration)
 
 
 @register_technique(QATInt8Config)
 def _apply_qat(model: nn.Module, config: QATInt8Config, ctx: TechniqueContext) -> Any:
     if ctx.train_fn is None:
         raise ConfigError("int8_qat needs a training callable (TechniqueContext.train_fn)")
-    return quantize_qat_int8(model, config, ctx.need_example(config.name), ctx.train_fn)
+    return quantize_qat_int8(model, config, ctx.need_example(config.step), ctx.train_fn)
 
 
 @register_technique(DynamicInt8Config)
@@ -457,7 +463,7 @@ def _apply_autocast(model: nn.Module, config: AutocastConfig, ctx: TechniqueCont
         notes.append("this CPU has no native bf16: expect a slowdown")
     text = f"{config.precision} autocast"
     return PreparedModel(
-        model, config.precision, technique=config.name, description=text, notes=tuple(notes)
+        model, config.precision, applied=config.to_step(), description=text, notes=tuple(notes)
     )
 
 
@@ -469,5 +475,5 @@ def _apply_channels_last(
     notes = ("converts the model's weights in place, as module.to() does",)
     text = "channels_last (NHWC) weights and inputs"
     return PreparedModel(
-        model, channels_last=True, technique=config.name, description=text, notes=notes
+        model, channels_last=True, applied=config.to_step(), description=text, notes=notes
     )

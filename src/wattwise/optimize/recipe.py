@@ -8,16 +8,16 @@ memory. The energy the step itself spends (fine-tuning, calibration, compiling) 
 its own window, and the **payback** says after how many inferences the per-image saving against
 the baseline repays everything spent on optimizing so far.
 
-The recipe text is parsed by :func:`wattwise.config.parse_recipe` (the same grammar as study
-configs); YAML recipes are lists of those step strings.
+Recipes are written in the one grammar of :mod:`wattwise.optimize.grammar`; every step is
+applied through :func:`~wattwise.optimize.base.apply_technique`. A step whose config says
+``finetune`` (pruning) is fine-tuned afterwards for ``RecipeSettings.finetune_epochs``.
 """
 
 from __future__ import annotations
 
 import copy
-import math
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,93 +25,152 @@ from typing import Any
 import torch
 from torch import nn
 
-from wattwise.config import RecipeStep, parse_recipe
 from wattwise.data.loader import TensorLoader
 from wattwise.data.types import DatasetSplits, TensorSplit
+from wattwise.energy.base import Measurement
 from wattwise.energy.monitor import EnergyMonitor
 from wattwise.errors import ConfigError
 from wattwise.models import count_macs, count_parameters
-from wattwise.optimize.base import PreparedModel, TechniqueContext, apply_technique
-from wattwise.optimize.distill import DistillConfig, distill
-from wattwise.optimize.prune import ChannelPruneConfig, MaskPruneConfig, remove_masks, save_pruned
-from wattwise.optimize.quantize import AutocastConfig, ChannelsLastConfig, StaticInt8Config
+from wattwise.optimize.base import (
+    BaselineConfig,
+    PreparedModel,
+    TechniqueConfig,
+    TechniqueContext,
+    apply_technique,
+)
+from wattwise.optimize.grammar import check_recipe, format_recipe, load_recipe, parse_recipe
+from wattwise.optimize.pruned_files import save_pruned
 from wattwise.train.config import TrainConfig
-from wattwise.train.inference import inference_batch, measure_inference
+from wattwise.train.inference import InferenceResult, inference_batch, measure_inference
 from wattwise.train.loop import fit
+from wattwise.validation import (
+    NonNegativeInt,
+    NonNegativeNumber,
+    PositiveInt,
+    PositiveNumber,
+    Text,
+    config_dataclass,
+)
 
 
-@dataclass(frozen=True)
+@config_dataclass
 class RecipeSettings:
     """How recipe steps train and how variants are measured.
 
     Attributes:
-        finetune_epochs: Epochs of fine-tuning after pruning (0: none).
+        finetune_epochs: Epochs of fine-tuning after a pruning step (0: none).
         finetune_lr: Learning rate of that fine-tuning (cosine to 0).
         distill_epochs: Epochs of the distillation step.
         distill_lr: Learning rate of the distillation step.
-        calibration_batches: Batches of training images for int8 calibration.
         batch_size: Batch size of fine-tuning, calibration and the inference measurement.
-        inference_s: Seconds of each inference measurement.
+        inference_s: Seconds of each inference measurement (0: no inference measurement;
+            latency, throughput, J/image and payback are then not reported).
         device: Where to train and run (int8 runs on CPU).
         seed: Seed of fine-tuning and distillation.
     """
 
-    finetune_epochs: int = 2
-    finetune_lr: float = 0.01
-    distill_epochs: int = 5
-    distill_lr: float = 0.01
-    calibration_batches: int = 16
-    batch_size: int = 64
-    inference_s: float = 3.0
-    device: str = "cpu"
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        for key in ("finetune_epochs", "distill_epochs", "calibration_batches", "batch_size"):
-            value = getattr(self, key)
-            low = 0 if key == "finetune_epochs" else 1
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ConfigError(f"{key} must be an integer >= {low}, got {value!r}")
-        for key in ("finetune_lr", "distill_lr"):
-            value = getattr(self, key)
-            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
-                raise ConfigError(f"{key} must be a positive number, got {value!r}")
-        if not self.inference_s > 0:
-            raise ConfigError(f"inference_s must be > 0, got {self.inference_s}")
+    finetune_epochs: NonNegativeInt = 2
+    finetune_lr: PositiveNumber = 0.01
+    distill_epochs: PositiveInt = 5
+    distill_lr: PositiveNumber = 0.01
+    batch_size: PositiveInt = 64
+    inference_s: NonNegativeNumber = 3.0
+    device: Text = "cpu"
+    seed: NonNegativeInt = 0
 
 
 @dataclass(frozen=True)
 class VariantResult:
     """A model after a recipe step, measured like the baseline.
 
-    Energies in joules; ``payback_inferences`` is ``None`` when the variant saves nothing per
-    image (it never pays back) and 0 for the baseline.
+    Attributes:
+        step: ``baseline`` or the canonical step text (``prune:structured:0.5``).
+        applied: Every step applied so far, ``+``-joined.
+        accuracy: Test accuracy in [0, 1].
+        params: Parameters (for an int8 graph: those of the float model it came from).
+        macs: Multiply-accumulates per image (not FLOPs).
+        model_bytes: What the variant takes (see ``model_bytes_note``).
+        inference: The inference protocol's result, or ``None`` when not measured.
+        step_measurement: What the step itself cost (``None`` for the baseline).
+        optimization_energy_j: Step energy spent so far, this step included (joules).
+        payback_inferences: Inferences after which the per-image saving repays
+            ``optimization_energy_j``: 0 for the baseline, ``None`` if it never pays back or
+            inference was not measured.
+        notes: Honest labels of what the techniques do not save.
+        details: The step's report and training status.
     """
 
     step: str
-    technique: str
+    applied: str
     accuracy: float
     params: int
     macs: int | None
-    size_bytes: int
-    size_note: str
-    latency_p50_ms: float
-    latency_p95_ms: float
-    images_per_s: float
-    energy_per_image_j: float
-    energy_provenance: str
-    peak_rss_bytes: int | None
-    step_energy_j: float
-    step_duration_s: float
+    model_bytes: int
+    model_bytes_note: str
+    inference: InferenceResult | None
+    step_measurement: Measurement | None
     optimization_energy_j: float
     payback_inferences: float | None
     notes: tuple[str, ...] = ()
     details: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def inference_energy_per_image_j(self) -> float | None:
+        return self.inference.energy_per_image_j if self.inference is not None else None
+
+    @property
+    def inference_energy_provenance(self) -> str | None:
+        return self.inference.energy_provenance if self.inference is not None else None
+
+    @property
+    def images_per_s(self) -> float | None:
+        return self.inference.images_per_s if self.inference is not None else None
+
+    @property
+    def latency_p50_ms(self) -> float | None:
+        return self.inference.latency_p50_ms if self.inference is not None else None
+
+    @property
+    def latency_p95_ms(self) -> float | None:
+        return self.inference.latency_p95_ms if self.inference is not None else None
+
+    @property
+    def peak_rss_bytes(self) -> int | None:
+        return self.inference.measurement.peak_rss_bytes if self.inference is not None else None
+
+    @property
+    def step_energy_j(self) -> float:
+        m = self.step_measurement
+        return m.total_energy_j if m is not None else 0.0
+
+    @property
+    def step_duration_s(self) -> float:
+        m = self.step_measurement
+        return m.duration_s if m is not None else 0.0
+
     def to_dict(self) -> dict[str, Any]:
-        out = dict(self.__dict__)
-        out["notes"] = list(self.notes)
-        return out
+        """Plain data in the shape of the trial record's ``VariantRecord``."""
+        return {
+            "step": self.step,
+            "applied": self.applied,
+            "accuracy": self.accuracy,
+            "params": self.params,
+            "macs": self.macs,
+            "model_bytes": self.model_bytes,
+            "model_bytes_note": self.model_bytes_note,
+            "latency_p50_ms": self.latency_p50_ms,
+            "latency_p95_ms": self.latency_p95_ms,
+            "images_per_s": self.images_per_s,
+            "inference_energy_per_image_j": self.inference_energy_per_image_j,
+            "inference_energy_provenance": self.inference_energy_provenance,
+            "peak_rss_bytes": self.peak_rss_bytes,
+            "step_energy_j": self.step_energy_j,
+            "step_duration_s": self.step_duration_s,
+            "optimization_energy_j": self.optimization_energy_j,
+            "payback_inferences": self.payback_inferences,
+            "notes": list(self.notes),
+            "details": self.details,
+        }
 
 
 @dataclass
@@ -194,35 +253,39 @@ def _train_config(settings: RecipeSettings, epochs: int, lr: float) -> TrainConf
 def run_recipe(
     model: nn.Module,
     data: DatasetSplits,
-    recipe: str | Sequence[str] | Sequence[RecipeStep],
+    recipe: str | Sequence[str] | Sequence[TechniqueConfig],
     *,
     settings: RecipeSettings | None = None,
     model_spec: dict[str, Any] | None = None,
     monitor: EnergyMonitor | None = None,
-    progress: bool = False,
-    on_variant: Any = None,
+    on_variant: Callable[[VariantResult], None] | None = None,
+    on_epoch: Callable[[Any], None] | None = None,
+    teacher: nn.Module | None = None,
 ) -> RecipeResult:
     """Measure ``model`` as the baseline, then apply and measure each step in order.
 
     Args:
         model: A trained float model (copied: the original is left untouched).
         data: Its dataset (fine-tuning, calibration, evaluation on ``data.test``).
-        recipe: ``"prune:structured:0.5,quantize:int8"``, a list of step strings, or parsed
-            steps.
+        recipe: ``"prune:structured:0.5,quantize:int8"``, a list of step strings, or configs.
         settings: Fine-tuning, calibration and measurement settings.
         model_spec: ``{"name": ..., **create_model arguments}`` of the model (sizes on disk of
             pruned models are measured with it).
         monitor: The EnergyMonitor to use (default: a new one).
-        progress: Progress bars while training.
         on_variant: Called with each :class:`VariantResult` as soon as it is measured.
+        on_epoch: Called with each ``EpochRecord`` of the steps' training (fine-tuning, KD).
+        teacher: A trained teacher module for a ``distill`` step (else the step builds it).
     """
     settings = settings or RecipeSettings()
-    steps = _steps(recipe)
+    configs = as_configs(recipe)
     device = torch.device(settings.device)
+    if device.type != "cpu" and any(c.cpu_only for c in configs):
+        steps = ", ".join(c.to_step() for c in configs if c.cpu_only)
+        raise ConfigError(f"{steps} (x86 int8) runs on CPU: use device cpu")
     own = monitor is None
     monitor = monitor or EnergyMonitor()
     info = data.info
-    current = PreparedModel(copy.deepcopy(model).to(device).eval(), technique="baseline")
+    current = PreparedModel(copy.deepcopy(model).to(device).eval())
     loader = TensorLoader(
         data.train,
         settings.batch_size,
@@ -233,229 +296,166 @@ def run_recipe(
         std=info.std,
         drop_last=True,
     )
-    example = next(iter(loader))[0]
-    test_batch = inference_batch(data, settings.batch_size, device)
+    finetune = _train_config(settings, max(settings.finetune_epochs, 1), settings.finetune_lr)
+
+    def train_fn(module: nn.Module, step: int, steps: int) -> Any:
+        del step, steps
+        return fit(module, data, finetune, monitor=monitor, on_epoch=on_epoch)
+
+    context = TechniqueContext(
+        example_inputs=next(iter(loader))[0],
+        calibration=loader,
+        train_fn=train_fn,
+        data=data,
+        train_config=_train_config(settings, settings.distill_epochs, settings.distill_lr),
+        monitor=monitor,
+        teacher=teacher,
+        on_epoch=on_epoch,
+    )
+    measure = _Measurer(data, settings, device, monitor, model_spec)
     variants: list[VariantResult] = []
     spent = 0.0
     try:
-        variants.append(
-            _measure(
-                current,
-                "baseline",
-                0.0,
-                0.0,
-                0.0,
-                None,
-                data,
-                settings,
-                device,
-                test_batch,
-                monitor,
-                model_spec,
-            )
-        )
+        variants.append(measure(current, "baseline", None, 0.0, None))
         if on_variant:
             on_variant(variants[-1])
-        for step in steps:
-            if step.kind == "baseline":
+        for config in configs:
+            if isinstance(config, BaselineConfig):
                 continue
-            name = f"recipe/{step}"
-            with monitor.window(name) as w:
-                current, details = _apply(
-                    step, current, data, settings, loader, example, monitor, progress
-                )
-            step_m = w.measurement
-            assert step_m is not None
-            spent += step_m.total_energy_j
-            variant = _measure(
-                current,
-                str(step),
-                step_m.total_energy_j,
-                step_m.duration_s,
-                spent,
-                variants[0].energy_per_image_j,
-                data,
-                settings,
-                device,
-                test_batch,
-                monitor,
-                model_spec,
-                details,
-                (variants[-1].params, variants[-1].macs),
-            )
+            step = config.to_step()
+            with monitor.window(f"recipe/{step}") as w:
+                current, details = _apply(config, current, context, data, settings, on_epoch)
+            assert w.measurement is not None
+            spent += w.measurement.total_energy_j
+            base = variants[0].inference_energy_per_image_j
+            counts = (variants[-1].params, variants[-1].macs)
+            variant = measure(current, step, w.measurement, spent, base, details, counts)
             variants.append(variant)
             if on_variant:
                 on_variant(variant)
     finally:
         if own:
             monitor.close()
-    text = ",".join(str(s) for s in steps)
-    return RecipeResult(text, variants, current)
+    return RecipeResult(format_recipe(configs), variants, current)
 
 
-def _steps(recipe: str | Sequence[str] | Sequence[RecipeStep]) -> tuple[RecipeStep, ...]:
+def as_configs(
+    recipe: str | Sequence[str] | Sequence[TechniqueConfig],
+) -> tuple[TechniqueConfig, ...]:
+    """A recipe given as text, step strings or configs, as validated configs."""
     if isinstance(recipe, str):
         return parse_recipe(recipe)
     items = list(recipe)
-    if items and all(isinstance(s, RecipeStep) for s in items):
-        return tuple(items)  # type: ignore[arg-type]
+    if items and all(isinstance(c, TechniqueConfig) for c in items):
+        configs = tuple(items)
+        check_recipe(configs)  # type: ignore[arg-type]
+        return configs  # type: ignore[return-value]
     return parse_recipe(",".join(str(s) for s in items))
 
 
 def _apply(
-    step: RecipeStep,
+    config: TechniqueConfig,
     current: PreparedModel,
+    context: TechniqueContext,
     data: DatasetSplits,
     settings: RecipeSettings,
-    loader: TensorLoader,
-    example: torch.Tensor,
-    monitor: EnergyMonitor,
-    progress: bool,
+    on_epoch: Callable[[Any], None] | None,
 ) -> tuple[PreparedModel, dict[str, Any]]:
-    kind, args = step.kind, step.args
+    """One step through its handler, then the recipe's fine-tuning if the step asks for it."""
+    prepared = apply_technique(current, config, context)
     details: dict[str, Any] = {}
-    if kind == "distill":
-        if current.technique != "baseline" and current.technique != "distill":
-            raise ConfigError("distill must come first in a recipe (it trains a float model)")
-        teacher = args[0]
-        is_checkpoint = "/" in teacher or teacher.endswith((".pt", ".pth", ".ckpt"))
-        config = DistillConfig(
-            teacher=None if is_checkpoint else teacher,
-            teacher_checkpoint=teacher if is_checkpoint else None,
-            temperature=float(args[1]) if len(args) > 1 else 4.0,
-            alpha=float(args[2]) if len(args) > 2 else 0.9,
+    report = prepared.report
+    train = getattr(report, "train", None)  # a distillation's TrainResult
+    if train is not None:
+        details["train_status"] = train.status
+    if getattr(report, "teacher_test_accuracy", None) is not None:
+        details["teacher_test_accuracy"] = report.teacher_test_accuracy  # type: ignore[union-attr]
+    if config.finetune and settings.finetune_epochs:
+        tc = _train_config(settings, settings.finetune_epochs, settings.finetune_lr)
+        tuned = fit(prepared.module, data, tc, monitor=context.monitor, on_epoch=on_epoch)
+        details["finetune_status"] = tuned.status
+        details["finetune_epochs"] = settings.finetune_epochs
+    details.update(config.finish(prepared.module))
+    prepared.module.eval()
+    return prepared, details
+
+
+class _Measurer:
+    """Measures a variant by the protocol every variant of a recipe shares."""
+
+    def __init__(
+        self,
+        data: DatasetSplits,
+        settings: RecipeSettings,
+        device: torch.device,
+        monitor: EnergyMonitor,
+        model_spec: dict[str, Any] | None,
+    ) -> None:
+        self.data, self.settings, self.device = data, settings, device
+        self.monitor, self.model_spec = monitor, model_spec
+        self.batch = inference_batch(data, settings.batch_size, device)
+
+    def __call__(
+        self,
+        prepared: PreparedModel,
+        step: str,
+        step_measurement: Measurement | None,
+        spent_j: float,
+        baseline_j: float | None,
+        details: dict[str, Any] | None = None,
+        counts_from: tuple[int, int | None] | None = None,
+    ) -> VariantResult:
+        info, settings = self.data.info, self.settings
+        accuracy = evaluate_prepared(
+            prepared,
+            self.data.test,
+            info.mean,
+            info.std,
+            batch_size=settings.batch_size,
+            device=self.device,
         )
-        result = distill(
-            current.module,
-            data,
-            _train_config(settings, settings.distill_epochs, settings.distill_lr),
-            config,
-            monitor=monitor,
-            progress=progress,
-        )
-        details["teacher_test_accuracy"] = result.teacher_test_accuracy
-        details["distill_status"] = result.train.status
-        return PreparedModel(
-            current.module.eval(), technique="distill", description=f"distilled from {teacher}"
-        ), details
-    if kind == "prune":
-        method, amount = args[0], float(args[1])
-        if current.precision != "fp32" or getattr(current.report, "int8_bytes", None):
-            raise ConfigError("prune must come before quantize/bf16/fp16 in a recipe")
-        if method == "structured":
-            config: Any = ChannelPruneConfig(ratio=amount)
-        else:
-            config = MaskPruneConfig(amount=amount, permanent=False)
-        prepared = apply_technique(current, config, TechniqueContext(example_inputs=example))
-        if settings.finetune_epochs:
-            tuned = fit(
+        inference = None
+        if settings.inference_s > 0:
+            inference = measure_inference(
                 prepared.module,
-                data,
-                _train_config(settings, settings.finetune_epochs, settings.finetune_lr),
-                monitor=monitor,
-                progress=progress,
+                self.batch,
+                monitor=self.monitor,
+                device=self.device,
+                min_duration_s=settings.inference_s,
+                warmup_s=min(1.0, settings.inference_s / 3),
+                name=f"inference/{step}",
+                **prepared.inference_kwargs(),
             )
-            details["finetune_status"] = tuned.status
-            details["finetune_epochs"] = settings.finetune_epochs
-        if method == "unstructured":
-            details["masks_made_permanent"] = remove_masks(prepared.module)
-        prepared.module.eval()
-        return prepared, details
-    if kind == "quantize":
-        if settings.device != "cpu":
-            raise ConfigError("quantize:int8 (PT2E, x86) runs on CPU: use device cpu")
-        config = StaticInt8Config(calibration_batches=settings.calibration_batches)
-        prepared = apply_technique(
-            current, config, TechniqueContext(example_inputs=example, calibration=loader)
+        model_bytes, note = _size(prepared, self.model_spec)
+        if not hasattr(prepared.module, "compiled"):
+            shape = tuple(self.batch.shape[1:])
+            params, macs = count_parameters(prepared.module), count_macs(prepared.module, shape)
+        else:  # an int8 graph computes what the float model it came from computed
+            params, macs = counts_from if counts_from is not None else (0, None)
+        j = inference.energy_per_image_j if inference is not None else None
+        payback: float | None = 0.0
+        if step != "baseline":
+            known = baseline_j is not None and j is not None
+            payback = _payback(spent_j, baseline_j, j) if known else None  # type: ignore[arg-type]
+        report = prepared.report.to_dict() if prepared.report is not None else {}
+        return VariantResult(
+            step=step,
+            applied=prepared.applied,
+            accuracy=accuracy,
+            params=params,
+            macs=macs,
+            model_bytes=model_bytes,
+            model_bytes_note=note,
+            inference=inference,
+            step_measurement=step_measurement,
+            optimization_energy_j=spent_j,
+            payback_inferences=payback,
+            notes=prepared.notes,
+            details={**(details or {}), "report": report, "description": prepared.description},
         )
-        return prepared, details
-    if kind == "channels_last":
-        return apply_technique(current, ChannelsLastConfig(), TechniqueContext(example)), details
-    if kind in ("bf16", "fp16"):
-        config = AutocastConfig(precision=kind)
-        return apply_technique(current, config, TechniqueContext(example)), details
-    raise ConfigError(f"unknown recipe step {step}")  # parse_recipe makes this unreachable
-
-
-def _measure(
-    prepared: PreparedModel,
-    step: str,
-    step_energy_j: float,
-    step_duration_s: float,
-    spent_j: float,
-    baseline_j: float | None,
-    data: DatasetSplits,
-    settings: RecipeSettings,
-    device: torch.device,
-    test_batch: torch.Tensor,
-    monitor: EnergyMonitor,
-    model_spec: dict[str, Any] | None,
-    details: dict[str, Any] | None = None,
-    counts_from: tuple[int, int | None] | None = None,
-) -> VariantResult:
-    info = data.info
-    accuracy = evaluate_prepared(
-        prepared, data.test, info.mean, info.std, batch_size=settings.batch_size, device=device
-    )
-    inference = measure_inference(
-        prepared.module,
-        test_batch,
-        monitor=monitor,
-        device=device,
-        min_duration_s=settings.inference_s,
-        warmup_s=min(1.0, settings.inference_s / 3),
-        name=f"inference/{step}",
-        **prepared.inference_kwargs(),
-    )
-    size_bytes, size_note = _size(prepared, model_spec)
-    float_module = isinstance(prepared.module, nn.Module) and not hasattr(
-        prepared.module, "compiled"
-    )
-    shape = tuple(test_batch.shape[1:])
-    report = prepared.report.to_dict() if prepared.report is not None else {}
-    if float_module:
-        params, macs = count_parameters(prepared.module), count_macs(prepared.module, shape)
-    else:  # an int8 graph computes what the float model it came from computed
-        params, macs = counts_from if counts_from is not None else (0, None)
-    j = inference.energy_per_image_j
-    return VariantResult(
-        step=step,
-        technique=prepared.technique,
-        accuracy=accuracy,
-        params=params,
-        macs=macs,
-        size_bytes=size_bytes,
-        size_note=size_note,
-        latency_p50_ms=inference.latency_p50_ms,
-        latency_p95_ms=inference.latency_p95_ms,
-        images_per_s=inference.images_per_s,
-        energy_per_image_j=j,
-        energy_provenance=inference.energy_provenance,
-        peak_rss_bytes=inference.measurement.peak_rss_bytes,
-        step_energy_j=step_energy_j,
-        step_duration_s=step_duration_s,
-        optimization_energy_j=spent_j,
-        payback_inferences=0.0 if baseline_j is None else _payback(spent_j, baseline_j, j),
-        notes=prepared.notes,
-        details={**(details or {}), "report": report, "description": prepared.description},
-    )
 
 
 def load_recipe_text(text: str) -> str:
-    """A recipe string as given, or read from a YAML file: a list of steps, or a mapping with
-    ``steps``. Returns the canonical recipe text (validated)."""
-    path = Path(text)
-    if text.endswith((".yaml", ".yml")) or path.is_file():
-        import yaml
-
-        try:
-            data = yaml.safe_load(path.read_text())
-        except OSError as err:
-            raise ConfigError(f"cannot read recipe {path}: {err.strerror or err}") from err
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{path} is not valid YAML: {err}".splitlines()[0]) from err
-        steps = data.get("steps") if isinstance(data, dict) else data
-        if not isinstance(steps, list) or not all(isinstance(s, str) for s in steps) or not steps:
-            raise ConfigError(f"{path}: a recipe is a list of steps such as 'prune:structured:0.5'")
-        text = ",".join(steps)
-    return ",".join(str(step) for step in parse_recipe(text))
+    """A recipe given as text or as a YAML file (see
+    :func:`~wattwise.optimize.grammar.load_recipe`), as its canonical text (validated)."""
+    return format_recipe(load_recipe(text))

@@ -1,7 +1,9 @@
 """Training and evaluation, every epoch inside an EnergyMonitor window.
 
 Windows: ``fit`` (the whole run), ``train/epoch{N}`` (one epoch: its training pass and its
-validation pass) and ``test`` (the final evaluation).
+validation pass) and ``test`` (the final evaluation). ``fit`` prints nothing: it reports each
+finished epoch to ``on_epoch`` and the batches of the running epoch to a :class:`TrainProgress`
+(the command line draws a progress bar from them).
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import torch
 from torch import nn
@@ -29,6 +31,24 @@ from wattwise.train.device import (
 )
 
 Status = Literal["ok", "diverged", "oom"]
+
+#: Seconds between two :meth:`TrainProgress.on_batch` calls (each reads the loss: a device sync).
+PROGRESS_INTERVAL_S = 0.25
+
+
+class TrainProgress(Protocol):
+    """Where :func:`fit` reports the running epoch; called in the training thread."""
+
+    def on_epoch_start(self, epoch: int, epochs: int, batches: int) -> None:
+        """Epoch ``epoch`` (1-based) of ``epochs`` begins; it has ``batches`` training batches."""
+
+    def on_batch(self, batch: int, loss: float) -> None:
+        """``batch`` batches of the epoch are done; ``loss`` is the latest batch's. Called at
+        most every :data:`PROGRESS_INTERVAL_S` seconds, not for every batch."""
+
+    def on_epoch_end(self, epoch: int) -> None:
+        """The epoch's training and validation are over (also when it stopped with an error),
+        before ``on_epoch`` receives its record."""
 
 
 @dataclass(frozen=True)
@@ -207,7 +227,7 @@ def fit(
     config: TrainConfig | None = None,
     *,
     monitor: EnergyMonitor | None = None,
-    progress: bool = True,
+    progress: TrainProgress | None = None,
     on_epoch: Callable[[EpochRecord], None] | None = None,
     step_fn: StepFn | None = None,
 ) -> TrainResult:
@@ -218,7 +238,7 @@ def fit(
         data: The dataset (its train mean/std normalize every split).
         config: Training settings (default :class:`TrainConfig`).
         monitor: The EnergyMonitor to measure with (default: a new one, closed at the end).
-        progress: Show a progress bar per epoch.
+        progress: Told the progress of each epoch's batches (a progress bar), or ``None``.
         on_epoch: Called with each finished epoch's record.
         step_fn: Computes ``(loss, logits)`` for a batch (used by distillation); default:
             cross-entropy with the configured label smoothing. ``idx`` are the batch's row
@@ -268,17 +288,9 @@ def _run(
     monitor: EnergyMonitor,
     result: TrainResult,
     step: StepFn,
-    progress: bool,
+    progress: TrainProgress | None,
     on_epoch: Callable[[EpochRecord], None] | None,
 ) -> None:
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-    )
-
     info = data.info
     model.to(device)
     if config.channels_last:
@@ -308,66 +320,58 @@ def _run(
     )
     scaler = torch.amp.GradScaler("cuda") if config.precision == "fp16" else None
     since_best = 0
-    bar = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]}"),
-        TimeRemainingColumn(),
-        disable=not progress,
-        transient=True,
-    )
     monitor.begin_window("fit")
     try:
-        with bar:
-            for epoch in range(1, config.epochs + 1):
-                task = bar.add_task(f"epoch {epoch}/{config.epochs}", total=len(loader), loss="-")
-                name = f"train/epoch{epoch}"
-                monitor.begin_window(name)
-                try:
-                    loss, acc, images, lr = _train_epoch(
-                        model, loader, optimizer, scheduler, scaler, step, config, device, bar, task
-                    )
-                    val_loss, val_acc = (None, None)
-                    if len(data.val):
-                        val_loss, val_acc = evaluate(
-                            model,
-                            data.val,
-                            mean=info.mean,
-                            std=info.std,
-                            batch_size=config.eval_batch_size,
-                            device=device,
-                            precision=config.precision,
-                            channels_last=config.channels_last,
-                        )
-                finally:
-                    measurement = monitor.end_window(name)
-                    bar.remove_task(task)
-                record = EpochRecord.from_measurement(
-                    measurement,
-                    epoch=epoch,
-                    train_loss=loss,
-                    train_accuracy=acc,
-                    val_loss=val_loss,
-                    val_accuracy=val_acc,
-                    lr=lr,
-                    images=images,
+        for epoch in range(1, config.epochs + 1):
+            if progress is not None:
+                progress.on_epoch_start(epoch, config.epochs, len(loader))
+            name = f"train/epoch{epoch}"
+            monitor.begin_window(name)
+            try:
+                loss, acc, images, lr = _train_epoch(
+                    model, loader, optimizer, scheduler, scaler, step, config, device, progress
                 )
-                result.history.append(record)
-                if on_epoch is not None:
-                    on_epoch(record)
-                score = val_acc if val_acc is not None else acc
-                if result.best_val_accuracy is None or score > result.best_val_accuracy:
-                    result.best_val_accuracy, result.best_epoch, since_best = score, epoch, 0
-                else:
-                    since_best += 1
-                patience = config.early_stopping_patience
-                if patience is not None and since_best >= patience:
-                    result.reason = (
-                        f"early stopping: no better validation accuracy for {patience} epochs "
-                        f"(best {result.best_val_accuracy:.4f} at epoch {result.best_epoch})"
+                val_loss, val_acc = (None, None)
+                if len(data.val):
+                    val_loss, val_acc = evaluate(
+                        model,
+                        data.val,
+                        mean=info.mean,
+                        std=info.std,
+                        batch_size=config.eval_batch_size,
+                        device=device,
+                        precision=config.precision,
+                        channels_last=config.channels_last,
                     )
-                    break
+            finally:
+                measurement = monitor.end_window(name)
+                if progress is not None:
+                    progress.on_epoch_end(epoch)
+            record = EpochRecord.from_measurement(
+                measurement,
+                epoch=epoch,
+                train_loss=loss,
+                train_accuracy=acc,
+                val_loss=val_loss,
+                val_accuracy=val_acc,
+                lr=lr,
+                images=images,
+            )
+            result.history.append(record)
+            if on_epoch is not None:
+                on_epoch(record)
+            score = val_acc if val_acc is not None else acc
+            if result.best_val_accuracy is None or score > result.best_val_accuracy:
+                result.best_val_accuracy, result.best_epoch, since_best = score, epoch, 0
+            else:
+                since_best += 1
+            patience = config.early_stopping_patience
+            if patience is not None and since_best >= patience:
+                result.reason = (
+                    f"early stopping: no better validation accuracy for {patience} epochs "
+                    f"(best {result.best_val_accuracy:.4f} at epoch {result.best_epoch})"
+                )
+                break
     except Divergence as err:
         result.status, result.reason = "diverged", str(err)
     except Exception as err:
@@ -391,8 +395,7 @@ def _train_epoch(
     step: StepFn,
     config: TrainConfig,
     device: torch.device,
-    bar: Any,
-    task: Any,
+    progress: TrainProgress | None,
 ) -> tuple[float, float, int, float]:
     model.train()
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)
@@ -400,7 +403,7 @@ def _train_epoch(
     seen = 0
     epoch = loader.epoch
     lr = optimizer.param_groups[0]["lr"]
-    started = time.perf_counter()
+    reported = time.perf_counter()
     for batch_index, (x, y, idx) in enumerate(loader.iter_with_indices()):
         with autocast(device, config.precision):
             loss, logits = step(model, x, y, idx)
@@ -423,7 +426,7 @@ def _train_epoch(
         loss_sum += loss.detach().double() * y.shape[0]
         correct += (logits.detach().argmax(1) == y).sum()
         seen += int(y.shape[0])
-        if time.perf_counter() - started > 0.25:
-            bar.update(task, completed=batch_index + 1, loss=f"{float(loss.detach()):.4f}")
-    bar.update(task, completed=len(loader))
+        if progress is not None and time.perf_counter() - reported >= PROGRESS_INTERVAL_S:
+            progress.on_batch(batch_index + 1, float(loss.detach()))
+            reported = time.perf_counter()
     return float(loss_sum) / max(seen, 1), int(correct) / max(seen, 1), seen, lr

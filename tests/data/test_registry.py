@@ -1,3 +1,5 @@
+"""The dataset registry: names, options, argument checks and custom registries."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,7 +16,6 @@ from wattwise.data import (
     list_datasets,
     load_dataset,
     register_dataset,
-    resolve_data_root,
 )
 from wattwise.errors import ConfigError, DatasetError, WattwiseError
 
@@ -83,24 +84,3 @@ def test_custom_registry_and_duplicates() -> None:
     assert isinstance(registry.create("tiny"), Tiny)
     with pytest.raises(ValueError, match="already registered"):
         registry.register("tiny", Tiny)
-
-
-def test_data_root_resolution(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert resolve_data_root() == tmp_path / "home" / ".cache" / "wattwise" / "data"
-    monkeypatch.setenv("WATTWISE_DATA", str(tmp_path / "env"))
-    assert resolve_data_root() == tmp_path / "env"
-    assert resolve_data_root(tmp_path / "arg") == tmp_path / "arg"
-    assert resolve_data_root("~/x") == tmp_path / "home" / "x"
-
-
-def test_env_var_is_used_for_loading(
-    tmp_path: Path, write_cifar, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    write_cifar(tmp_path / "env-root")
-    monkeypatch.setenv("WATTWISE_DATA", str(tmp_path / "env-root"))
-    splits = load_dataset("cifar10")
-    assert len(splits.test) == 30
-    assert str(tmp_path / "env-root") in splits.info.source
-    assert (tmp_path / "env-root" / ".wattwise-cache").is_dir()
-    with pytest.raises(DatasetError, match=str(tmp_path / "elsewhere")):
-        load_dataset("cifar10", tmp_path / "elsewhere")  # the argument wins over the variable

@@ -81,16 +81,16 @@ def test_builder_options_are_passed_through() -> None:
 def test_registry_object_registers_and_rejects_duplicates() -> None:
     local = ModelRegistry()
 
-    @local.register(stem="0", head="2", features="0", description="tiny test net")
+    @local.register(stem="0", head="2")
     def tiny(**_: object) -> nn.Module:
         return nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.LazyLinear(2))
 
     assert "tiny" in local
     assert local.names() == ["tiny"]
     assert len(local) == 1
-    assert local.get("tiny").description == "tiny test net"
+    assert local.get("tiny").stem == "0"
     with pytest.raises(ValueError, match="already registered"):
-        local.register("tiny", stem="0", head="2", features="0")(tiny)
+        local.register("tiny", stem="0", head="2")(tiny)
     local.unregister("tiny")
     assert "tiny" not in local
     # The global registry is untouched.
@@ -104,4 +104,3 @@ def test_entries_name_existing_modules() -> None:
         assert isinstance(model.get_submodule(entry.stem), nn.Conv2d), name
         assert isinstance(model.get_submodule(entry.head), nn.Linear), name
         assert model.get_submodule(entry.head).out_features == 10
-        model.get_submodule(entry.features)

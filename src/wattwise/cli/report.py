@@ -1,37 +1,18 @@
-"""Command line of the analysis: ``wattwise report STUDY``.
-
-A thin layer over :func:`wattwise.analysis.report.build_report`: ``register(subparsers)`` adds
-``report`` to the ``wattwise`` parser. A missing or invalid store (a
-:class:`~wattwise.errors.WattwiseError`) is one line on stderr and exit code 2.
-``python -m wattwise.cli_analysis report STUDY`` runs the command on its own.
-"""
+"""``wattwise report STUDY``: a study's HTML + Markdown report, a thin layer over
+:func:`wattwise.analysis.report.build_report`."""
 
 from __future__ import annotations
 
 import argparse
-import math
 import sys
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
-from wattwise.errors import WattwiseError
-
-EXIT_USAGE = 2
-
-
-def _floor_points(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--floor must be a number, got {text!r}") from None
-    if not (value >= 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"--floor must be a number >= 0, got {text!r}")
-    return value
+from wattwise.cli._base import non_negative_float
 
 
 def register(subparsers: Any) -> None:
-    """Adds ``report`` to ``subparsers`` (from ``parser.add_subparsers()``)."""
+    """Adds ``report`` to ``subparsers``."""
     p = subparsers.add_parser(
         "report",
         help="write a study's HTML + Markdown report with plots and statistics",
@@ -45,7 +26,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--out", metavar="DIR", help="output folder (default: STUDY/report)")
     p.add_argument(
         "--floor",
-        type=_floor_points,
+        type=non_negative_float("--floor"),
         default=1.0,
         metavar="POINTS",
         help="accuracy points a recommended variant may lose against the baseline (default 1)",
@@ -73,24 +54,3 @@ def cmd_report(args: argparse.Namespace) -> int:
         if not webbrowser.open(Path(paths.html).resolve().as_uri()):
             print("no web browser found; open the report file yourself", file=sys.stderr)
     return 0
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_USAGE, f"wattwise: error: {message} (see '{self.prog} --help')\n")
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``wattwise report`` on its own (the main CLI registers the same command)."""
-    parser = _Parser(prog="wattwise")
-    register(parser.add_subparsers(dest="cmd", required=True, parser_class=_Parser))
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except WattwiseError as err:
-        print(f"wattwise: error: {err}", file=sys.stderr)
-        return EXIT_USAGE
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

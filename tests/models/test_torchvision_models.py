@@ -1,4 +1,6 @@
-"""Forward shapes, small-input stems, input channels, width and BatchNorm momentum."""
+"""Every registered architecture (torchvision's and small_cnn): forward shapes, small-input
+stems, input channels, width and BatchNorm momentum.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +14,8 @@ from wattwise.models import count_parameters, create_model, list_models, registr
 ALL_MODELS = list_models()
 FEATURE_MODELS = ["mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_b0"]
 RESNETS = ["resnet18", "resnet50"]
+#: The module whose output is each model's last feature map (before global pooling).
+FEATURES = {name: "layer4" if name in RESNETS else "features" for name in ALL_MODELS}
 
 
 def _stem(model: nn.Module, name: str) -> nn.Conv2d:
@@ -40,7 +44,7 @@ def test_forward_shape_and_final_feature_map(
     # 28 and 32 px build the same architecture, so one model serves both.
     model = create_model(name, num_classes=10, in_channels=in_channels, input_size=sizes[0]).eval()
     assert _stem(model, name).in_channels == in_channels
-    features = registry.get(name).features
+    features = FEATURES[name]
     for size in sizes:
         x = torch.randn(1, in_channels, size, size)
         assert feature_map_size(model, features, x) == _expected_feature_map(name, size)

@@ -1,0 +1,10 @@
+"""``python -m wattwise ...``: the ``wattwise`` command."""
+
+from __future__ import annotations
+
+import sys
+
+from wattwise.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

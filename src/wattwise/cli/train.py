@@ -1,0 +1,266 @@
+"""``wattwise train`` and ``wattwise optimize``: train a model, measuring every epoch; apply a
+compression recipe to a trained run.
+
+Flags are named after the :class:`~wattwise.train.config.TrainConfig` field, run setting or
+:class:`~wattwise.optimize.recipe.RecipeSettings` field they set (dashes for underscores);
+older spellings stay as aliases (``--threads``, ``--early-stopping``, ``--inference-seconds``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any
+
+from wattwise.cli._base import (
+    add_meter_options,
+    monitor_config_from_args,
+    positive_float,
+    positive_int,
+    write_json,
+)
+from wattwise.errors import ConfigError
+
+
+def register(subparsers: Any) -> None:
+    """Adds ``train`` and ``optimize`` to ``subparsers``."""
+    p = subparsers.add_parser("train", help="train a model on a dataset, measuring every epoch")
+    _add_train_options(p)
+    add_meter_options(p)
+    p.set_defaults(func=cmd_train)
+
+    p = subparsers.add_parser("optimize", help="apply a compression recipe to a trained run")
+    p.add_argument("--checkpoint", required=True, help="a run folder or its checkpoint.pt")
+    p.add_argument(
+        "--recipe",
+        required=True,
+        help='steps, e.g. "prune:structured:0.5,quantize:int8", or a YAML file listing them',
+    )
+    p.add_argument("--data-root", help="data folder (default $WATTWISE_DATA)")
+    p.add_argument("--finetune-epochs", type=int, default=2, help="after pruning (default 2)")
+    p.add_argument("--finetune-lr", type=positive_float("--finetune-lr"), default=0.01)
+    p.add_argument("--distill-epochs", type=positive_int("--distill-epochs"), default=5)
+    p.add_argument(
+        "--calibration-batches",
+        type=positive_int("--calibration-batches"),
+        help="calibration batches of every quantize:int8 step (its calibration_batches option; "
+        "default 16)",
+    )
+    p.add_argument("--batch-size", type=positive_int("--batch-size"), default=64)
+    p.add_argument(
+        "--inference-s",
+        "--inference-seconds",
+        dest="inference_s",
+        type=positive_float("--inference-s"),
+        default=3.0,
+        metavar="SECONDS",
+        help="length of each inference measurement (default 3)",
+    )
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", help="folder for recipe.json (default: next to the checkpoint)")
+    add_meter_options(p)
+    p.set_defaults(func=cmd_optimize)
+
+
+def _add_train_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("data and model")
+    g.add_argument("--dataset", default="digits")
+    g.add_argument("--model", default="small_cnn")
+    g.add_argument("--data-root", help="data folder (default $WATTWISE_DATA)")
+    g.add_argument("--image-size", type=positive_int("--image-size"))
+    g.add_argument("--width", type=positive_float("--width"), default=1.0)
+    g.add_argument("--weights", help="torchvision weights name or a local state_dict file")
+    g.add_argument("--download", action="store_true", help="fetch missing dataset files")
+    t = p.add_argument_group("training")
+    t.add_argument("--epochs", type=positive_int("--epochs"), default=5)
+    t.add_argument("--batch-size", type=positive_int("--batch-size"), default=64)
+    t.add_argument("--lr", type=positive_float("--lr"), default=0.01)
+    t.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd")
+    t.add_argument("--schedule", choices=("cosine", "none"), default="cosine")
+    t.add_argument("--label-smoothing", type=float, default=0.0)
+    t.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32")
+    t.add_argument("--channels-last", action="store_true")
+    t.add_argument(
+        "--augment",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="random crop (and flip) while training (default: on)",
+    )
+    t.add_argument(
+        "--hflip",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="with --augment, also flip images left-right (default: on)",
+    )
+    t.add_argument(
+        "--early-stopping-patience",
+        "--early-stopping",
+        dest="early_stopping_patience",
+        type=positive_int("--early-stopping-patience"),
+        metavar="EPOCHS",
+        help="stop after this many epochs without a better validation accuracy",
+    )
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    t.add_argument("--gpu-memory-gb", type=positive_float("--gpu-memory-gb"))
+    t.add_argument(
+        "--num-threads",
+        "--threads",
+        dest="num_threads",
+        type=positive_int("--num-threads"),
+        help="PyTorch CPU threads",
+    )
+    t.add_argument(
+        "--inference-s",
+        "--inference-seconds",
+        dest="inference_s",
+        type=float,
+        default=3.0,
+        metavar="SECONDS",
+        help="length of the inference measurement (0 skips it)",
+    )
+    p.add_argument("--out", help="folder for the run (default: runs/<time>-<dataset>-<model>)")
+
+
+def _trial_spec(args: argparse.Namespace) -> Any:
+    """The one-trial spec ``wattwise train`` runs (technique ``baseline``)."""
+    from wattwise.cli._base import measurement_from_args
+    from wattwise.experiment.spec import TrialSpec
+    from wattwise.train.config import TrainConfig
+
+    train = TrainConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        optimizer=args.optimizer,
+        schedule=args.schedule,
+        label_smoothing=args.label_smoothing,
+        precision=args.precision,
+        channels_last=args.channels_last,
+        augment=args.augment,
+        hflip=args.hflip,
+        early_stopping_patience=args.early_stopping_patience,
+        seed=args.seed,
+        device=args.device,
+        gpu_memory_gb=args.gpu_memory_gb,
+        num_threads=args.num_threads,
+    )
+    return TrialSpec(
+        study="train",
+        dataset=args.dataset.strip().lower(),
+        model=args.model.strip(),
+        technique="baseline",
+        train=train,
+        measurement=measurement_from_args(args, inference_s=args.inference_s),
+        image_size=args.image_size,
+        width=args.width,
+        weights=args.weights,
+        val_fraction=0.1,
+        data_root=args.data_root,
+        download=args.download,
+    )
+
+
+def _run_dir(spec: Any) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    slug = f"{spec.dataset}-{spec.model}".replace(":", "_").replace("/", "_")
+    return Path("runs") / f"{stamp}-{slug}"
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from wattwise.cli.progress import TrainBar
+    from wattwise.cli.render import epoch_table, measurement_table, print_rows, summary_rows
+    from wattwise.energy.base import Measurement
+    from wattwise.experiment.runner import train_and_save
+
+    spec = _trial_spec(args)
+    out = Path(args.out) if args.out else _run_dir(spec)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} exists and is not a folder")
+    console = Console()
+    console.print(
+        f"[bold]training[/bold]: {spec.model} on {spec.dataset}, {spec.epochs} epochs, "
+        f"batch {spec.batch_size}, lr {spec.lr:g}"
+    )
+    records: list[Any] = []
+
+    def on_epoch(record: Any) -> None:
+        records.append(record)
+        console.print(epoch_table([record], header=len(records) == 1))
+
+    record = train_and_save(spec, out, on_epoch=on_epoch, progress=TrainBar(console))
+    train = record.phases.get("train")
+    if train is not None:
+        console.print(measurement_table(Measurement.from_dict(train)))
+    print_rows(console, "summary", summary_rows(record))
+    console.print(f"run saved to {out}")
+    return 0 if record.status == "ok" else 1
+
+
+def cmd_optimize(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from wattwise.cli.render import variant_line, variants_table
+    from wattwise.data import load_dataset
+    from wattwise.energy.monitor import EnergyMonitor
+    from wattwise.optimize import StaticInt8Config, load_recipe
+    from wattwise.optimize.grammar import format_recipe
+    from wattwise.optimize.recipe import RecipeSettings, run_recipe
+    from wattwise.train import load_checkpoint
+
+    configs = load_recipe(args.recipe)
+    if args.calibration_batches is not None:  # shorthand for each int8 step's option
+        configs = tuple(
+            dataclasses.replace(c, calibration_batches=args.calibration_batches)
+            if isinstance(c, StaticInt8Config)
+            else c
+            for c in configs
+        )
+    settings = RecipeSettings(
+        finetune_epochs=args.finetune_epochs,
+        finetune_lr=args.finetune_lr,
+        distill_epochs=args.distill_epochs,
+        batch_size=args.batch_size,
+        inference_s=args.inference_s,
+        device=args.device,
+    )
+    checkpoint = load_checkpoint(args.checkpoint)
+    info = checkpoint.dataset.get("info", {})
+    data = load_dataset(
+        checkpoint.dataset["name"],
+        args.data_root,
+        image_size=info.get("image_size"),
+        seed=int(checkpoint.train_config.get("seed", 0)),
+    )
+    model = checkpoint.build_model()
+    console = Console()
+    console.print(f"[bold]optimize[/bold] {checkpoint.path}: {format_recipe(configs)}")
+
+    def on_variant(variant: Any) -> None:
+        console.print(variant_line(variant))
+
+    with EnergyMonitor(monitor_config_from_args(args)) as monitor:
+        result = run_recipe(
+            model,
+            data,
+            configs,
+            settings=settings,
+            model_spec=checkpoint.model_spec,
+            monitor=monitor,
+            on_variant=on_variant,
+        )
+    console.print(variants_table(result.variants))
+    for note in dict.fromkeys(n for v in result.variants for n in v.notes):
+        console.print(f"note: {note}")
+    out = (
+        Path(args.out)
+        if args.out
+        else checkpoint.path.parent / time.strftime("optimize-%Y%m%d-%H%M%S")
+    )
+    write_json(out / "recipe.json", result.to_dict())
+    console.print(f"results written to {out / 'recipe.json'}")
+    return 0

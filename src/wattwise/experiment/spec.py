@@ -1,0 +1,227 @@
+"""Trials: one typed spec per point of a study's grid, and its stable identity.
+
+    from wattwise.experiment.spec import expand_grid
+
+    for spec in expand_grid(config):              # datasets x models x techniques x ... x GPU caps
+        print(spec.trial_id, spec.technique, spec.train.epochs, spec.measurement.inference_s)
+
+A :class:`TrialSpec` holds the trial's complete :class:`~wattwise.train.TrainConfig` and its
+:class:`~wattwise.config.MeasurementSettings`; ``to_dict()`` is the flat JSON that stores and
+analysis read. Importing this module is cheap (no torch): TrainConfig is imported when a spec is
+built.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from wattwise.config import CARBON_KEYS, TOP_LEVEL_TRAIN, MeasurementSettings, StudyConfig
+from wattwise.errors import ConfigError
+from wattwise.validation import dump, fields_of, validate
+
+#: Measurement settings that say where or how CO2e is counted, not what is measured.
+_NOT_MEASUREMENT_IDENTITY = (*CARBON_KEYS, "powercap_root")
+
+if TYPE_CHECKING:
+    from wattwise.optimize.base import TechniqueConfig
+    from wattwise.train.config import TrainConfig
+
+#: What says where things are, not what the trial is: outside its identity. The carbon settings
+#: are outside too: CO2e is computed from stored joules when results are analysed.
+_NOT_IDENTITY = ("trial_id", "study", "data_root", "download")
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    """One point of a study's grid: everything a trial's result depends on.
+
+    ``trial_id`` is the first 16 hex digits of the SHA-256 of the canonical JSON of
+    :meth:`identity`: :meth:`to_dict` without ``study``, ``data_root`` and ``download`` (names
+    and locations, not content) and without the carbon settings (``measurement.country``,
+    ``carbon_intensity_g_per_kwh``, ``pue``). The same trial has the same id in every run, on
+    every machine and under any key order.
+
+    Attributes:
+        train: The trial's complete training settings; ``epochs``, ``batch_size``, ``lr``,
+            ``seed``, ``gpu_memory_gb``, ``optimizer`` and ``precision`` read them too.
+        measurement: How the trial is measured.
+    """
+
+    study: str
+    dataset: str
+    model: str
+    technique: str
+    train: TrainConfig
+    measurement: MeasurementSettings
+    image_size: int | None
+    width: float
+    weights: str | None
+    val_fraction: float
+    data_root: str | None = None
+    download: bool = False
+    trial_id: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        for name in ("width", "val_fraction"):  # 1 and 1.0 are the same trial
+            object.__setattr__(self, name, float(getattr(self, name)))
+        object.__setattr__(self, "trial_id", trial_hash(self.identity()))
+
+    def __hash__(self) -> int:
+        return hash(self.trial_id)
+
+    @property
+    def epochs(self) -> int:
+        return self.train.epochs
+
+    @property
+    def batch_size(self) -> int:
+        return self.train.batch_size
+
+    @property
+    def lr(self) -> float:
+        return self.train.lr
+
+    @property
+    def seed(self) -> int:
+        return self.train.seed
+
+    @property
+    def gpu_memory_gb(self) -> float | None:
+        return self.train.gpu_memory_gb
+
+    @property
+    def optimizer(self) -> str:
+        return self.train.optimizer
+
+    @property
+    def precision(self) -> str:
+        return self.train.precision
+
+    @property
+    def steps(self) -> tuple[TechniqueConfig, ...]:
+        """The technique as recipe steps (technique configs)."""
+        from wattwise.optimize import parse_recipe
+
+        return parse_recipe(self.technique)
+
+    def identity(self) -> dict[str, Any]:
+        """The content that ``trial_id`` hashes."""
+        data = self.to_dict(with_id=False)
+        content = {k: v for k, v in data.items() if k not in _NOT_IDENTITY}
+        content["measurement"] = {
+            k: v for k, v in data["measurement"].items() if k not in _NOT_MEASUREMENT_IDENTITY
+        }
+        return content
+
+    def to_dict(self, *, with_id: bool = True) -> dict[str, Any]:
+        """JSON-ready dict: the swept training settings at the top level, the other TrainConfig
+        settings under ``train``, the measurement settings under ``measurement``, and
+        ``trial_id`` (unless ``with_id`` is false)."""
+        train = self.train.to_dict()
+        top = {name: train.pop(name) for name in TOP_LEVEL_TRAIN}
+        data = {
+            "study": self.study,
+            "dataset": self.dataset,
+            "model": self.model,
+            "technique": self.technique,
+            **top,
+            "image_size": self.image_size,
+            "width": self.width,
+            "weights": self.weights,
+            "val_fraction": self.val_fraction,
+            "train": train,
+            "measurement": dump(self.measurement),
+            "data_root": self.data_root,
+            "download": self.download,
+        }
+        if with_id:
+            data["trial_id"] = self.trial_id
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrialSpec:
+        """Inverse of :meth:`to_dict` (keys it does not know are ignored); ``trial_id`` is
+        recomputed from the content.
+
+        Raises:
+            ConfigError: A training or measurement setting is invalid.
+        """
+        from wattwise.train.config import TrainConfig
+
+        train_fields = fields_of(TrainConfig)
+        train = {k: v for k, v in dict(data.get("train") or {}).items() if k in train_fields}
+        train |= {name: data[name] for name in TOP_LEVEL_TRAIN if name in data}
+        known = {*fields_of(MeasurementSettings), *CARBON_KEYS}
+        measurement = {k: v for k, v in dict(data.get("measurement") or {}).items() if k in known}
+        names = [name for name in cls.__dataclass_fields__ if name not in ("train", "measurement")]
+        return cls(
+            train=validate(TrainConfig, train, "trial spec: train"),
+            measurement=validate(MeasurementSettings, measurement, "trial spec: measurement"),
+            **{name: data[name] for name in names if name in data and name != "trial_id"},
+        )
+
+
+def trial_hash(content: Mapping[str, Any]) -> str:
+    """First 16 hex digits of the SHA-256 of ``content`` as canonical JSON (sorted keys)."""
+    text = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def expand_grid(config: StudyConfig) -> list[TrialSpec]:
+    """Every trial of the study: datasets x models x techniques x batch sizes x learning rates x
+    epochs x seeds x GPU memory caps, in that nesting order (the last varies fastest).
+
+    Raises:
+        ConfigError: The grid is empty, or two points are the same trial.
+    """
+    from wattwise.train.config import TrainConfig
+
+    trials: list[TrialSpec] = []
+    axes = itertools.product(
+        config.datasets,
+        config.models,
+        config.techniques,
+        config.batch_sizes,
+        config.learning_rates,
+        config.epochs,
+        config.seeds,
+        config.gpu_memory_gb,
+    )
+    for dataset, model, technique, batch, lr, epochs, seed, cap in axes:
+        train = TrainConfig(
+            **config.train,
+            batch_size=batch,
+            lr=lr,
+            epochs=epochs,
+            seed=seed,
+            gpu_memory_gb=cap,
+            optimizer=config.optimizer,
+            precision=config.precision,
+        )
+        trials.append(
+            TrialSpec(
+                study=config.name,
+                dataset=dataset,
+                model=model,
+                technique=technique,
+                train=train,
+                measurement=config.measurement,
+                image_size=config.image_size,
+                width=config.width,
+                weights=config.weights,
+                val_fraction=config.val_fraction,
+                data_root=config.data_root,
+                download=config.download,
+            )
+        )
+    if not trials:
+        raise ConfigError(f"study {config.name!r}: the grid is empty (every axis needs a value)")
+    ids = [t.trial_id for t in trials]
+    if len(set(ids)) != len(ids):
+        raise ConfigError(f"study {config.name!r}: the grid repeats a trial (duplicate values)")
+    return trials

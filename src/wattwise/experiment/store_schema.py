@@ -1,0 +1,149 @@
+"""The results store's table layout: columns, SQL, one row per record, filters, migration.
+
+:class:`~wattwise.experiment.store.ResultsStore` owns the connection and the transactions; this
+module says what a row holds. Schema 2 stores primitives only: the ratio columns of exports are
+computed from them (:data:`~wattwise.experiment.record.RATIOS`), and a schema-1 store (stored
+ratios, ``throughput_images_per_s``, variants in ``details``) is migrated by
+:func:`migrate_schema_1`.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Mapping
+from typing import Any
+
+from wattwise.experiment.record import METRICS, RATIOS, TrialRecord
+
+#: Version of the table layout; a store written by a newer layout is refused. 2: the ratios are
+#: no longer stored, ``throughput_images_per_s`` is ``images_per_s``, variants are typed.
+SCHEMA_VERSION = 2
+
+#: Columns of schema 1 that have another name now (read-only opens of old stores select them).
+SCHEMA_1_NAMES = {"images_per_s": "throughput_images_per_s"}
+
+#: Spec fields copied into their own columns, for querying.
+SPEC_COLUMNS: dict[str, str] = {
+    "dataset": "TEXT",
+    "model": "TEXT",
+    "technique": "TEXT",
+    "batch_size": "INTEGER",
+    "lr": "REAL",
+    "epochs": "INTEGER",
+    "seed": "INTEGER",
+    "gpu_memory_gb": "REAL",
+}
+
+_INTEGER_METRICS = ("peak_rss_bytes", "peak_cuda_allocated_bytes", "peak_cuda_reserved_bytes")
+_INTEGER_METRICS += ("params", "macs", "model_bytes")
+
+#: Columns of exports (CSV, Parquet, DataFrame), in order, with their SQLite types. The ratio
+#: columns (:data:`~wattwise.experiment.record.RATIOS`) are computed on export, not stored.
+EXPORT_COLUMNS: dict[str, str] = {
+    "trial_id": "TEXT",
+    "study": "TEXT",
+    "status": "TEXT",
+    "reason": "TEXT",
+    "attempts": "INTEGER",
+    **SPEC_COLUMNS,
+    **{m: "INTEGER" if m in _INTEGER_METRICS else "REAL" for m in METRICS},
+    "train_energy_provenance": "TEXT",
+    "inference_energy_provenance": "TEXT",
+    "started_unix_s": "REAL",
+    "finished_unix_s": "REAL",
+}
+#: The scalar columns the ``trials`` table stores.
+STORED_COLUMNS = {name: kind for name, kind in EXPORT_COLUMNS.items() if name not in RATIOS}
+PANDAS_TYPES = {"TEXT": "string", "INTEGER": "Int64", "REAL": "float64"}
+
+#: Keyword filters of :meth:`ResultsStore.records` (and the exports), besides ``status``.
+FILTERS = ("study", *SPEC_COLUMNS)
+
+CREATE_TRIALS = (
+    "CREATE TABLE IF NOT EXISTS trials ("
+    "trial_id TEXT PRIMARY KEY, "
+    + ", ".join(f"{name} {kind}" for name, kind in list(STORED_COLUMNS.items())[1:])
+    + ", spec_json TEXT NOT NULL, record_json TEXT NOT NULL"
+    + ", CHECK (status IN ('ok', 'failed', 'running')))"
+)
+CREATE_INDEXES = [
+    "CREATE INDEX IF NOT EXISTS trials_status ON trials (status)",
+    "CREATE INDEX IF NOT EXISTS trials_point ON trials (dataset, model, technique)",
+]
+SCHEMA_STATEMENTS = [
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    CREATE_TRIALS,
+    *CREATE_INDEXES,
+]
+TABLE_COLUMNS = [*STORED_COLUMNS, "spec_json", "record_json"]
+UPSERT = (
+    f"INSERT INTO trials ({', '.join(TABLE_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in TABLE_COLUMNS)}) "
+    "ON CONFLICT (trial_id) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in TABLE_COLUMNS[1:])
+)
+
+
+def select_list(columns: frozenset[str]) -> str:
+    """The SQL that selects :data:`STORED_COLUMNS` from a ``trials`` table with ``columns``: a
+    store of schema 1 (opened read-only, so not migrated) has some under their old names."""
+    names = []
+    for name in STORED_COLUMNS:
+        old = SCHEMA_1_NAMES.get(name)
+        names.append(f"{old} AS {name}" if name not in columns and old in columns else name)
+    return ", ".join(names)
+
+
+def migrate_schema_1(conn: sqlite3.Connection) -> None:
+    """Rewrites a schema-1 ``trials`` table in the current layout, inside the caller's
+    transaction: every record is read with ``TrialRecord.from_dict`` (which migrates it) and
+    stored again, in the same order."""
+    conn.execute("ALTER TABLE trials RENAME TO trials_schema_1")
+    conn.execute(CREATE_TRIALS)
+    rows = conn.execute("SELECT record_json FROM trials_schema_1 ORDER BY rowid").fetchall()
+    for (text,) in rows:
+        conn.execute(UPSERT, row_values(TrialRecord.from_dict(json.loads(text))))
+    conn.execute("DROP TABLE trials_schema_1")  # and its indexes
+    for statement in CREATE_INDEXES:
+        conn.execute(statement)
+    conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
+
+
+def row_values(record: TrialRecord) -> tuple[Any, ...]:
+    """The values of :data:`TABLE_COLUMNS` (what :data:`UPSERT` takes) for ``record``."""
+    values = record.to_dict()
+    spec = values["spec"]
+    flat = {name: values.get(name) for name in STORED_COLUMNS if name not in SPEC_COLUMNS}
+    flat |= {name: spec.get(name) for name in SPEC_COLUMNS}
+    flat["spec_json"] = _json(spec)
+    flat["record_json"] = _json(values)
+    return tuple(flat[name] for name in TABLE_COLUMNS)
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, allow_nan=False, separators=(",", ":"))
+
+
+def where_clause(status: str | None, filters: Mapping[str, Any]) -> tuple[str, list[Any]]:
+    """`` WHERE ...`` and its parameters for a status and :data:`FILTERS` (each a value, a list
+    of values, or ``None`` for NULL); ``("", [])`` without any.
+
+    Raises:
+        ValueError: An unknown filter.
+    """
+    unknown = sorted(set(filters) - set(FILTERS))
+    if unknown:
+        raise ValueError(f"unknown filter {unknown[0]!r}; filters: {', '.join(FILTERS)}")
+    terms: list[str] = []
+    params: list[Any] = []
+    items = [("status", status)] if status is not None else []
+    for name, value in [*items, *filters.items()]:
+        values = list(value) if isinstance(value, list | tuple | set | frozenset) else [value]
+        clauses = [f"{name} IS NULL" for v in values if v is None]
+        present = [v for v in values if v is not None]
+        if present:
+            clauses.append(f"{name} IN ({', '.join('?' for _ in present)})")
+            params.extend(present)
+        terms.append("(" + " OR ".join(clauses or ["0"]) + ")")
+    return (" WHERE " + " AND ".join(terms) if terms else ""), params
