@@ -11,22 +11,11 @@ import ast
 from collections.abc import Mapping
 from pathlib import Path
 
-import pytest
-
 SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = "wattwise"
 MAX_LINES = 500
 #: The word that a module over :data:`MAX_LINES` writes in its first docstring, with the reason.
 SIZE_MARK = "Size:"
-
-# Modules over MAX_LINES whose owners are splitting or trimming them now (issue 9, item 5); an
-# entry that is no longer too long fails `test_allowed_long_modules_are_still_long`, and the lead
-# empties the list when the owners' changes land.
-ALLOWED_LONG: frozenset[str] = frozenset(
-    {
-        "wattwise.experiment.store",  # records owner: grew past 500 lines in this change
-    }
-)
 
 
 def module_files(src: Path = SRC, package: str = PACKAGE) -> dict[str, Path]:
@@ -178,18 +167,9 @@ def test_no_module_over_500_lines_without_a_reason() -> None:
     too_long = []
     for module, path in module_files().items():
         lines = len(path.read_text().splitlines())
-        if lines > MAX_LINES and module not in ALLOWED_LONG and SIZE_MARK not in _docstring(path):
+        if lines > MAX_LINES and SIZE_MARK not in _docstring(path):
             too_long.append(f"{module}: {lines} lines ({path})")
     assert not too_long, (
         f"modules over {MAX_LINES} lines without '{SIZE_MARK} <reason>' in their docstring:\n"
         + "\n".join(too_long)
     )
-
-
-@pytest.mark.parametrize("module", sorted(ALLOWED_LONG))
-def test_allowed_long_modules_are_still_long(module: str) -> None:
-    path = module_files().get(module)
-    if path is None:  # split into a package of smaller modules: done
-        pytest.fail(f"{module} no longer exists: remove it from ALLOWED_LONG")
-    lines = len(path.read_text().splitlines())
-    assert lines > MAX_LINES, f"{module} has {lines} lines now: remove it from ALLOWED_LONG"

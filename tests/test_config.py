@@ -74,7 +74,7 @@ def error_of(tmp_path: Path, text: str) -> str:
         ("batch_sizes: [32, big]", "batch_sizes[1]: expected an integer, got 'big'"),
         ("batch_sizes: [32.5]", "batch_sizes[0]: expected an integer, got 32.5"),
         ("learning_rates: [fast]", "learning_rates[0]: expected a number, got 'fast'"),
-        ("gpu_memory_gb: [true]", "gpu_memory_gb[0]: expected a number, got True"),
+        ("gpu_memory_gib: [true]", "gpu_memory_gib[0]: expected a number, got True"),
         ("download: 'yes'", "download: expected true or false, got 'yes'"),
         ("models: {resnet18: 1}", "models[0]: expected a string, got {'resnet18': 1}"),
         ("measurement: fast", "measurement: expected a mapping (key: value), got 'fast'"),
@@ -91,7 +91,7 @@ def error_of(tmp_path: Path, text: str) -> str:
         ("batch_sizes: [0]", "batch_sizes[0]: must be > 0, got 0"),
         ("learning_rates: [0.1, -0.01]", "learning_rates[1]: must be > 0, got -0.01"),
         ("epochs: [10, 0]", "epochs[1]: must be > 0, got 0"),
-        ("gpu_memory_gb: [8, -4]", "gpu_memory_gb[1]: must be > 0, got -4"),
+        ("gpu_memory_gib: [8, -4]", "gpu_memory_gib[1]: must be > 0, got -4"),
         ("seeds: [-1]", "seeds[0]: must be >= 0, got -1"),
         ("measurement: {sample_hz: 0}", "measurement.sample_hz: must be >= 0.1, got 0"),
         ("learning_rates: [.nan]", "learning_rates[0]: expected a finite number, got nan"),
@@ -109,6 +109,16 @@ def test_error_names_the_key_and_the_allowed_values(
     tmp_path: Path, body: str, expected: str
 ) -> None:
     assert error_of(tmp_path, f"name: s\n{body}\n").startswith(expected)
+
+
+def test_the_previous_gpu_memory_gb_key_is_refused_with_its_new_name(tmp_path: Path) -> None:
+    renamed = (
+        "gpu_memory_gb: renamed to gpu_memory_gib (the cap is in GiB, 2**30 bytes); "
+        "write gpu_memory_gib: [...]"
+    )
+    assert error_of(tmp_path, "name: s\ngpu_memory_gb: [4, 8]\n") == renamed
+    in_train = error_of(tmp_path, "name: s\ntrain: {gpu_memory_gb: 8}\n")
+    assert in_train == f"train.{renamed} at the top level of the study"
 
 
 def test_an_unknown_teacher_is_named(tmp_path: Path) -> None:
@@ -221,7 +231,7 @@ def test_defaults_reproduce_the_seed_grid() -> None:
     assert config.batch_sizes == (32, 64, 128)
     assert config.learning_rates == (0.001, 0.01, 0.1)
     assert config.epochs == (10, 20, 30)
-    assert config.gpu_memory_gb == (None,)
+    assert config.gpu_memory_gib == (None,)
     trials = expand_grid(config)
     assert len(trials) == 2 * 2 * 2 * 2 * 27
     groups: dict[tuple[Any, ...], set[tuple[Any, ...]]] = {}
@@ -246,7 +256,7 @@ def test_gpu_memory_caps_and_optional_sections(tmp_path: Path) -> None:
             "name: caps\n"
             "models: resnet18          # one value needs no brackets\n"
             "learning_rates: [1e-3]    # YAML reads this as text; it is a number\n"
-            "gpu_memory_gb: [4, 8, 16, 32, null]\n"
+            "gpu_memory_gib: [4, 8, 16, 32, null]\n"
             "datasets: [MedMNIST:PathMNIST]\n"
             "executor: {kind: local-gpus, gpus: [0, 1]}\n"
             "search: {kind: optuna, n_trials: 20, objectives: [accuracy], directions: [maximize]}\n"
@@ -256,7 +266,7 @@ def test_gpu_memory_caps_and_optional_sections(tmp_path: Path) -> None:
     assert config.models == ("resnet18",)
     assert config.learning_rates == (0.001,)
     assert config.datasets == ("medmnist:pathmnist",)
-    assert config.gpu_memory_gb == (4.0, 8.0, 16.0, 32.0, None)
+    assert config.gpu_memory_gib == (4.0, 8.0, 16.0, 32.0, None)
     assert config.measurement.meters == ("rapl", "nvml")
     assert config.measurement.carbon.country == "DEU"
     assert config.search.n_trials == 20
@@ -338,7 +348,7 @@ def test_resolved_yaml_round_trips(tmp_path: Path) -> None:
             "models: [small_cnn]\n"
             "techniques: ['distill:resnet18:4:0.9,prune:structured:0.5,quantize:int8', fp16]\n"
             "learning_rates: [1e-3, 0.05]\n"
-            "gpu_memory_gb: [4, null]\n"
+            "gpu_memory_gib: [4, null]\n"
             "train: {label_smoothing: 0.1, early_stopping_patience: 3}\n"
             "measurement: {carbon_intensity_g_per_kwh: 250, inference_s: 0}\n"
             "executor: {kind: ray, address: auto}\n",

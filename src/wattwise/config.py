@@ -252,8 +252,15 @@ _AXES = (
     "learning_rates",
     "epochs",
     "seeds",
-    "gpu_memory_gb",
+    "gpu_memory_gib",
 )
+
+#: Study keys of the previous version -> why they are refused now (stored data with these keys is
+#: still read: ``wattwise.train.config.RENAMED_KEYS``).
+RENAMED_STUDY_KEYS = {
+    "gpu_memory_gb": "renamed to gpu_memory_gib (the cap is in GiB, 2**30 bytes); "
+    "write gpu_memory_gib: [...]",
+}
 
 #: TrainConfig fields that a study sets at its top level (swept, or study-wide) -> study key.
 TOP_LEVEL_TRAIN = {
@@ -261,7 +268,7 @@ TOP_LEVEL_TRAIN = {
     "lr": "learning_rates",
     "epochs": "epochs",
     "seed": "seeds",
-    "gpu_memory_gb": "gpu_memory_gb",
+    "gpu_memory_gib": "gpu_memory_gib",
     "optimizer": "optimizer",
     "precision": "precision",
 }
@@ -271,7 +278,7 @@ TOP_LEVEL_TRAIN = {
 class StudyConfig:
     """One study: what to sweep, how to train, measure and run. See docs/experiments.md.
 
-    The sweep axes (``datasets`` ... ``gpu_memory_gb``) take a list, or one value. Their defaults
+    The sweep axes (``datasets`` ... ``gpu_memory_gib``) take a list, or one value. Their defaults
     reproduce the seed study's grid: batch sizes 32/64/128, learning rates 0.001/0.01/0.1 and
     10/20/30 epochs. ``train`` holds the other :class:`~wattwise.train.TrainConfig` settings
     (momentum, weight_decay, schedule, ...), validated by TrainConfig and resolved with all its
@@ -293,13 +300,23 @@ class StudyConfig:
     learning_rates: tuple[PositiveNumber, ...] = (0.001, 0.01, 0.1)
     epochs: tuple[PositiveInt, ...] = (10, 20, 30)
     seeds: tuple[NonNegativeInt, ...] = (0,)
-    gpu_memory_gb: tuple[PositiveNumber | None, ...] = (None,)
+    gpu_memory_gib: tuple[PositiveNumber | None, ...] = (None,)
     optimizer: Optimizer = "sgd"
     precision: Precision = "fp32"
     train: dict[str, Any] = field(default_factory=dict)
     measurement: MeasurementSettings = field(default_factory=MeasurementSettings)
     executor: ExecutorSettings = field(default_factory=ExecutorSettings)
     search: SearchSettings = field(default_factory=SearchSettings)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_renamed_keys(cls, data: Any) -> Any:
+        keys = (data.kwargs or {}) if isinstance(data, ArgsKwargs) else data
+        if isinstance(keys, Mapping):
+            for key in keys:
+                if key in RENAMED_STUDY_KEYS:
+                    raise KeyedError((key,), RENAMED_STUDY_KEYS[key])
+        return data
 
     @field_validator(*_AXES, mode="before")
     @classmethod
@@ -328,6 +345,8 @@ def _resolve_train(section: dict[str, Any], study: Mapping[str, Any]) -> dict[st
 
     allowed = [name for name in fields_of(TrainConfig) if name not in TOP_LEVEL_TRAIN]
     for key in section:
+        if key in RENAMED_STUDY_KEYS:
+            raise KeyedError((key,), f"{RENAMED_STUDY_KEYS[key]} at the top level of the study")
         if key in TOP_LEVEL_TRAIN:
             raise KeyedError(
                 (key,), f"set {TOP_LEVEL_TRAIN[key]!r} at the top level of the study instead"

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from wattwise.energy.base import CarbonEstimate, ComponentEnergy, Measurement, Provenance
-from wattwise.experiment import MemoryCapRecord, ResultsStore, TrialRecord, VariantRecord
+from wattwise.experiment import MemoryCap, ResultsStore, TrialRecord, VariantRecord
 
 TDP_DETAIL = (
     "TDP 65 W (table) / 8 threads = 8.12 W per busy CPU, for 'Test CPU', x CPU seconds of the "
@@ -94,7 +94,7 @@ def make_record(
     spec = {
         "study": study, "dataset": dataset, "model": model, "technique": technique,
         "batch_size": batch_size, "lr": lr, "epochs": epochs, "seed": seed,
-        "gpu_memory_gb": None,
+        "gpu_memory_gib": None,
     }  # fmt: skip
     prov = "measured" if measured else "estimated"
     per_epoch = train_energy_j / epochs
@@ -130,7 +130,7 @@ def make_record(
         "phases": phases,
         "history": tuple(history),
         "variants": variants,
-        "memory_cap": MemoryCapRecord(None, False, "no cap"),
+        "memory_cap": MemoryCap(None, False, "no cap"),
         "details": {"dataset": {"name": dataset, "num_classes": num_classes, "test_images": 360}},
         "environment": {
             "python": "3.11.9",

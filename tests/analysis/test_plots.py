@@ -13,8 +13,8 @@ from matplotlib.figure import Figure
 from tests.analysis.analysis_fixtures import grid_records, make_record, write_store
 from wattwise.analysis import plots
 from wattwise.analysis.metrics import analyze
-from wattwise.experiment import MemoryCapRecord, ResultsStore
-from wattwise.train.config import GPU_MEMORY_CAPACITIES_GB
+from wattwise.experiment import MemoryCap, ResultsStore
+from wattwise.train.config import GPU_MEMORY_CAPACITIES_GIB
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -141,14 +141,14 @@ def test_memory_data_on_cpu_says_the_cap_was_not_enforced() -> None:
     record = make_record("m", peak_rss_bytes=3 * 2**30)
     data = plots.memory_data([record])
     (bar,) = data.bars
-    assert bar.peak_gb == pytest.approx(3.0) and bar.source == "RSS"
-    assert data.capacities_gb == GPU_MEMORY_CAPACITIES_GB == (4, 8, 16, 32)
+    assert bar.peak_gib == pytest.approx(3.0) and bar.source == "RSS"
+    assert data.capacities_gib == GPU_MEMORY_CAPACITIES_GIB == (4, 8, 16, 32)
     assert data.note is not None and "not enforced on CPU" in data.note
-    capped = {**record.spec, "gpu_memory_gb": 4.0}
+    capped = {**record.spec, "gpu_memory_gib": 4.0}
     gpu = make_record("g", peak_cuda_allocated_bytes=5 * 2**30, spec=capped,
-                      memory_cap=MemoryCapRecord(4.0, True, "allocator fraction"))  # fmt: skip
+                      memory_cap=MemoryCap(4.0, True, "allocator fraction"))  # fmt: skip
     (gpu_bar,) = plots.memory_data([gpu]).bars
-    assert gpu_bar.source == "CUDA allocated" and gpu_bar.cap_gb == 4.0 and gpu_bar.enforced
+    assert gpu_bar.source == "CUDA allocated" and gpu_bar.cap_gib == 4.0 and gpu_bar.enforced
     assert isinstance(plots.render_memory(plots.memory_data([record, gpu])), Figure)
 
 

@@ -128,6 +128,7 @@ def _parse(argv: list[str]) -> argparse.Namespace:
         ("--num-threads", "--threads", "num_threads", "2", 2),
         ("--early-stopping-patience", "--early-stopping", "early_stopping_patience", "3", 3),
         ("--inference-s", "--inference-seconds", "inference_s", "0.5", 0.5),
+        ("--gpu-memory-gib", "--gpu-memory-gb", "gpu_memory_gib", "8", 8.0),
         (
             "--carbon-intensity-g-per-kwh",
             "--carbon-intensity",

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from wattwise.energy.base import ComponentEnergy, Measurement, Provenance
-from wattwise.experiment import METRICS, MemoryCapRecord, TrialRecord, VariantRecord, json_safe
+from wattwise.experiment import METRICS, MemoryCap, TrialRecord, VariantRecord, json_safe
 
 
 def measurement(name: str = "train", energy_j: float = 120.0) -> Measurement:
@@ -86,7 +86,7 @@ def full_record(**changes: Any) -> TrialRecord:
         "images_per_s": 20_000.0,
         "phases": {"train": measurement(), "inference": measurement("inference", 2.0)},
         "variants": (variant(), variant("quantize:int8", **QUANTIZED)),
-        "memory_cap": MemoryCapRecord(None, False, "no cap"),
+        "memory_cap": MemoryCap(None, False, "no cap"),
         "history": [{"epoch": 1, "train_loss": 0.7, "val_accuracy": 0.9}],
         "details": {"sparsity": 0.5},
         "environment": {"python": "3.11", "torch": "2.11"},
@@ -110,7 +110,7 @@ def test_round_trip_through_json() -> None:
     assert set(record.metrics()) == set(METRICS)
     assert again.variants[1] == variant("quantize:int8", **QUANTIZED)
     assert again.variants[1].notes == ("int8 via PT2E",)
-    assert again.memory_cap == MemoryCapRecord(None, False, "no cap")
+    assert again.memory_cap == MemoryCap(None, False, "no cap")
 
 
 def test_ratios_are_computed_from_the_primitives_not_stored() -> None:
@@ -129,7 +129,8 @@ def test_ratios_are_computed_from_the_primitives_not_stored() -> None:
 
 def test_a_record_of_the_previous_version_is_migrated() -> None:
     """What the previous version's ``to_dict()`` wrote: throughput under its old name, stored
-    ratios, variants and memory cap as untyped dicts in ``details`` with the old variant keys."""
+    ratios, variants and memory cap as untyped dicts in ``details`` with the old variant keys,
+    and the cap as ``gpu_memory_gb`` (in the spec and the memory cap)."""
     old_variant = {
         "step": "quantize:int8", "technique": "quantize", "accuracy": 0.94, "params": 11_689_512,
         "macs": 1_814_083_944, "size_bytes": 11_000_000,
@@ -142,13 +143,14 @@ def test_a_record_of_the_previous_version_is_migrated() -> None:
     new = full_record().to_dict()
     old = {k: v for k, v in new.items() if k not in ("images_per_s", "variants", "memory_cap")}
     old |= {
+        "spec": {**new["spec"], "gpu_memory_gb": 8.0},
         "throughput_images_per_s": 20_000.0,
         "accuracy_per_kj_train": 123.0,  # stored copies are ignored, never trusted
         "accuracy_per_j_per_image": 456.0,
         "details": {
             "sparsity": 0.5,
             "variants": [variant().to_dict() | {"technique": "baseline"}, old_variant],
-            "memory_cap": {"gpu_memory_gb": None, "enforced": False, "note": "no cap"},
+            "memory_cap": {"gpu_memory_gb": 8.0, "enforced": False, "note": "not on CPU"},
         },
     }
     for key in ("model_bytes", "model_bytes_note", "inference_energy_per_image_j",
@@ -160,28 +162,32 @@ def test_a_record_of_the_previous_version_is_migrated() -> None:
     }  # fmt: skip
     migrated = TrialRecord.from_dict(old)
     expected = full_record(variants=(variant(applied="baseline"), variant(
-        "quantize:int8", applied="quantize", **QUANTIZED)))  # fmt: skip
+        "quantize:int8", applied="quantize", **QUANTIZED)),
+        spec={**new["spec"], "gpu_memory_gib": 8.0},
+        memory_cap=MemoryCap(8.0, False, "not on CPU"))  # fmt: skip
     assert migrated == expected
+    assert "gpu_memory_gb" not in migrated.spec and migrated.memory_cap.gpu_memory_gib == 8.0
     assert migrated.images_per_s == 20_000.0
     assert migrated.details == {"sparsity": 0.5}  # variants and cap moved to typed fields
     assert migrated.accuracy_per_kj_train == pytest.approx(0.95 / 0.12)
 
 
 def test_typed_sub_records() -> None:
-    class MemoryCap:  # the shape of train.device.MemoryCap
-        def to_dict(self) -> dict[str, Any]:
-            return {"gpu_memory_gb": 8, "enforced": True, "note": "allocator fraction 0.5"}
-
-    record = full_record(memory_cap=MemoryCap(), variants=[variant().to_dict()])
-    assert record.memory_cap == MemoryCapRecord(8.0, True, "allocator fraction 0.5")
+    stored = {"gpu_memory_gib": 8, "enforced": True, "note": "allocator fraction 0.5"}
+    record = full_record(memory_cap=stored, variants=[variant().to_dict()])
+    assert record.memory_cap == MemoryCap(8.0, True, "allocator fraction 0.5")
+    assert record.memory_cap is not None and record.memory_cap.gpu_memory_gib == 8.0
+    assert full_record(memory_cap=MemoryCap(None, False, "no cap")).memory_cap == MemoryCap(
+        None, False, "no cap"
+    )
     assert record.variants == (variant(),)
     assert variant(params=np.int64(7), macs=1e3).params == 7
     with pytest.raises(ValueError, match="variant record lacks applied"):
         VariantRecord.from_dict({k: v for k, v in variant().to_dict().items() if k != "applied"})
     with pytest.raises(ValueError, match="memory_cap must be"):
-        full_record(memory_cap="8 GB")
+        full_record(memory_cap="8 GiB")
     with pytest.raises(ValueError, match="enforced must be true or false"):
-        MemoryCapRecord(8.0, "yes", "")  # type: ignore[arg-type]
+        MemoryCap(8.0, "yes", "")  # type: ignore[arg-type]
     with pytest.raises(dataclasses.FrozenInstanceError):
         record.variants[0].accuracy = 1.0  # type: ignore[misc]
 

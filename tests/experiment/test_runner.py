@@ -54,7 +54,7 @@ def test_baseline_trial_fills_the_record():
     for phase in record.phases.values():  # energy by component, each with its provenance
         assert phase["components"] and all(c["provenance"]["label"] for c in phase["components"])
     assert [h["epoch"] for h in record.history] == [1, 2]
-    assert record.memory_cap is not None and record.memory_cap.gpu_memory_gb is None
+    assert record.memory_cap is not None and record.memory_cap.gpu_memory_gib is None
     assert [v.step for v in record.variants] == ["baseline"]
     (variant,) = record.variants  # the final variant's numbers are the record's
     assert variant.inference_energy_per_image_j == record.inference_energy_per_image_j
@@ -143,14 +143,14 @@ def test_divergence_fails_with_the_loop_reason():
 
 
 def test_out_of_memory_under_a_cap_says_it_does_not_fit(monkeypatch):
-    (spec,) = specs(gpu_memory_gb=[4])
+    (spec,) = specs(gpu_memory_gib=[4])
 
     def out_of_memory(*args: Any, **kwargs: Any) -> Any:
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
     monkeypatch.setattr(runner_module, "fit", out_of_memory)
     record = run_trial(spec)
-    assert (record.status, record.reason) == ("failed", "does not fit in 4 GB")
+    assert (record.status, record.reason) == ("failed", "does not fit in 4 GiB")
     assert "OutOfMemoryError" in record.details["error"]
 
 
@@ -236,9 +236,9 @@ def test_train_and_save_is_the_one_trial_pipeline_plus_the_run(tmp_path):
 
 
 def test_failure_reasons():
-    (spec,) = specs(gpu_memory_gb=[8])
+    (spec,) = specs(gpu_memory_gib=[8])
     assert failure_reason(TrialFailure("diverged: x"), spec) == "diverged: x"
-    assert failure_reason(MemoryError(), spec) == "does not fit in 8 GB"
+    assert failure_reason(MemoryError(), spec) == "does not fit in 8 GiB"
     assert failure_reason(RuntimeError("CUDA out of memory"), None).startswith("out of memory")
     assert failure_reason(ValueError("")) == "ValueError"
     assert len(failure_reason(ValueError("x" * 5000))) == runner_module.MAX_REASON

@@ -27,7 +27,7 @@ FIXED_SPEC: dict[str, Any] = {
     "lr": 0.01,
     "epochs": 10,
     "seed": 0,
-    "gpu_memory_gb": None,
+    "gpu_memory_gib": None,
     "optimizer": "sgd",
     "precision": "fp32",
     "image_size": None,
@@ -48,7 +48,7 @@ FLAT_KEYS = [
     "lr",
     "epochs",
     "seed",
-    "gpu_memory_gb",
+    "gpu_memory_gib",
     "optimizer",
     "precision",
     "image_size",
@@ -74,7 +74,7 @@ def test_trial_id_is_a_stable_hash_of_the_content() -> None:
         trial_hash({"a": 1, "b": [1.5, None]}) == "993a7a2ceb877d40"
     )  # sha256 of {"a":1,"b":[1.5,null]}
     spec = spec_of()
-    assert spec.trial_id == "55c83f21b2e6fba1"
+    assert spec.trial_id == "f8ae59817ac03d34"
     reordered = dict(reversed(list(FIXED_SPEC.items())))
     reordered["train"] = dict(reversed(list(FIXED_SPEC["train"].items())))
     assert TrialSpec.from_dict(reordered).trial_id == spec.trial_id
@@ -94,7 +94,7 @@ def test_trial_id_is_a_stable_hash_of_the_content() -> None:
         ("lr", 0.1),
         ("epochs", 20),
         ("seed", 1),
-        ("gpu_memory_gb", 8),
+        ("gpu_memory_gib", 8),
         ("optimizer", "adam"),
         ("precision", "bf16"),
         ("image_size", 32),
@@ -149,11 +149,11 @@ def test_trial_ids_do_not_depend_on_key_order_of_the_study() -> None:
 
 
 def test_trial_spec_is_typed_frozen_json_and_round_trips() -> None:
-    spec = expand_grid(StudyConfig(name="j", gpu_memory_gb=[8]))[0]
+    spec = expand_grid(StudyConfig(name="j", gpu_memory_gib=[8]))[0]
     assert isinstance(spec.train, TrainConfig) and isinstance(spec.measurement, MeasurementSettings)
     data = json.loads(json.dumps(spec.to_dict()))
     assert list(data) == FLAT_KEYS
-    assert data["trial_id"] == spec.trial_id and data["gpu_memory_gb"] == 8.0
+    assert data["trial_id"] == spec.trial_id and data["gpu_memory_gib"] == 8.0
     assert set(data["train"]) == set(TrainConfig.__dataclass_fields__) - set(FLAT_KEYS)
     assert data["measurement"]["pue"] == 1.0 and "carbon" not in data["measurement"]
     again = TrialSpec.from_dict(data)
@@ -166,13 +166,20 @@ def test_trial_spec_is_typed_frozen_json_and_round_trips() -> None:
 
 
 def test_readers_of_the_swept_settings_read_the_train_config() -> None:
-    spec = spec_of(gpu_memory_gb=8, optimizer="adam", precision="bf16")
+    spec = spec_of(gpu_memory_gib=8, optimizer="adam", precision="bf16")
     train = spec.train
     assert (spec.epochs, spec.batch_size, spec.lr, spec.seed) == (10, 32, 0.01, 0)
-    assert (spec.gpu_memory_gb, spec.optimizer, spec.precision) == (8.0, "adam", "bf16")
-    assert (train.epochs, train.gpu_memory_gb, train.optimizer) == (10, 8.0, "adam")
+    assert (spec.gpu_memory_gib, spec.optimizer, spec.precision) == (8.0, "adam", "bf16")
+    assert (train.epochs, train.gpu_memory_gib, train.optimizer) == (10, 8.0, "adam")
     assert train.eval_batch_size == TrainConfig().eval_batch_size  # every setting resolved
     assert spec.measurement.inference_s == MeasurementSettings().inference_s
+
+
+def test_a_spec_of_the_previous_version_reads_gpu_memory_gb_as_gib() -> None:
+    old = {k: v for k, v in FIXED_SPEC.items() if k != "gpu_memory_gib"} | {"gpu_memory_gb": 8}
+    spec = TrialSpec.from_dict(old)
+    assert spec.gpu_memory_gib == 8.0 and spec == spec_of(gpu_memory_gib=8)
+    assert "gpu_memory_gb" not in spec.to_dict() and spec.to_dict()["gpu_memory_gib"] == 8.0
 
 
 def test_replace_recomputes_the_id() -> None:

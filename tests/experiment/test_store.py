@@ -62,7 +62,7 @@ def spec(i: int = 0, **changes: Any) -> dict[str, Any]:
         "lr": 0.01,
         "epochs": 10,
         "seed": i,
-        "gpu_memory_gb": None,
+        "gpu_memory_gib": None,
     }
     return values | changes
 
@@ -188,7 +188,7 @@ def test_records_filters(store: ResultsStore) -> None:
     points = [
         ("a", spec(0)),
         ("b", spec(0, model="resnet18")),
-        ("c", spec(0, technique="quantize:int8", gpu_memory_gb=8.0)),
+        ("c", spec(0, technique="quantize:int8", gpu_memory_gib=8.0)),
         ("d", spec(1, dataset="cifar10", model="resnet18")),
     ]
     for trial_id, s in points:
@@ -204,8 +204,8 @@ def test_records_filters(store: ResultsStore) -> None:
     assert ids(model="resnet18") == ["b", "d"]
     assert ids("ok", dataset="digits", model=["small_cnn", "resnet18"]) == ["a", "b", "c"]
     assert ids(technique="quantize:int8") == ["c"]
-    assert ids(gpu_memory_gb=8) == ["c"] and ids(gpu_memory_gb=None) == ["a", "b", "d", "e"]
-    assert ids(gpu_memory_gb=[None, 8.0], seed=0) == ["a", "b", "c"]
+    assert ids(gpu_memory_gib=8) == ["c"] and ids(gpu_memory_gib=None) == ["a", "b", "d", "e"]
+    assert ids(gpu_memory_gib=[None, 8.0], seed=0) == ["a", "b", "c"]
     assert ids(study="other") == []
     with pytest.raises(ValueError, match="unknown filter 'colour'; filters: study, dataset"):
         store.records(colour="red")
@@ -236,7 +236,7 @@ def test_export_csv(store: ResultsStore, tmp_path: Path) -> None:
     assert "throughput_images_per_s" not in EXPORT_COLUMNS  # one name per quantity
     assert rows[0]["trial_id"] == "a" and float(rows[0]["accuracy"]) == 0.9
     assert rows[0]["params"] == "1000" and rows[0]["accuracy_per_kj_train"] == "9.0"
-    assert rows[0]["train_energy_provenance"] == "measured" and rows[0]["gpu_memory_gb"] == ""
+    assert rows[0]["train_energy_provenance"] == "measured" and rows[0]["gpu_memory_gib"] == ""
     assert (rows[1]["status"], rows[1]["reason"]) == ("failed", "boom, with a comma")
     assert store.export_csv(tmp_path / "ok.csv", "ok", model="small_cnn") == 1
 
@@ -382,8 +382,24 @@ def test_a_read_only_open_refuses_what_is_not_a_store_in_one_line(tmp_path: Path
     assert not (tmp_path / "missing.sqlite").exists()
 
 
+def cap_quant_trial(path: Path, gib: float) -> None:
+    """Gives the quantize:int8 trial of a schema-1 store a GPU memory cap, as that version
+    wrote one: the ``gpu_memory_gb`` column, spec key and memory-cap key (the dump has none)."""
+    conn = sqlite3.connect(path)
+    with conn:
+        conn.execute(
+            "UPDATE trials SET gpu_memory_gb = ?, "
+            "spec_json = replace(spec_json, '\"gpu_memory_gb\":null', ?), "
+            "record_json = replace(record_json, '\"gpu_memory_gb\":null', ?) "
+            "WHERE trial_id = 'quant-0'",
+            (gib, *[f'"gpu_memory_gb":{gib}'] * 2),
+        )
+    conn.close()
+
+
 def test_a_schema_1_store_opens_read_only_and_reads(tmp_path: Path) -> None:
     path = schema_1_store(tmp_path / "study" / STORE_FILE)
+    cap_quant_trial(path, 8.0)
     before = untouched(path)
     with ResultsStore(path, read_only=True) as reader:
         assert reader.meta()["schema_version"] == "1" and reader.study == "legacy"
@@ -397,9 +413,14 @@ def test_a_schema_1_store_opens_read_only_and_reads(tmp_path: Path) -> None:
         assert quant.memory_cap is not None and quant.memory_cap.enforced is False
         assert "variants" not in quant.details and "memory_cap" not in quant.details
         assert quant.accuracy_per_j_per_image == pytest.approx(0.93 / 0.0008)
+        assert quant.spec["gpu_memory_gib"] == 8.0 and "gpu_memory_gb" not in quant.spec
+        assert quant.memory_cap is not None and quant.memory_cap.gpu_memory_gib == 8.0
+        assert [r.trial_id for r in reader.records(gpu_memory_gib=8)] == ["quant-0"]
         frame = reader.to_dataframe()
         assert list(frame.columns) == list(EXPORT_COLUMNS)
         assert list(frame["images_per_s"][:2]) == [5000.0, 9000.0]
+        assert frame["gpu_memory_gib"][1] == 8.0 and "gpu_memory_gb" not in frame.columns
+        assert list(reader.to_dataframe(gpu_memory_gib=8.0)["trial_id"]) == ["quant-0"]
         assert frame["accuracy_per_kj_train"][0] == pytest.approx(0.95)
         assert reader.export_csv(tmp_path / "old.csv", "ok") == 2
     assert untouched(path) == before
@@ -407,6 +428,7 @@ def test_a_schema_1_store_opens_read_only_and_reads(tmp_path: Path) -> None:
 
 def test_a_schema_1_store_is_migrated_when_opened_for_writing(tmp_path: Path) -> None:
     path = schema_1_store(tmp_path / STORE_FILE)
+    cap_quant_trial(path, 8.0)
     with ResultsStore(path, read_only=True) as reader:
         old = reader.records()
     with ResultsStore(path, study="legacy") as store:
@@ -414,6 +436,13 @@ def test_a_schema_1_store_is_migrated_when_opened_for_writing(tmp_path: Path) ->
         assert store.records() == old  # same records, same order
         columns = {r[1] for r in store._query("PRAGMA table_info(trials)")}
         assert "images_per_s" in columns and "throughput_images_per_s" not in columns
+        assert "gpu_memory_gib" in columns and "gpu_memory_gb" not in columns
+        assert store._query("SELECT trial_id FROM trials WHERE gpu_memory_gib = 8") == [
+            ("quant-0",)
+        ]
+        (spec_json,) = store._query("SELECT spec_json FROM trials WHERE trial_id = 'quant-0'")[0]
+        assert json.loads(spec_json)["gpu_memory_gib"] == 8.0 and "gpu_memory_gb" not in spec_json
+        assert store.records(gpu_memory_gib=8)[0].spec["gpu_memory_gib"] == 8.0
         assert not columns & {"accuracy_per_kj_train", "accuracy_per_j_per_image"}
         stored = json.loads(store._query("SELECT record_json FROM trials")[1][0])
         assert "variants" in stored and "variants" not in stored["details"]

@@ -199,8 +199,8 @@ def test_a_search_reports_points_it_reuses_as_progress(tmp_path):
 
 
 def test_describe_trial_names_the_point():
-    spec = expand_grid(StudyConfig(name="x", gpu_memory_gb=[8]))[0]
-    assert describe_trial(spec) == "digits small_cnn baseline bs32 lr0.001 ep10 seed0 cap8GB"
+    spec = expand_grid(StudyConfig(name="x", gpu_memory_gib=[8]))[0]
+    assert describe_trial(spec) == "digits small_cnn baseline bs32 lr0.001 ep10 seed0 cap8GiB"
 
 
 def search(tmp_path: Path, n_trials: int) -> StudyConfig:

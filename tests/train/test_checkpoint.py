@@ -88,7 +88,7 @@ def test_train_writes_a_run_folder_that_rebuilds_the_model(
     assert run["train_energy_provenance"] in ("measured", "estimated", "mixed")
     assert run["inference_energy_per_image_j"] > 0
     assert len(run["history"]) == spec.epochs
-    assert run["memory_cap"] == {"gpu_memory_gb": None, "enforced": False, "note": "no cap"}
+    assert run["memory_cap"] == {"gpu_memory_gib": None, "enforced": False, "note": "no cap"}
     assert run["params"] > 0 and run["macs"] > 0
     assert run["environment"]["torch"] == torch.__version__
     config = _strict_json(out / "config.json")
@@ -162,6 +162,25 @@ def test_save_checkpoint_is_atomic_and_loads_with_weights_only(
     assert calls and calls[0]["weights_only"] is True
     assert torch.equal(checkpoint.state_dict["weight"], model.weight.detach())
     assert checkpoint.result == {"status": "ok"}
+
+
+def test_a_checkpoint_of_the_previous_version_loads_with_gpu_memory_gib(tmp_path: Path) -> None:
+    path = tmp_path / "checkpoint.pt"
+    old_config = {**TrainConfig().to_dict(), "gpu_memory_gb": 8.0}
+    del old_config["gpu_memory_gib"]
+    old_cap = {"gpu_memory_gb": 8.0, "enforced": False, "note": "not enforceable on CPU"}
+    save_checkpoint(
+        path,
+        nn.Linear(4, 3),
+        model_spec={"name": "small_cnn"},
+        train_config=old_config,
+        dataset={"name": "digits"},
+        result={"status": "ok", "memory_cap": old_cap},
+    )
+    checkpoint = load_checkpoint(path)
+    assert "gpu_memory_gb" not in checkpoint.train_config
+    assert TrainConfig.from_dict(checkpoint.train_config) == TrainConfig(gpu_memory_gib=8)
+    assert checkpoint.result["memory_cap"]["gpu_memory_gib"] == 8.0
 
 
 def test_only_a_trusted_load_unpickles_arbitrary_objects(tmp_path: Path) -> None:

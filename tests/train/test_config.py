@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from wattwise.errors import ConfigError, WattwiseError
-from wattwise.train import GPU_MEMORY_CAPACITIES_GB, TrainConfig
+from wattwise.train import GPU_MEMORY_CAPACITIES_GIB, TrainConfig
 from wattwise.validation import MAX_INT
 
 
@@ -44,9 +44,9 @@ from wattwise.validation import MAX_INT
         ("label_smoothing", 1),
         ("label_smoothing", -0.1),
         ("early_stopping_patience", 0),
-        ("gpu_memory_gb", -4),
-        ("gpu_memory_gb", 0),
-        ("gpu_memory_gb", math.nan),
+        ("gpu_memory_gib", -4),
+        ("gpu_memory_gib", 0),
+        ("gpu_memory_gib", math.nan),
         ("num_threads", 0),
         ("device", "gpu"),
         ("device", "CPU"),
@@ -60,10 +60,18 @@ def test_bad_value_is_a_config_error_naming_the_key(key: str, value: Any) -> Non
 
 
 def test_defaults_are_valid_and_round_trip_through_json() -> None:
-    config = TrainConfig(epochs=3, optimizer="adam", gpu_memory_gb=8, early_stopping_patience=2)
+    config = TrainConfig(epochs=3, optimizer="adam", gpu_memory_gib=8, early_stopping_patience=2)
     assert TrainConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
     assert TrainConfig() == TrainConfig.from_dict({})
-    assert GPU_MEMORY_CAPACITIES_GB == (4, 8, 16, 32)
+    assert GPU_MEMORY_CAPACITIES_GIB == (4, 8, 16, 32)
+
+
+def test_from_dict_reads_the_previous_versions_gpu_memory_gb_as_gib() -> None:
+    old = {**TrainConfig().to_dict(), "gpu_memory_gb": 8}  # what a previous checkpoint holds
+    del old["gpu_memory_gib"]
+    assert TrainConfig.from_dict(old) == TrainConfig(gpu_memory_gib=8)
+    both = {"gpu_memory_gb": 4, "gpu_memory_gib": 16}  # the current name wins
+    assert TrainConfig.from_dict(both).gpu_memory_gib == 16
 
 
 def test_from_dict_unknown_key_is_a_config_error_naming_it() -> None:

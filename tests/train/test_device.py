@@ -27,7 +27,7 @@ def cuda() -> Iterator[torch.device]:
 def test_memory_cap_is_enforced(cuda: torch.device) -> None:
     total_gib = torch.cuda.get_device_properties(cuda).total_memory / GIB
     if total_gib <= 4.5:
-        pytest.skip("the GPU has no more than 4 GB: a 4 GB cap does not bind")
+        pytest.skip("the GPU has no more than 4 GiB: a 4 GiB cap does not bind")
     cap = apply_memory_cap(cuda, 4)
     assert cap.enforced is True and "set_per_process_memory_fraction" in cap.note
     with pytest.raises(torch.cuda.OutOfMemoryError):
@@ -43,17 +43,17 @@ def test_oom_under_the_cap_ends_fit_with_status_oom(
     fast_config: Callable[..., TrainConfig],
 ) -> None:
     if torch.cuda.get_device_properties(cuda).total_memory / GIB <= 6.5:
-        pytest.skip("needs a GPU with more than 6 GB")
+        pytest.skip("needs a GPU with more than 6 GiB")
 
     def greedy_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor):
-        torch.empty(6 * GIB, dtype=torch.uint8, device=x.device)  # more than the 4 GB cap
+        torch.empty(6 * GIB, dtype=torch.uint8, device=x.device)  # more than the 4 GiB cap
         logits = model(x)
         return nn.functional.cross_entropy(logits, y), logits
 
-    config = fast_config(device="cuda", gpu_memory_gb=4, num_threads=None)
+    config = fast_config(device="cuda", gpu_memory_gib=4, num_threads=None)
     result = fit(make_cnn(), digits, config, step_fn=greedy_step)
     assert result.memory_cap.enforced is True
-    assert result.status == "oom" and result.reason == "does not fit in 4 GB"
+    assert result.status == "oom" and result.reason == "does not fit in 4 GiB"
     assert result.fit is not None
 
 

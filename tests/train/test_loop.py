@@ -219,9 +219,9 @@ def test_no_early_stopping_without_patience(
 def test_gpu_memory_cap_is_recorded_but_not_enforceable_on_cpu(
     digits: DatasetSplits, make_cnn: MakeCnn, fast_config: FastConfig
 ) -> None:
-    result = fit(make_cnn(), digits, fast_config(epochs=1, gpu_memory_gb=4))
+    result = fit(make_cnn(), digits, fast_config(epochs=1, gpu_memory_gib=4))
     assert result.status == "ok"
-    assert result.memory_cap.gpu_memory_gb == 4
+    assert result.memory_cap.gpu_memory_gib == 4
     assert result.memory_cap.enforced is False
     assert "not enforceable" in result.memory_cap.note
     assert result.to_dict()["memory_cap"]["enforced"] is False
@@ -230,10 +230,10 @@ def test_gpu_memory_cap_is_recorded_but_not_enforceable_on_cpu(
 
 def test_apply_memory_cap_on_cpu() -> None:
     cap = apply_memory_cap(torch.device("cpu"), 8)
-    assert (cap.gpu_memory_gb, cap.enforced) == (8, False)
+    assert (cap.gpu_memory_gib, cap.enforced) == (8, False)
     assert "not enforceable" in cap.note
     none = apply_memory_cap(torch.device("cpu"), None)
-    assert (none.gpu_memory_gb, none.enforced, none.note) == (None, False, "no cap")
+    assert (none.gpu_memory_gib, none.enforced, none.note) == (None, False, "no cap")
 
 
 def test_is_out_of_memory() -> None:
@@ -251,10 +251,10 @@ def _oom_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, idx: torch.Ten
 def test_oom_inside_a_step_ends_the_run_with_status_oom(
     digits: DatasetSplits, make_cnn: MakeCnn, fast_config: FastConfig, monitor: EnergyMonitor
 ) -> None:
-    config = fast_config(gpu_memory_gb=4)
+    config = fast_config(gpu_memory_gib=4)
     result = fit(make_cnn(), digits, config, monitor=monitor, step_fn=_oom_step)
     assert result.status == "oom"
-    assert result.reason == "does not fit in 4 GB"
+    assert result.reason == "does not fit in 4 GiB"
     assert result.history == [] and result.test is None
     assert result.fit is not None  # measured up to the failure
     assert [m.name for m in monitor.history] == ["train/epoch1", "fit"]

@@ -35,7 +35,7 @@ from wattwise.energy.carbon import CarbonConfig
 from wattwise.experiment.record import TrialRecord
 
 #: Spec fields that identify a configuration (a variant); seeds are its repetitions.
-CONFIG_KEYS = ("dataset", "model", "technique", "batch_size", "lr", "epochs", "gpu_memory_gb")
+CONFIG_KEYS = ("dataset", "model", "technique", "batch_size", "lr", "epochs", "gpu_memory_gib")
 
 EnergyBasis = Literal["inference", "train"]
 #: The energy each basis ranks by: J per image of inference, or J of training.
@@ -107,7 +107,7 @@ class TrialMetrics(Result):
     lr: float | None
     epochs: int | None
     seed: int | None
-    gpu_memory_gb: float | None
+    gpu_memory_gib: float | None
     accuracy: float | None
     train_energy_j: float | None
     inference_energy_per_image_j: float | None
@@ -152,7 +152,7 @@ def trial_metrics(
         lr=spec.get("lr"),
         epochs=spec.get("epochs"),
         seed=spec.get("seed"),
-        gpu_memory_gb=spec.get("gpu_memory_gb"),
+        gpu_memory_gib=spec.get("gpu_memory_gib"),
         accuracy=rec.accuracy,
         train_energy_j=rec.train_energy_j,
         inference_energy_per_image_j=rec.inference_energy_per_image_j,
@@ -255,7 +255,7 @@ class VariantSummary(Result):
     batch_size: int | None
     lr: float | None
     epochs: int | None
-    gpu_memory_gb: float | None
+    gpu_memory_gib: float | None
     n: int
     seeds: tuple[Any, ...]
     trial_ids: tuple[str, ...]
@@ -286,8 +286,8 @@ def config_label(values: Mapping[str, Any], *, short: bool = False) -> str:
             parts.append(f"lr {values['lr']:g}")
         if values.get("epochs") is not None:
             parts.append(f"{values['epochs']} ep")
-        if values.get("gpu_memory_gb") is not None:
-            parts.append(f"{values['gpu_memory_gb']:g} GB cap")
+        if values.get("gpu_memory_gib") is not None:
+            parts.append(f"{values['gpu_memory_gib']:g} GiB cap")
     return " · ".join(parts) or "(unnamed)"
 
 

@@ -104,7 +104,14 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     )
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    t.add_argument("--gpu-memory-gb", type=positive_float("--gpu-memory-gb"))
+    t.add_argument(
+        "--gpu-memory-gib",
+        "--gpu-memory-gb",  # the previous name, still typed
+        dest="gpu_memory_gib",
+        type=positive_float("--gpu-memory-gib"),
+        metavar="GIB",
+        help="cap this process's GPU memory (GiB = 2**30 bytes)",
+    )
     t.add_argument(
         "--num-threads",
         "--threads",
@@ -144,7 +151,7 @@ def _trial_spec(args: argparse.Namespace) -> Any:
         early_stopping_patience=args.early_stopping_patience,
         seed=args.seed,
         device=args.device,
-        gpu_memory_gb=args.gpu_memory_gb,
+        gpu_memory_gib=args.gpu_memory_gib,
         num_threads=args.num_threads,
     )
     return TrialSpec(

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from wattwise.experiment.record import (
     METRICS,
     STATUSES,
-    MemoryCapRecord,
+    MemoryCap,
     TrialRecord,
     TrialStatus,
     VariantRecord,
@@ -68,7 +68,7 @@ __all__ = [
     "Executor",
     "LocalExecutor",
     "LocalGpuExecutor",
-    "MemoryCapRecord",
+    "MemoryCap",
     "RayExecutor",
     "ResultsStore",
     "StoreError",

@@ -3,7 +3,7 @@
 A record is what the results store keeps per trial (docs/experiments.md, "Results store"): the
 trial's spec, its status (``ok``, ``failed`` with a reason, or ``running``), accuracy, energy per
 phase and component with provenance, time, memory, model size, inference latency and throughput,
-every measured variant (:class:`VariantRecord`), the GPU memory cap (:class:`MemoryCapRecord`),
+every measured variant (:class:`VariantRecord`), the GPU memory cap (:class:`MemoryCap`),
 per-epoch history and the environment. Units live in the field names; each quantity has one name.
 
 Only primitives are stored: the efficiency ratios (``accuracy_per_kj_train``,
@@ -20,6 +20,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import PurePath
 from typing import Any, Literal
+
+from wattwise.train.config import MemoryCap, current_keys
 
 TrialStatus = Literal["ok", "failed", "running"]
 STATUSES: tuple[str, ...] = ("ok", "failed", "running")
@@ -186,38 +188,6 @@ class VariantRecord:
         return cls(**_known_fields(cls, values, "variant"))
 
 
-@dataclass(frozen=True)
-class MemoryCapRecord:
-    """The GPU memory cap of a trial (what ``train.device.MemoryCap.to_dict()`` holds).
-
-    Attributes:
-        gpu_memory_gb: The cap (GB = 2**30 bytes), or ``None`` for none.
-        enforced: True when PyTorch's allocator refused allocations above it.
-        note: How (or why not) it was enforced.
-    """
-
-    gpu_memory_gb: float | None
-    enforced: bool
-    note: str
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "gpu_memory_gb", _number(self.gpu_memory_gb, False))
-        if not isinstance(self.enforced, bool):
-            raise ValueError(f"memory_cap.enforced must be true or false, got {self.enforced!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> MemoryCapRecord:
-        """Inverse of :meth:`to_dict` (unknown keys ignored).
-
-        Raises:
-            ValueError: A field is missing.
-        """
-        return cls(**_known_fields(cls, data, "memory_cap"))
-
-
 def _known_fields(cls: type, data: Mapping[str, Any], what: str) -> dict[str, Any]:
     """The items of ``data`` that are fields of ``cls``; every field without a default is needed."""
     names = {f.name for f in fields(cls)}
@@ -263,7 +233,7 @@ class TrialRecord:
         variants: Every measured variant in order, the baseline first (a mapping is read with
             :meth:`VariantRecord.from_dict`).
         memory_cap: The GPU memory cap and whether it was enforced (a mapping or an object with
-            ``to_dict()`` is read with :meth:`MemoryCapRecord.from_dict`).
+            ``to_dict()`` is read with :meth:`MemoryCap.from_dict`).
         history: Per-epoch records (``EpochRecord.to_dict()``), in order.
         details: Other results (dataset facts, notes...), JSON-safe.
         environment: Software and hardware the trial ran on.
@@ -294,7 +264,7 @@ class TrialRecord:
     images_per_s: float | None = None
     phases: Mapping[str, Any] = field(default_factory=dict)
     variants: tuple[VariantRecord, ...] = ()
-    memory_cap: MemoryCapRecord | None = None
+    memory_cap: MemoryCap | None = None
     history: tuple[Mapping[str, Any], ...] = ()
     details: Mapping[str, Any] = field(default_factory=dict)
     environment: Mapping[str, Any] = field(default_factory=dict)
@@ -398,9 +368,12 @@ class TrialRecord:
 
         Records written by the previous version are migrated: ``throughput_images_per_s`` ->
         ``images_per_s``, ``details["variants"]`` -> ``variants``, ``details["memory_cap"]`` ->
-        ``memory_cap``; their stored ``accuracy_per_*`` ratios are ignored (recomputed).
+        ``memory_cap``, ``spec["gpu_memory_gb"]`` -> ``spec["gpu_memory_gib"]``; their stored
+        ``accuracy_per_*`` ratios are ignored (recomputed).
         """
         values = dict(data)
+        if isinstance(values.get("spec"), Mapping):
+            values["spec"] = current_keys(values["spec"])
         if "throughput_images_per_s" in values:
             values.setdefault("images_per_s", values.pop("throughput_images_per_s"))
         details = dict(values.get("details") or {})
@@ -425,14 +398,12 @@ def _variant(value: Any) -> VariantRecord:
     raise ValueError(f"variants must hold VariantRecords, got {type(value).__name__}")
 
 
-def _memory_cap(value: Any) -> MemoryCapRecord | None:
-    if value is None or isinstance(value, MemoryCapRecord):
+def _memory_cap(value: Any) -> MemoryCap | None:
+    if value is None or isinstance(value, MemoryCap):
         return value
-    if hasattr(value, "to_dict"):  # train.device.MemoryCap
-        value = value.to_dict()
     if isinstance(value, Mapping):
-        return MemoryCapRecord.from_dict(value)
-    raise ValueError(f"memory_cap must be a MemoryCapRecord, got {type(value).__name__}")
+        return MemoryCap.from_dict(value)
+    raise ValueError(f"memory_cap must be a MemoryCap, got {type(value).__name__}")
 
 
 def json_safe(value: Any) -> Any:

@@ -47,7 +47,7 @@ from wattwise.data import DatasetSplits, load_dataset
 from wattwise.energy.base import Measurement
 from wattwise.energy.monitor import EnergyMonitor
 from wattwise.errors import ConfigError, WattwiseError
-from wattwise.experiment.record import MemoryCapRecord, TrialRecord, VariantRecord
+from wattwise.experiment.record import TrialRecord, VariantRecord
 from wattwise.experiment.spec import TrialSpec
 from wattwise.experiment.teachers import (
     TEACHER_DIR,
@@ -63,7 +63,13 @@ from wattwise.optimize.base import BaselineConfig
 from wattwise.optimize.grammar import format_recipe
 from wattwise.optimize.recipe import RecipeSettings, VariantResult, run_recipe
 from wattwise.train.checkpoint import save_checkpoint
-from wattwise.train.device import is_out_of_memory, num_threads, resolve_device
+from wattwise.train.config import MemoryCap
+from wattwise.train.device import (
+    is_out_of_memory,
+    num_threads,
+    out_of_memory_reason,
+    resolve_device,
+)
 from wattwise.train.loop import EpochRecord, TrainProgress, TrainResult, fit
 from wattwise.validation import dump
 
@@ -109,7 +115,7 @@ class _Trial:
     details: dict[str, Any] = field(default_factory=dict)
     environment: dict[str, Any] = field(default_factory=dict)
     variants: list[VariantResult] = field(default_factory=list)
-    memory_cap: MemoryCapRecord | None = None
+    memory_cap: MemoryCap | None = None
     train_energy_j: float | None = None
     train_energy_provenance: str | None = None
 
@@ -232,14 +238,12 @@ def train_and_save(
 
 
 def failure_reason(err: BaseException, spec: TrialSpec | None = None) -> str:
-    """One line saying why a trial failed: ``does not fit in 8 GB`` under a GPU memory cap,
+    """One line saying why a trial failed: ``does not fit in 8 GiB`` under a GPU memory cap,
     else the exception's type and message (at most :data:`MAX_REASON` characters)."""
     if isinstance(err, TrialFailure):
         text = str(err)
     elif is_out_of_memory(err) or isinstance(err, MemoryError):
-        cap = spec.gpu_memory_gb if spec is not None else None
-        what = f"{type(err).__name__}: {err}"
-        text = f"does not fit in {cap:g} GB" if cap else f"out of memory: {what}"
+        text = out_of_memory_reason(err, spec.gpu_memory_gib if spec is not None else None)
     else:
         text = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
     text = " ".join(text.split())
@@ -335,7 +339,7 @@ def _record_training(trial: _Trial, result: TrainResult) -> None:
     if result.test is not None:
         trial.phases["test"] = result.test
     trial.history = [r.to_dict() for r in result.history]
-    trial.memory_cap = MemoryCapRecord(**result.memory_cap.to_dict())
+    trial.memory_cap = result.memory_cap
     trial.details["train"] = {
         "status": result.status,
         "reason": result.reason,

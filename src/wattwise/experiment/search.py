@@ -31,7 +31,7 @@ SEARCH_AXES = {
     "batch_size": "batch_sizes",
     "lr": "learning_rates",
     "epochs": "epochs",
-    "gpu_memory_gb": "gpu_memory_gb",
+    "gpu_memory_gib": "gpu_memory_gib",
 }
 
 

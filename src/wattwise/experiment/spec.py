@@ -48,7 +48,7 @@ class TrialSpec:
 
     Attributes:
         train: The trial's complete training settings; ``epochs``, ``batch_size``, ``lr``,
-            ``seed``, ``gpu_memory_gb``, ``optimizer`` and ``precision`` read them too.
+            ``seed``, ``gpu_memory_gib``, ``optimizer`` and ``precision`` read them too.
         measurement: How the trial is measured.
     """
 
@@ -91,8 +91,8 @@ class TrialSpec:
         return self.train.seed
 
     @property
-    def gpu_memory_gb(self) -> float | None:
-        return self.train.gpu_memory_gb
+    def gpu_memory_gib(self) -> float | None:
+        return self.train.gpu_memory_gib
 
     @property
     def optimizer(self) -> str:
@@ -146,13 +146,15 @@ class TrialSpec:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TrialSpec:
         """Inverse of :meth:`to_dict` (keys it does not know are ignored); ``trial_id`` is
-        recomputed from the content.
+        recomputed from the content. The previous version's ``gpu_memory_gb`` is read as
+        ``gpu_memory_gib``.
 
         Raises:
             ConfigError: A training or measurement setting is invalid.
         """
-        from wattwise.train.config import TrainConfig
+        from wattwise.train.config import TrainConfig, current_keys
 
+        data = current_keys(data)
         train_fields = fields_of(TrainConfig)
         train = {k: v for k, v in dict(data.get("train") or {}).items() if k in train_fields}
         train |= {name: data[name] for name in TOP_LEVEL_TRAIN if name in data}
@@ -190,7 +192,7 @@ def expand_grid(config: StudyConfig) -> list[TrialSpec]:
         config.learning_rates,
         config.epochs,
         config.seeds,
-        config.gpu_memory_gb,
+        config.gpu_memory_gib,
     )
     for dataset, model, technique, batch, lr, epochs, seed, cap in axes:
         train = TrainConfig(
@@ -199,7 +201,7 @@ def expand_grid(config: StudyConfig) -> list[TrialSpec]:
             lr=lr,
             epochs=epochs,
             seed=seed,
-            gpu_memory_gb=cap,
+            gpu_memory_gib=cap,
             optimizer=config.optimizer,
             precision=config.precision,
         )

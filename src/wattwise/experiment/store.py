@@ -27,6 +27,10 @@ so a store in a read-only folder opens too. While no writer has the file open (n
 it is read as an immutable file; when a writer is active, or the file changes under a reader,
 the reader reads through the writer's WAL (SQLite ``mode=ro``). A store of the previous layout
 (schema 1) is read as it is; opening it for writing migrates it in place, in one transaction.
+
+Size: about 520 lines, one class whose connection handling (write transactions, read-only and
+immutable reads, reconnects after fork or change) every query relies on; the table layout and
+migration live in :mod:`wattwise.experiment.store_schema`.
 """
 
 from __future__ import annotations
@@ -457,9 +461,9 @@ class ResultsStore:
         Args:
             status: ``ok``, ``failed`` or ``running``.
             **filters: Column = value (or a list of values): ``study``, ``dataset``, ``model``,
-                ``technique``, ``batch_size``, ``lr``, ``epochs``, ``seed``, ``gpu_memory_gb``.
+                ``technique``, ``batch_size``, ``lr``, ``epochs``, ``seed``, ``gpu_memory_gib``.
         """
-        where, params = where_clause(status, filters)
+        where, params = where_clause(status, filters, self._columns)
         rows = self._query(f"SELECT record_json FROM trials{where} ORDER BY rowid", params)
         return [TrialRecord.from_dict(json.loads(r[0])) for r in rows]
 
@@ -476,7 +480,7 @@ class ResultsStore:
         are computed with the record's formulas (:data:`~wattwise.experiment.record.RATIOS`)."""
         import pandas as pd  # imported on use: importing wattwise.experiment stays fast
 
-        where, params = where_clause(status, filters)
+        where, params = where_clause(status, filters, self._columns)
         sql = f"SELECT {select_list(self._columns)} FROM trials{where} ORDER BY rowid"
         types = {name: PANDAS_TYPES[kind] for name, kind in STORED_COLUMNS.items()}
         frame = self._read(lambda conn: pd.read_sql_query(sql, conn, params=params, dtype=types))

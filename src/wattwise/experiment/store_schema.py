@@ -17,11 +17,12 @@ from typing import Any
 from wattwise.experiment.record import METRICS, RATIOS, TrialRecord
 
 #: Version of the table layout; a store written by a newer layout is refused. 2: the ratios are
-#: no longer stored, ``throughput_images_per_s`` is ``images_per_s``, variants are typed.
+#: no longer stored, ``throughput_images_per_s`` is ``images_per_s``, ``gpu_memory_gb`` is
+#: ``gpu_memory_gib``, variants are typed.
 SCHEMA_VERSION = 2
 
 #: Columns of schema 1 that have another name now (read-only opens of old stores select them).
-SCHEMA_1_NAMES = {"images_per_s": "throughput_images_per_s"}
+SCHEMA_1_NAMES = {"images_per_s": "throughput_images_per_s", "gpu_memory_gib": "gpu_memory_gb"}
 
 #: Spec fields copied into their own columns, for querying.
 SPEC_COLUMNS: dict[str, str] = {
@@ -32,7 +33,7 @@ SPEC_COLUMNS: dict[str, str] = {
     "lr": "REAL",
     "epochs": "INTEGER",
     "seed": "INTEGER",
-    "gpu_memory_gb": "REAL",
+    "gpu_memory_gib": "REAL",
 }
 
 _INTEGER_METRICS = ("peak_rss_bytes", "peak_cuda_allocated_bytes", "peak_cuda_reserved_bytes")
@@ -90,9 +91,16 @@ def select_list(columns: frozenset[str]) -> str:
     store of schema 1 (opened read-only, so not migrated) has some under their old names."""
     names = []
     for name in STORED_COLUMNS:
-        old = SCHEMA_1_NAMES.get(name)
-        names.append(f"{old} AS {name}" if name not in columns and old in columns else name)
+        column = column_of(name, columns)
+        names.append(f"{column} AS {name}" if column != name else name)
     return ", ".join(names)
+
+
+def column_of(name: str, columns: frozenset[str]) -> str:
+    """The column that holds :data:`STORED_COLUMNS` entry ``name`` in a ``trials`` table with
+    ``columns``: its schema-1 name in a store of schema 1 (opened read-only, so not migrated)."""
+    old = SCHEMA_1_NAMES.get(name)
+    return old if name not in columns and old in columns else name
 
 
 def migrate_schema_1(conn: sqlite3.Connection) -> None:
@@ -125,9 +133,12 @@ def _json(value: Any) -> str:
     return json.dumps(value, allow_nan=False, separators=(",", ":"))
 
 
-def where_clause(status: str | None, filters: Mapping[str, Any]) -> tuple[str, list[Any]]:
+def where_clause(
+    status: str | None, filters: Mapping[str, Any], columns: frozenset[str] = frozenset()
+) -> tuple[str, list[Any]]:
     """`` WHERE ...`` and its parameters for a status and :data:`FILTERS` (each a value, a list
-    of values, or ``None`` for NULL); ``("", [])`` without any.
+    of values, or ``None`` for NULL); ``("", [])`` without any. ``columns``: those of the
+    ``trials`` table, when it may be of schema 1 (see :func:`column_of`).
 
     Raises:
         ValueError: An unknown filter.
@@ -138,7 +149,8 @@ def where_clause(status: str | None, filters: Mapping[str, Any]) -> tuple[str, l
     terms: list[str] = []
     params: list[Any] = []
     items = [("status", status)] if status is not None else []
-    for name, value in [*items, *filters.items()]:
+    for key, value in [*items, *filters.items()]:
+        name = column_of(key, columns)
         values = list(value) if isinstance(value, list | tuple | set | frozenset) else [value]
         clauses = [f"{name} IS NULL" for v in values if v is None]
         present = [v for v in values if v is not None]

@@ -135,14 +135,14 @@ class _Silent:
 
 
 def describe_trial(spec: TrialSpec | Mapping[str, Any]) -> str:
-    """``digits small_cnn prune:structured:0.5 bs32 lr0.05 ep4 seed0`` (+ ``cap8GB``)."""
+    """``digits small_cnn prune:structured:0.5 bs32 lr0.05 ep4 seed0`` (+ ``cap8GiB``)."""
     s = spec.to_dict() if isinstance(spec, TrialSpec) else dict(spec)
     text = (
         f"{s.get('dataset')} {s.get('model')} {s.get('technique')} bs{s.get('batch_size')} "
         f"lr{float(s.get('lr') or 0):g} ep{s.get('epochs')} seed{s.get('seed')}"
     )
-    if s.get("gpu_memory_gb") is not None:
-        text += f" cap{float(s['gpu_memory_gb']):g}GB"
+    if s.get("gpu_memory_gib") is not None:
+        text += f" cap{float(s['gpu_memory_gib']):g}GiB"
     return text
 
 

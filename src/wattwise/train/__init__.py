@@ -13,7 +13,7 @@ _LAZY = {
     "Checkpoint": "wattwise.train.checkpoint",
     "load_checkpoint": "wattwise.train.checkpoint",
     "save_checkpoint": "wattwise.train.checkpoint",
-    "GPU_MEMORY_CAPACITIES_GB": "wattwise.train.config",
+    "GPU_MEMORY_CAPACITIES_GIB": "wattwise.train.config",
     "TrainConfig": "wattwise.train.config",
     "MemoryCap": "wattwise.train.device",
     "apply_memory_cap": "wattwise.train.device",
@@ -27,7 +27,7 @@ _LAZY = {
 }
 
 __all__ = [
-    "GPU_MEMORY_CAPACITIES_GB",
+    "GPU_MEMORY_CAPACITIES_GIB",
     "Checkpoint",
     "EpochRecord",
     "InferenceResult",
@@ -45,7 +45,7 @@ __all__ = [
 
 if TYPE_CHECKING:
     from wattwise.train.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-    from wattwise.train.config import GPU_MEMORY_CAPACITIES_GB, TrainConfig
+    from wattwise.train.config import GPU_MEMORY_CAPACITIES_GIB, TrainConfig
     from wattwise.train.device import MemoryCap, apply_memory_cap, resolve_device
     from wattwise.train.inference import InferenceResult, measure_inference
     from wattwise.train.loop import EpochRecord, TrainResult, evaluate, fit

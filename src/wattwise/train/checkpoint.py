@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from wattwise.errors import WattwiseError
+from wattwise.train.config import current_keys
 
 FORMAT = "wattwise-checkpoint/1"
 
@@ -72,7 +73,9 @@ def save_checkpoint(
 
 
 def load_checkpoint(path: str | os.PathLike[str], *, trusted: bool = False) -> Checkpoint:
-    """Read a checkpoint (``weights_only=True`` unless ``trusted``)."""
+    """Read a checkpoint (``weights_only=True`` unless ``trusted``). The keys the previous
+    version wrote (``gpu_memory_gb`` in ``train_config`` and ``result["memory_cap"]``) are read
+    under their current names."""
     source = Path(path)
     if source.is_dir():
         source = source / "checkpoint.pt"
@@ -84,11 +87,14 @@ def load_checkpoint(path: str | os.PathLike[str], *, trusted: bool = False) -> C
         raise WattwiseError(f"cannot read checkpoint {source}: {err}".splitlines()[0]) from err
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise WattwiseError(f"{source} is not a wattwise checkpoint ({FORMAT})")
+    result = dict(payload["result"])
+    if isinstance(result.get("memory_cap"), dict):
+        result["memory_cap"] = current_keys(result["memory_cap"])
     return Checkpoint(
         path=source,
         model_spec=payload["model"],
         state_dict=payload["state_dict"],
-        train_config=payload["train_config"],
+        train_config=current_keys(payload["train_config"]),
         dataset=payload["dataset"],
-        result=payload["result"],
+        result=result,
     )

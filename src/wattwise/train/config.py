@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal, get_args
 
 from annotated_types import Ge, Gt, Lt
@@ -26,8 +28,26 @@ Precision = Literal["fp32", "bf16", "fp16"]
 OPTIMIZERS: tuple[str, ...] = get_args(Optimizer)
 SCHEDULES: tuple[str, ...] = get_args(Schedule)
 PRECISIONS: tuple[str, ...] = get_args(Precision)
-#: The GPU memory capacities the seed study compares (GB).
-GPU_MEMORY_CAPACITIES_GB = (4, 8, 16, 32)
+#: The GPU memory capacities the seed study compares (GiB = 2**30 bytes).
+GPU_MEMORY_CAPACITIES_GIB = (4, 8, 16, 32)
+
+#: Training keys the previous version stored under another name -> their name now. Stored data
+#: (checkpoints, trial specs, records, results stores) is read through :func:`current_keys`; a
+#: study file that still uses an old key is refused (``wattwise.config``).
+RENAMED_KEYS = {"gpu_memory_gb": "gpu_memory_gib"}
+
+
+def current_keys(data: Mapping[str, Any]) -> dict[str, Any]:
+    """``data`` with the keys of :data:`RENAMED_KEYS` under their current names, in place (where
+    both names are present, the current one wins)."""
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        new = RENAMED_KEYS.get(key)
+        if new is None:
+            values[key] = value
+        elif new not in data:
+            values[new] = value
+    return values
 
 
 def _device(text: str) -> str:
@@ -62,7 +82,7 @@ class TrainConfig:
             accuracy (``None``: never).
         seed: Seeds initialization order, shuffling and augmentation.
         device: ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``.
-        gpu_memory_gb: Cap on this process's GPU memory in GB (the seed's 4/8/16/32). Enforced
+        gpu_memory_gib: Cap on this process's GPU memory in GiB (the seed's 4/8/16/32). Enforced
             on GPU; on CPU the peak is recorded and the cap marked not enforceable.
         eval_batch_size: Images per evaluation batch.
         num_threads: CPU threads for PyTorch (``None``: PyTorch's default).
@@ -83,7 +103,7 @@ class TrainConfig:
     early_stopping_patience: PositiveInt | None = None
     seed: Int = 0
     device: Device = "auto"
-    gpu_memory_gb: _Positive | None = None
+    gpu_memory_gib: _Positive | None = None
     eval_batch_size: PositiveInt = 256
     num_threads: PositiveInt | None = None
 
@@ -94,5 +114,51 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        """Validates ``data`` (e.g. a checkpoint's settings); an unknown key is a ConfigError."""
-        return validate(cls, data)
+        """Validates ``data`` (e.g. a checkpoint's settings); an unknown key is a ConfigError.
+
+        The keys the previous version wrote (``gpu_memory_gb``) are read under their current
+        names (:data:`RENAMED_KEYS`).
+        """
+        return validate(cls, current_keys(data))
+
+
+@dataclass(frozen=True)
+class MemoryCap:
+    """A GPU memory capacity and whether it is enforced (what a trial records; plain data, so
+    that records and stores read it without torch).
+
+    Attributes:
+        gpu_memory_gib: The cap (GiB = 2**30 bytes), or ``None`` for none.
+        enforced: True when PyTorch's allocator refuses allocations above it.
+        note: How (or why not) it is enforced.
+    """
+
+    gpu_memory_gib: float | None
+    enforced: bool
+    note: str
+
+    def __post_init__(self) -> None:
+        cap = self.gpu_memory_gib
+        if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int | float)):
+            raise ValueError(f"memory_cap.gpu_memory_gib must be a number, got {cap!r}")
+        if cap is not None:
+            object.__setattr__(self, "gpu_memory_gib", float(cap))
+        if not isinstance(self.enforced, bool):
+            raise ValueError(f"memory_cap.enforced must be true or false, got {self.enforced!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"gpu_memory_gib": self.gpu_memory_gib, "enforced": self.enforced, "note": self.note}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> MemoryCap:
+        """Inverse of :meth:`to_dict` (unknown keys ignored; the previous version's
+        ``gpu_memory_gb`` is read too).
+
+        Raises:
+            ValueError: A field is missing.
+        """
+        values = current_keys(data)
+        missing = [k for k in ("gpu_memory_gib", "enforced", "note") if k not in values]
+        if missing:
+            raise ValueError(f"memory_cap record lacks {', '.join(missing)}")
+        return cls(values["gpu_memory_gib"], values["enforced"], values["note"])

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import torch
 
 from wattwise.errors import ConfigError
+from wattwise.train.config import MemoryCap
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -42,59 +42,50 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-@dataclass(frozen=True)
-class MemoryCap:
-    """A GPU memory capacity and whether it is enforced here.
-
-    Attributes:
-        gpu_memory_gb: The cap (GB = 2**30 bytes), or ``None`` for none.
-        enforced: True when PyTorch's allocator refuses allocations above it.
-        note: How (or why not) it is enforced.
-    """
-
-    gpu_memory_gb: float | None
-    enforced: bool
-    note: str
-
-    def to_dict(self) -> dict[str, object]:
-        return {"gpu_memory_gb": self.gpu_memory_gb, "enforced": self.enforced, "note": self.note}
-
-
-def apply_memory_cap(device: torch.device, gpu_memory_gb: float | None) -> MemoryCap:
-    """Cap this process's CUDA memory at ``gpu_memory_gb`` (``set_per_process_memory_fraction``).
+def apply_memory_cap(device: torch.device, gpu_memory_gib: float | None) -> MemoryCap:
+    """Cap this process's CUDA memory at ``gpu_memory_gib`` (``set_per_process_memory_fraction``).
 
     On CPU nothing can be enforced: the cap is recorded as not enforceable.
     """
-    if gpu_memory_gb is None:
+    if gpu_memory_gib is None:
         if device.type == "cuda":
             torch.cuda.set_per_process_memory_fraction(1.0, device)
         return MemoryCap(None, False, "no cap")
     if device.type != "cuda":
         return MemoryCap(
-            gpu_memory_gb, False, "not enforceable on CPU: the peak memory is recorded instead"
+            gpu_memory_gib, False, "not enforceable on CPU: the peak memory is recorded instead"
         )
     total = torch.cuda.get_device_properties(device).total_memory
-    fraction = gpu_memory_gb * 2**30 / total
+    fraction = gpu_memory_gib * 2**30 / total
     if fraction >= 1.0:
         torch.cuda.set_per_process_memory_fraction(1.0, device)
         return MemoryCap(
-            gpu_memory_gb,
+            gpu_memory_gib,
             False,
-            f"the device has only {total / 2**30:.1f} GB: the cap does not bind",
+            f"the device has only {total / 2**30:.1f} GiB: the cap does not bind",
         )
     torch.cuda.set_per_process_memory_fraction(fraction, device)
     torch.cuda.empty_cache()
     return MemoryCap(
-        gpu_memory_gb,
+        gpu_memory_gib,
         True,
-        f"torch.cuda.set_per_process_memory_fraction({fraction:.4f}) of {total / 2**30:.1f} GB",
+        f"torch.cuda.set_per_process_memory_fraction({fraction:.4f}) of {total / 2**30:.1f} GiB",
     )
 
 
 def is_out_of_memory(err: BaseException) -> bool:
+    """CUDA's OutOfMemoryError, or a RuntimeError saying "out of memory"."""
     return isinstance(err, torch.cuda.OutOfMemoryError) or (
         isinstance(err, RuntimeError) and "out of memory" in str(err).lower()
     )
+
+
+def out_of_memory_reason(err: BaseException, gpu_memory_gib: float | None) -> str:
+    """Why a run ran out of memory, in one line: ``does not fit in 8 GiB`` under a cap, else
+    the error (at most 300 characters)."""
+    if gpu_memory_gib:
+        return f"does not fit in {gpu_memory_gib:g} GiB"
+    return f"out of memory: {type(err).__name__}: {err}"[:300]
 
 
 @contextlib.contextmanager

@@ -27,6 +27,7 @@ from wattwise.train.device import (
     autocast,
     is_out_of_memory,
     num_threads,
+    out_of_memory_reason,
     resolve_device,
 )
 
@@ -254,7 +255,7 @@ def fit(
     torch.manual_seed(config.seed)
     own_monitor = monitor is None
     monitor = monitor or EnergyMonitor()
-    cap = apply_memory_cap(device, config.gpu_memory_gb)
+    cap = apply_memory_cap(device, config.gpu_memory_gib)
     result = TrainResult("ok", None, [], config, str(device), cap)
     step = step_fn or _cross_entropy_step(config.label_smoothing)
     info = data.info
@@ -378,8 +379,7 @@ def _run(
         if not is_out_of_memory(err):
             raise
         result.status = "oom"
-        cap = config.gpu_memory_gb
-        result.reason = f"does not fit in {cap:g} GB" if cap else f"out of memory: {err}"[:300]
+        result.reason = out_of_memory_reason(err, config.gpu_memory_gib)
         if device.type == "cuda":
             torch.cuda.empty_cache()
     finally:

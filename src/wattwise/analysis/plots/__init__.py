@@ -94,7 +94,7 @@ PLOTS: tuple[PlotSpec, ...] = (
     ),
     PlotSpec(
         "memory",
-        "Peak memory against 4/8/16/32 GB capacities",
+        "Peak memory against 4/8/16/32 GiB capacities",
         lambda a: render_memory(memory_data(a)),
     ),
 )

@@ -15,8 +15,8 @@ from matplotlib.figure import Figure
 
 from wattwise.analysis.metrics import CONFIG_KEYS, TrialMetrics, VariantSummary, config_label
 
-#: Bytes per GB on the memory plot (GB = 2**30 bytes, as ``gpu_memory_gb``).
-GB = 2**30
+#: Bytes per GiB on the memory plot (2**30 bytes, the unit of ``gpu_memory_gib``).
+GIB = 2**30
 _COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2")
 _COLORS += ("#7f7f7f", "#bcbd22", "#17becf")
 
