@@ -111,6 +111,11 @@ def make_record(
         for e in range(1, epochs + 1)
     ]
     phases = {"train": measurement("train", train_energy_j, measured=measured)}
+    for v in variants:  # what each step cost: a technique phase
+        if v.step_energy_j:
+            phases[f"recipe/{v.step}"] = measurement(
+                f"recipe/{v.step}", v.step_energy_j, measured=measured
+            )
     if j_per_image is not None:
         phases["inference"] = measurement("inference", j_per_image * 5000, measured=measured)
     values: dict[str, Any] = {

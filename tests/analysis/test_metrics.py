@@ -3,6 +3,7 @@ records with known numbers."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import random
@@ -11,6 +12,7 @@ import pytest
 
 from tests.analysis.analysis_fixtures import make_record, measurement, variant
 from wattwise.analysis import accuracy_per_j_per_image, accuracy_per_kj_train
+from wattwise.analysis.intervals import wilson
 from wattwise.analysis.metrics import (
     analyze,
     co2e_g,
@@ -20,7 +22,7 @@ from wattwise.analysis.metrics import (
     summarize,
     trial_metrics,
 )
-from wattwise.analysis.recommend import RATIO_CAVEAT, recommend
+from wattwise.analysis.recommendation import RATIO_CAVEAT, recommend
 from wattwise.energy.carbon import CarbonConfig
 from wattwise.experiment import record as record_module
 
@@ -155,22 +157,44 @@ def test_summarize_averages_seeds_of_a_configuration() -> None:
     assert base.n == 3 and base.seeds == (0, 1, 2)
     assert base.accuracy == pytest.approx(0.92)
     assert base.train_energy_j == pytest.approx(1100.0)
-    # 95 % t-interval of (0.90, 0.92, 0.94): sd 0.02, t(0.975, 2) = 4.3027
-    assert base.accuracy_high - base.accuracy == pytest.approx(4.302653 * 0.02 / math.sqrt(3))
-    assert variants[1].accuracy_low is None  # a single seed has no interval
+    # the seeds' correct predictions pooled: 0.92 of 3 x 360 test images, one Wilson interval
+    pooled = wilson(0.92 * 1080, 1080)
+    assert (base.accuracy_low, base.accuracy_high) == pytest.approx((pooled.low, pooled.high))
+    assert "pooled" in base.accuracy_method and base.accuracy_images == 1080
+    single = wilson(0.5 * 360, 360)  # one seed: its own Wilson interval over 360 images
+    assert (variants[1].accuracy_low, variants[1].accuracy_high) == pytest.approx(
+        (single.low, single.high)
+    )
+
+
+def compared(step: str, acc: float, j: float, saving: tuple[float, float, float], **kw):
+    """A trial's variants after an interleaved comparison: its eager baseline (2 mJ/image) and
+    ``step`` with its saving (estimate, low, high) against it."""
+    est, low, high = saving
+    return (variant("baseline", 0.95, 0.002), dataclasses.replace(
+        variant(step, acc, j, optimization_energy_j=40.0), saving=est, saving_low=low,
+        saving_high=high, saving_significant=low > 1 or high < 1, **kw))  # fmt: skip
+
+
+#: 10 000 test images: accuracy intervals of about ±0.5 points.
+BIG_TEST = {"details": {"dataset": {"num_classes": 10, "test_images": 10_000}}}
 
 
 def _study() -> list:
     """baseline 0.95 @ 2 mJ/image; prune 0.945 @ 1.2 mJ; quantize 0.93 @ 0.8 mJ; a tiny model
-    at chance (0.1 on 10 classes) @ 0.01 mJ: the best ratio by far."""
+    at chance (0.1 on 10 classes) @ 0.01 mJ: the best ratio by far. Each with a significant
+    saving from its interleaved comparison, on 10 000 test images."""
     return [
-        make_record("base", accuracy=0.95, j_per_image=0.002, train_energy_j=1000.0),
+        make_record("base", accuracy=0.95, j_per_image=0.002, train_energy_j=1000.0, **BIG_TEST),
         make_record("prune", technique="prune:structured:0.5", accuracy=0.945,
-                    j_per_image=0.0012, train_energy_j=1200.0),
+                    j_per_image=0.0012, train_energy_j=1200.0, **BIG_TEST,
+                    variants=compared("prune:structured:0.5", 0.945, 0.0012, (1.67, 1.6, 1.74))),
         make_record("quant", technique="quantize:int8", accuracy=0.93, j_per_image=0.0008,
-                    train_energy_j=1050.0),
+                    train_energy_j=1050.0, **BIG_TEST,
+                    variants=compared("quantize:int8", 0.93, 0.0008, (2.5, 2.4, 2.6))),
         make_record("tiny", technique="prune:structured:0.99", accuracy=0.1,
-                    j_per_image=0.00001, train_energy_j=900.0),
+                    j_per_image=0.00001, train_energy_j=900.0, **BIG_TEST,
+                    variants=compared("prune:structured:0.99", 0.1, 0.00001, (200, 190, 210))),
     ]  # fmt: skip
 
 
@@ -180,22 +204,88 @@ def test_recommendation_is_the_cheapest_within_the_floor() -> None:
     assert rec.reference_accuracy == pytest.approx(0.95)
     assert rec.floor_accuracy == pytest.approx(0.94)
     assert rec.chosen is not None and rec.chosen.technique == "prune:structured:0.5"
-    assert rec.saving == pytest.approx(1 - 0.0012 / 0.002)
-    assert "prune:structured:0.5" in rec.message and "less energy" in rec.message
+    assert rec.saving is not None and rec.saving.method.startswith("interleaved comparison")
+    assert (rec.saving.estimate, rec.saving.low, rec.saving.high) == (1.67, 1.6, 1.74)
+    assert "— 1.67x less J/image (1.6 to 1.74, 95 %) than the baseline" in rec.message
+    # the accuracy change with Newcombe's interval, and the payback with the saving's interval
+    change = rec.accuracy_change
+    assert change is not None and change.estimate == pytest.approx(-0.005)
+    assert change.low < -0.005 < change.high < 0.01  # type: ignore[operator]
+    assert "change -0.50 points" in rec.message
+    payback = rec.payback  # 40 J / (2 mJ x (1 - 1/saving)) per image
+    assert payback is not None and payback.estimate == pytest.approx(40 / (0.002 * (1 - 1 / 1.67)))
+    assert payback.low == pytest.approx(40 / (0.002 * (1 - 1 / 1.74)))  # the best saving
+    assert payback.high == pytest.approx(40 / (0.002 * (1 - 1 / 1.6)))
+    assert "Pays back after 4.99e+04 inferences" in rec.message
 
 
 def test_floor_moves_the_recommendation() -> None:
     variants = summarize(_study())
-    (strict,) = recommend(variants, floor_points=0.0)
-    assert strict.chosen is not None and strict.chosen.technique == "baseline"
+    (strict,) = recommend(variants, floor_points=0.0)  # prune's interval ends below 95 %
+    assert strict.chosen is None and "no variant is significantly cheaper" in strict.message
+    assert "keep the baseline" in strict.message
     (loose,) = recommend(variants, floor_points=3.0)
     assert loose.chosen is not None and loose.chosen.technique == "quantize:int8"
 
 
-def test_recommendation_by_training_energy() -> None:
+def test_training_energy_is_not_ranked_within_one_training() -> None:
+    """prune and quant share dataset, model, training settings and seed with the baseline: their
+    training energies (1200 J, 1050 J vs 1000 J) differ by noise only, and are not ranked."""
     (rec,) = recommend(summarize(_study()), floor_points=1.0, by="train")
-    assert rec.chosen is not None and rec.chosen.technique == "baseline"  # 1000 J < 1200 J
-    assert rec.energy_metric == "train_energy_j"
+    assert rec.chosen is None and rec.energy_metric == "train_energy_j"
+    assert {label.split(" · ")[2] for label in rec.not_ranked} == {"prune:structured:0.5"}
+    assert "ran the identical training as the baseline" in rec.message
+    assert "no variant is significantly cheaper" in rec.message
+
+
+def test_training_energy_ranks_trainings_that_differ() -> None:
+    records = [
+        make_record(f"{bs}-{s}", batch_size=bs, seed=s, train_energy_j=e * (1 + 0.01 * s),
+                    **BIG_TEST)
+        for bs, e in ((32, 1000.0), (128, 600.0)) for s in range(3)
+    ]  # fmt: skip
+    (rec,) = recommend(summarize(records), floor_points=1.0, by="train")
+    assert rec.chosen is not None and rec.chosen.batch_size == 128
+    assert rec.saving is not None and rec.saving.estimate == pytest.approx(1000 / 600)
+    assert rec.saving.low > 1 and "Welch" in rec.saving.method  # type: ignore[operator]
+
+
+def test_a_saving_that_is_noise_is_no_significant_difference() -> None:
+    """Two variants that differ by noise only: the interval of the saving includes 1, so the
+    recommendation keeps the baseline and says "no significant difference"."""
+    noise = [
+        make_record("base", j_per_image=0.002, **BIG_TEST),
+        make_record("int8", technique="quantize:int8", j_per_image=0.00197, **BIG_TEST,
+                    variants=compared("quantize:int8", 0.95, 0.00197, (1.017, 0.96, 1.08))),
+    ]  # fmt: skip
+    (rec,) = recommend(summarize(noise))
+    assert rec.chosen is None and rec.saving is None and rec.payback is None
+    assert "no variant is significantly cheaper than the baseline" in rec.message
+    assert "no significant difference in J/image (1.02x, 0.96 to 1.08, 95 %)" in rec.message
+    (candidate,) = rec.candidates
+    assert not candidate.significant
+
+
+def test_without_a_comparison_seeds_are_tested_by_welch() -> None:
+    """Old records (no interleaved comparison): Welch's t over seeds on log J/image decides; a
+    noise-only difference over seeds is not significant, a real one is."""
+
+    def trials(tech: str, js: list[float]) -> list:
+        return [make_record(f"{tech}{i}", technique=tech, seed=i, j_per_image=j, **BIG_TEST)
+                for i, j in enumerate(js)]  # fmt: skip
+
+    base = trials("baseline", [0.0020, 0.0021, 0.0019])
+    noise = trials("quantize:int8", [0.00195, 0.00205, 0.0020])
+    (rec,) = recommend(summarize(base + noise))
+    assert rec.chosen is None and "no significant difference" in rec.message
+    assert "Welch t-interval over seeds" in rec.message
+    real = trials("prune:structured:0.5", [0.0010, 0.00105, 0.00095])
+    (rec,) = recommend(summarize(base + real))
+    assert rec.chosen is not None and rec.chosen.technique == "prune:structured:0.5"
+    assert rec.saving is not None and rec.saving.low > 1  # type: ignore[operator]
+    assert "no interleaved comparison recorded" in rec.saving.method
+    one_seed = recommend(summarize(base + trials("quantize:int8", [0.001])))[0]
+    assert one_seed.chosen is None and "not testable" in one_seed.message
 
 
 def test_tiny_useless_model_is_flagged_not_recommended() -> None:

@@ -127,9 +127,12 @@ def test_recommendation_and_caveat(html: str, markdown: str) -> None:
 
 
 def test_units_in_tables(html: str) -> None:
-    for header in ("training energy (kJ)", "accuracy per kJ of training (1/kJ)",
+    for header in ("training energy (kJ)", "technique energy (kJ)", "measurement energy (kJ)",
+                   "total energy (kJ)", "accuracy per kJ of training + technique (1/kJ)",
                    "inference energy (J/image)", "accuracy per J/image (image/J)",
-                   "energy per correct prediction (J)", "CO2e per trial (g)"):  # fmt: skip
+                   "energy per correct prediction (J)", "CO2e training (g)", "CO2e technique (g)",
+                   "CO2e per trial (g)", "saving vs eager baseline", "saving vs best fp32",
+                   "95 % CI (%, Wilson)"):  # fmt: skip
         assert f"<th>{header}</th>" in html
     assert "1,000 images" not in html  # it equalled accuracy per J/image: one name per quantity
 
@@ -340,3 +343,53 @@ def test_importing_the_package_is_cheap() -> None:
         "if m in sys.modules]; assert not heavy, heavy; assert callable(a.build_report)"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_the_headline_states_the_saving_accuracy_payback_and_noise() -> None:
+    """The best recipe's saving with its interval, its accuracy change with its interval, its
+    payback, and the noisy flag with its reasons: in the HTML headline and the Markdown."""
+    import dataclasses
+
+    from tests.analysis.analysis_fixtures import variant
+
+    big = {"details": {"dataset": {"num_classes": 10, "test_images": 10_000}}}
+    int8 = dataclasses.replace(
+        variant("quantize:int8", 0.948, 0.001, optimization_energy_j=40.0), saving=2.0,
+        saving_low=1.9, saving_high=2.1, saving_significant=True, noisy=True,
+        noise=("external CPU 45 % of a core during round 3",),
+        verdict="2x less J/image (1.9 to 2.1, 95 %)",
+    )  # fmt: skip
+    records = (
+        make_record("base", accuracy=0.95, **big),
+        make_record("q", technique="quantize:int8", accuracy=0.948, j_per_image=0.001, **big,
+                    variants=(variant("baseline", 0.95, 0.002), int8), noisy=True,
+                    noise=("external CPU 45 % of a core during round 3",)),
+    )  # fmt: skip
+    data = report_data(StudyData(Path("x.sqlite"), "noisy", records))
+    (line,) = data.headline
+    assert "best recipe quantize:int8 — 2x less J/image (1.9 to 2.1, 95 %)" in line
+    assert "accuracy -0.20 points (" in line and "Pays back after 4e+04 inferences" in line
+    assert data.noisy and "external CPU 45 % of a core during round 3" in data.noisy[0]
+    page = render_html(data)
+    head = page[page.index('<section id="headline"') : page.index("</section>")]
+    assert "2x less J/image (1.9 to 2.1, 95 %)" in head
+    assert 'id="noisy-warning"' in head and "WARNING: noisy measurements" in head
+    assert "external CPU 45 % of a core during round 3" in head
+    md = render_markdown(data)
+    assert "**WARNING: noisy measurements.**" in md and "2x less J/image (1.9 to 2.1" in md
+    assert "NOISY measurements" in data.recommendations["inference"][0].message
+
+
+def test_a_headline_without_a_significant_saving_says_so() -> None:
+    tie = (make_record("base"), make_record("q", technique="quantize:int8", seed=0))
+    data = report_data(StudyData(Path("x.sqlite"), "tie", tie))
+    assert data.headline == (
+        "digits · small_cnn: no variant is significantly cheaper than the baseline (J/image, "
+        "within 1 accuracy point(s)).",
+    )
+    assert not data.noisy and 'id="noisy-warning"' not in render_html(data)
+
+
+def test_the_report_shows_the_study_totals(html: str, markdown: str) -> None:
+    assert 'id="study-costs"' in html and "Training avoided by sharing" in html
+    assert "measurement" in markdown and "Training avoided by sharing 0 teacher(s)" in markdown

@@ -14,6 +14,7 @@ import pytest
 
 from wattwise.energy.base import ComponentEnergy, Measurement, Provenance
 from wattwise.experiment import METRICS, MemoryCap, TrialRecord, VariantRecord, json_safe
+from wattwise.experiment.record import phase_category
 
 
 def measurement(name: str = "train", energy_j: float = 120.0) -> Measurement:
@@ -275,3 +276,68 @@ def test_only_the_training_phase_keeps_its_timeline_thinned_to_600_samples():
     assert kept[0]["t_s"] == 0.0 and kept[1]["t_s"] == pytest.approx(0.3)
     assert record.phases["test"]["timeline"] is None
     assert json.loads(json.dumps(record.to_dict()))["phases"]["train"]["timeline"][0]["t_s"] == 0.0
+
+
+COMPARED = {
+    "saving": 2.31, "saving_low": 2.10, "saving_high": 2.54, "saving_significant": True,
+    "saving_vs_best_fp32": 1.4, "saving_vs_best_fp32_low": 1.2, "saving_vs_best_fp32_high": 1.6,
+    "best_fp32": "fp32 compiled", "verdict": "2.31x less J/image (2.10 to 2.54, 95 %)",
+    "cv_j_per_image": 0.03, "noisy": True, "noise": ("external CPU 35 % of a core",),
+    "payback_low": 40_000.0, "payback_high": 60_000.0,
+}  # fmt: skip
+
+
+def test_comparison_fields_round_trip_and_default_for_old_records() -> None:
+    reference = variant("fp32 compiled", reference=True, saving=1.6, saving_low=1.5,
+                        saving_high=1.7, saving_significant=True)  # fmt: skip
+    record = full_record(
+        variants=(variant(), reference, variant("quantize:int8", **QUANTIZED | COMPARED)),
+        comparison={"method": "t on log ratios", "rounds": 5, "threads": 4},
+        noisy=True, noise=["external CPU 35 % of a core"], threads=4,
+    )  # fmt: skip
+    again = TrialRecord.from_dict(json.loads(json.dumps(record.to_dict(), allow_nan=False)))
+    assert again == record and again.noise == ("external CPU 35 % of a core",)
+    assert again.variants[2].saving_significant is True and again.variants[2].noisy
+    assert again.final_variant == again.variants[2]  # references are not the final variant
+    assert again.comparison["rounds"] == 5 and again.threads == 4
+    old = full_record()  # written before comparisons: every new field at its default
+    assert (old.noisy, old.noise, old.threads, dict(old.comparison)) == (False, (), None, {})
+    assert old.variants[1].saving is None and old.variants[1].saving_significant is None
+    assert not old.variants[1].reference and old.variants[1].noise == ()
+    with pytest.raises(ValueError, match="noisy must be true or false"):
+        variant(noisy="yes")
+
+
+@pytest.mark.parametrize(
+    ("name", "category"),
+    [("train", "training"), ("test", "training"), ("recipe/quantize:int8", "technique"),
+     ("teacher_logits", "technique"), ("teacher", "technique"), ("inference", "measurement"),
+     ("inference/baseline", "measurement"), ("compare/baseline/round0", "measurement")],
+)  # fmt: skip
+def test_phase_categories(name: str, category: str) -> None:
+    assert phase_category(name) == category
+
+
+def test_a_phase_without_a_category_is_refused() -> None:
+    with pytest.raises(ValueError, match="phase 'warmup' has no category"):
+        full_record(phases={"warmup": measurement("warmup")})
+
+
+def test_the_phase_accounting_adds_up_exactly() -> None:
+    """Every joule in exactly one place: the sum of all phases is the total."""
+    energies = {"teacher": 3000.0, "teacher_logits": 55.5, "train": 1234.25, "test": 12.5,
+                "recipe/prune:structured:0.5": 98.0, "recipe/quantize:int8": 40.75,
+                "inference/prune:structured:0.5": 7.0, "inference": 3.5,
+                "compare/baseline/round0": 2.25, "compare/quantize:int8/round0": 1.5}  # fmt: skip
+    record = full_record(phases={n: measurement(n, e) for n, e in energies.items()})
+    assert record.total_energy_j == sum(energies.values())
+    assert record.training_energy_j == 1234.25 + 12.5
+    assert record.technique_energy_j == 55.5 + 98.0 + 40.75  # the teacher's training apart
+    assert record.teacher_energy_j == 3000.0
+    assert record.measurement_energy_j == 7.0 + 3.5 + 2.25 + 1.5
+    assert (
+        record.training_energy_j + record.technique_energy_j + record.teacher_energy_j
+        + record.measurement_energy_j == record.total_energy_j
+    )  # fmt: skip
+    assert TrialRecord.from_dict(record.to_dict()).total_energy_j == record.total_energy_j
+    assert "total_energy_j" not in record.to_dict()  # computed, never stored

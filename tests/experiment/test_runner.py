@@ -51,6 +51,8 @@ def test_baseline_trial_fills_the_record():
     assert record.params > 0 and record.macs > 0 and record.model_bytes > 0
     assert record.peak_rss_bytes > 0 and record.duration_s > 0
     assert set(record.phases) == {"train", "test", "inference"}
+    assert record.threads == 1 and record.comparison["threads"] == 1  # recorded
+    assert not record.noisy or record.noise  # a noisy flag always says why
     for phase in record.phases.values():  # energy by component, each with its provenance
         assert phase["components"] and all(c["provenance"]["label"] for c in phase["components"])
     assert [h["epoch"] for h in record.history] == [1, 2]
@@ -95,9 +97,8 @@ def test_distill_trains_the_teacher_once_and_recipe_steps_follow(tmp_path):
         "teacher_logits",
         "train",
         "test",
-        "inference/baseline",
         "recipe/prune:structured:0.5",
-        "inference",
+        "inference",  # the benchmark of every variant, side by side
     ]
     teacher = first.details["teacher"]
     assert teacher["trained_here"] and teacher["train_energy_j"] > 0
@@ -108,11 +109,19 @@ def test_distill_trains_the_teacher_once_and_recipe_steps_follow(tmp_path):
     assert pruned.params < base.params and first.params == pruned.params
     assert first.accuracy == pruned.accuracy
     assert pruned.step_energy_j == first.phases["recipe/prune:structured:0.5"]["total_energy_j"]
-    # the student's training cost includes the teacher's pass, not the teacher's training
-    student = (
-        first.phases["train"]["total_energy_j"] + first.phases["teacher_logits"]["total_energy_j"]
+    # every joule in exactly one place: the student's own training is training energy; the
+    # teacher's pass and training and the pruning step are technique energy; the benchmark is
+    # measurement energy
+    assert first.train_energy_j == pytest.approx(first.phases["train"]["total_energy_j"])
+    technique = sum(
+        first.phases[name]["total_energy_j"]
+        for name in ("teacher_logits", "recipe/prune:structured:0.5")
     )
-    assert first.train_energy_j == pytest.approx(student)
+    assert first.technique_energy_j == pytest.approx(technique)
+    assert first.measurement_energy_j == pytest.approx(first.phases["inference"]["total_energy_j"])
+    phases = sum(m["total_energy_j"] for m in first.phases.values())
+    assert first.teacher_energy_j == pytest.approx(first.phases["teacher"]["total_energy_j"])
+    assert first.total_energy_j == pytest.approx(phases)  # the sum of the phases, exactly
     assert len(list(teachers.glob("small_cnn-*.pt"))) == 1
 
     second = run_trial(distill, data_cache=cache, teacher_dir=teachers)

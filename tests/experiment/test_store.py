@@ -559,3 +559,51 @@ def test_importing_the_store_and_config_is_torch_free() -> None:
     code = "import sys, wattwise.config, wattwise.experiment; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_exports_carry_the_costs_and_the_final_saving(store: ResultsStore, tmp_path: Path) -> None:
+    """Technique and measurement energy, the total, and the final variant's saving with its
+    interval and flags are export columns, computed from the stored record (not stored twice)."""
+    from wattwise.experiment import VariantRecord
+
+    def variant(step: str, **changes: Any) -> VariantRecord:
+        values = dict(step=step, applied=step, accuracy=0.9, params=1, macs=1, model_bytes=1,
+                      model_bytes_note="", latency_p50_ms=1.0, latency_p95_ms=1.0,
+                      images_per_s=1.0, inference_energy_per_image_j=0.001,
+                      inference_energy_provenance="measured", peak_rss_bytes=1,
+                      step_energy_j=0.0, step_duration_s=0.0, optimization_energy_j=0.0,
+                      payback_inferences=0.0)  # fmt: skip
+        return VariantRecord(**(values | changes))
+
+    def phase(name: str, energy_j: float) -> dict[str, Any]:
+        return {"name": name, "total_energy_j": energy_j, "components": []}
+
+    phases = {"train": phase("train", 100.0), "recipe/quantize:int8": phase("r", 40.0),
+              "inference": phase("i", 5.0), "compare/a/round0": phase("c", 2.0)}  # fmt: skip
+    final = variant("quantize:int8", saving=2.3, saving_low=2.1, saving_high=2.5,
+                    saving_significant=True, noisy=True, noise=("external CPU 40 %",))  # fmt: skip
+    reference = variant("fp32 compiled", reference=True, saving=1.5, saving_low=1.4,
+                        saving_high=1.6, saving_significant=True)  # fmt: skip
+    store.finish_trial(ok_record("a", spec=spec(), phases=phases,
+                                 variants=(variant("baseline"), final, reference)))  # fmt: skip
+    store.finish_trial(ok_record("b", spec=spec(1)))  # no comparison: empty cells
+    columns = ("technique_energy_j", "measurement_energy_j", "total_energy_j", "saving",
+               "saving_low", "saving_high", "saving_significant", "noisy")  # fmt: skip
+    assert set(columns) <= set(EXPORT_COLUMNS)
+    stored = {r[1] for r in store._query("PRAGMA table_info(trials)")}
+    assert not stored & set(columns)  # computed on export, the store's schema is unchanged
+    frame = store.to_dataframe()
+    a, b = frame.iloc[0], frame.iloc[1]
+    assert (a["technique_energy_j"], a["measurement_energy_j"], a["total_energy_j"]) == (
+        40.0, 7.0, 147.0,
+    )  # fmt: skip
+    assert (a["saving"], a["saving_low"], a["saving_high"]) == (2.3, 2.1, 2.5)  # not the reference
+    assert bool(a["saving_significant"]) and bool(a["noisy"])
+    assert pd.isna(b["saving"]) and pd.isna(b["saving_significant"]) and not b["noisy"]
+    assert b["total_energy_j"] == 100.0
+    store.export_csv(tmp_path / "r.csv")
+    with open(tmp_path / "r.csv", newline="") as file:
+        rows = list(csv.DictReader(file))
+    assert rows[0]["saving_low"] == "2.1" and rows[0]["noisy"] == "True"
+    store.export_parquet(tmp_path / "r.parquet")
+    assert pq.read_table(tmp_path / "r.parquet").column("saving_high").to_pylist() == [2.5, None]

@@ -17,10 +17,10 @@ from wattwise.models import create_model
 from wattwise.optimize import ChannelPruneConfig, StaticInt8Config, load_recipe, parse_recipe
 from wattwise.optimize.recipe import (
     RecipeSettings,
-    _payback,
     load_recipe_text,
     run_recipe,
 )
+from wattwise.optimize.variants import _payback
 from wattwise.train import TrainConfig, fit
 
 SPEC = {"name": "small_cnn", "num_classes": 10, "in_channels": 1, "input_size": 8}
@@ -82,10 +82,32 @@ def test_bad_yaml_recipe_is_a_config_error(tmp_path, bad):
         load_recipe_text(str(path))
 
 
-def test_payback_is_spent_over_saving_and_none_without_saving():
-    assert _payback(10.0, 0.002, 0.001) == pytest.approx(10_000)
-    assert _payback(10.0, 0.001, 0.001) is None
-    assert _payback(10.0, 0.001, 0.002) is None
+def test_payback_is_spent_over_saving_with_its_interval():
+    from wattwise.optimize.compare import Ratio
+
+    def ratio(saving: float, low: float, high: float) -> Ratio:
+        return Ratio(
+            variant="v",
+            reference="baseline",
+            saving=saving,
+            low=low,
+            high=high,
+            speedup=saving,
+            speedup_low=low,
+            speedup_high=high,
+            rounds=5,
+            confidence=0.95,
+            method="t",
+            significant=low > 1,
+            verdict="",
+        )
+
+    # baseline 2 mJ/image, variant 1 mJ/image: 1 mJ saved per image repays 10 J in 10,000
+    # (at 4x: 1.5 mJ saved per image, 6,667 images; at 1.5x: 0.67 mJ, 15,000 images)
+    assert _payback(10.0, 0.002, ratio(2.0, 1.5, 4.0)) == pytest.approx(
+        (10_000, 20_000 / 3, 15_000)
+    )
+    assert _payback(10.0, 0.002, ratio(2.0, 0.9, 4.0))[2] is None  # never at the low end
 
 
 def test_settings_are_validated():
@@ -102,7 +124,8 @@ def test_inference_seconds_zero_measures_no_inference(trained):
     settings = RecipeSettings(finetune_epochs=0, inference_s=0, batch_size=32)
     result = run_recipe(model, data, "prune:structured:0.5", settings=settings, model_spec=SPEC)
     base, pruned = result.variants
-    assert base.inference is None and pruned.inference_energy_per_image_j is None
+    assert base.stats is None and pruned.inference_energy_per_image_j is None
+    assert result.comparison is None and result.benchmark is None
     assert pruned.payback_inferences is None and 0 <= pruned.accuracy <= 1
     assert pruned.step_measurement is not None and pruned.step_energy_j > 0
 
@@ -126,7 +149,13 @@ def test_prune_then_bf16_composes_and_measures_each_variant(trained):
         assert 0.0 <= v.accuracy <= 1.0
         assert v.inference_energy_per_image_j > 0 and v.images_per_s > 0
         assert v.inference_energy_provenance in ("measured", "estimated", "mixed")
-        assert v.inference is not None and v.inference.measurement.name == f"inference/{v.step}"
+        assert v.stats is not None and len(v.stats.rounds) == FAST.rounds
+    # measured side by side: every variant in every round, one comparison, one benchmark window
+    assert result.comparison is not None and set(result.comparison.variants) == set(steps)
+    assert result.benchmark is not None and result.benchmark.name == "inference"
+    assert pruned.saving is not None and pruned.saving.reference == "baseline"
+    assert pruned.saving.low <= pruned.saving.saving <= pruned.saving.high
+    assert result.references == []  # no compiled step: no compiled reference
     assert base.step_energy_j == 0.0 and base.payback_inferences == 0.0
     assert pruned.step_energy_j > 0  # fine-tuning was measured
     assert bf16.optimization_energy_j == pytest.approx(pruned.step_energy_j + bf16.step_energy_j)
@@ -161,6 +190,11 @@ def test_prune_and_int8_recipe_shrinks_and_keeps_accuracy(trained):
     assert int8.accuracy >= pruned.accuracy - 0.03
     assert int8.step_energy_j > 0  # calibration + compile are counted
     assert int8.details["report"]["calibration_batches"] >= 1
+    # the fair reference: fp32 compiled by int8's compiler path, shown beside fp32 eager
+    (compiled,) = result.references
+    assert compiled.step == "fp32 compiled" and compiled.reference
+    assert int8.saving_vs_best_fp32 is not None and int8.best_fp32 in ("baseline", "fp32 compiled")
+    assert compiled.accuracy == pytest.approx(base.accuracy, abs=0.01)
 
 
 def test_optimize_cli_runs_a_recipe_on_a_saved_run(tmp_path, capsys):

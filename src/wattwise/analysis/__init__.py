@@ -25,8 +25,20 @@ _LAZY = {
     "Payback": "wattwise.analysis.metrics",
     "analyze": "wattwise.analysis.metrics",
     "energy_per_correct_j": "wattwise.analysis.metrics",
-    "co2e_g": "wattwise.analysis.metrics",
-    "trial_metrics": "wattwise.analysis.metrics",
+    "co2e_g": "wattwise.analysis.costs",
+    # costs: every joule in one category, teachers charged 1/k
+    "TrialCosts": "wattwise.analysis.costs",
+    "StudyCosts": "wattwise.analysis.costs",
+    "trial_costs": "wattwise.analysis.costs",
+    "study_costs": "wattwise.analysis.costs",
+    "teacher_shares": "wattwise.analysis.costs",
+    # intervals of the decisions
+    "Interval": "wattwise.analysis.intervals",
+    "wilson": "wattwise.analysis.intervals",
+    "accuracy_interval": "wattwise.analysis.intervals",
+    "difference": "wattwise.analysis.intervals",
+    "welch_ratio": "wattwise.analysis.intervals",
+    "trial_metrics": "wattwise.analysis.trials",
     "paybacks": "wattwise.analysis.metrics",
     "pareto_front": "wattwise.analysis.metrics",
     "summarize": "wattwise.analysis.metrics",
@@ -34,11 +46,12 @@ _LAZY = {
     "accuracy_per_kj_train": "wattwise.experiment.record",
     "accuracy_per_j_per_image": "wattwise.experiment.record",
     # recommendation
-    "RATIO_CAVEAT": "wattwise.analysis.recommend",
-    "FlaggedVariant": "wattwise.analysis.recommend",
-    "Recommendation": "wattwise.analysis.recommend",
-    "flag_reasons": "wattwise.analysis.recommend",
-    "recommend": "wattwise.analysis.recommend",
+    "RATIO_CAVEAT": "wattwise.analysis.recommendation",
+    "FlaggedVariant": "wattwise.analysis.recommendation",
+    "Candidate": "wattwise.analysis.recommendation",
+    "Recommendation": "wattwise.analysis.recommendation",
+    "flag_reasons": "wattwise.analysis.recommendation",
+    "recommend": "wattwise.analysis.recommendation",
     # stats
     "MeanCI": "wattwise.analysis.stats",
     "Correlation": "wattwise.analysis.stats",
@@ -67,22 +80,36 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:  # pragma: no cover
+    from wattwise.analysis.costs import (
+        StudyCosts,
+        TrialCosts,
+        co2e_g,
+        study_costs,
+        teacher_shares,
+        trial_costs,
+    )
+    from wattwise.analysis.intervals import (
+        Interval,
+        accuracy_interval,
+        difference,
+        welch_ratio,
+        wilson,
+    )
     from wattwise.analysis.metrics import (
         Analysis,
         Payback,
         TrialMetrics,
         VariantSummary,
         analyze,
-        co2e_g,
         energy_per_correct_j,
         pareto_front,
         paybacks,
         summarize,
-        trial_metrics,
     )
     from wattwise.analysis.plots import PLOTS, figures, render_plots, save_all
-    from wattwise.analysis.recommend import (
+    from wattwise.analysis.recommendation import (
         RATIO_CAVEAT,
+        Candidate,
         FlaggedVariant,
         Recommendation,
         flag_reasons,
@@ -108,24 +135,30 @@ if TYPE_CHECKING:  # pragma: no cover
         mean_ci,
         study_statistics,
     )
+    from wattwise.analysis.trials import trial_metrics
     from wattwise.experiment.record import accuracy_per_j_per_image, accuracy_per_kj_train
 
 __all__ = [
     "PLOTS",
     "RATIO_CAVEAT",
     "Analysis",
+    "Candidate",
     "Correlation",
     "EnergyModel",
     "FlaggedVariant",
     "GroupComparison",
+    "Interval",
     "MeanCI",
     "Payback",
     "Recommendation",
     "ReportError",
     "ReportPaths",
+    "StudyCosts",
     "StudyStatistics",
+    "TrialCosts",
     "TrialMetrics",
     "VariantSummary",
+    "accuracy_interval",
     "accuracy_per_j_per_image",
     "accuracy_per_kj_train",
     "analyze",
@@ -133,6 +166,7 @@ __all__ = [
     "co2e_g",
     "compare_groups",
     "correlate",
+    "difference",
     "energy_drivers",
     "energy_per_correct_j",
     "figures",
@@ -147,9 +181,14 @@ __all__ = [
     "render_plots",
     "save_all",
     "study_carbon",
+    "study_costs",
     "study_statistics",
     "summarize",
+    "teacher_shares",
+    "trial_costs",
     "trial_metrics",
+    "welch_ratio",
+    "wilson",
 ]
 
 

@@ -1,22 +1,22 @@
-"""Efficiency metrics, CO2e, the accuracy–energy Pareto front, and a study analysed once.
+"""A study analysed once: variants (configurations over seeds), the accuracy–energy Pareto front.
 
-    from wattwise.analysis.metrics import analyze, trial_metrics, summarize, pareto_front
+    from wattwise.analysis.metrics import analyze, summarize, pareto_front
 
-    analysis = analyze(store.records(), carbon)   # ok trials: metrics, variants and fronts, once
+    analysis = analyze(store.records(), carbon)   # ok trials: metrics, variants, fronts, costs
     analysis.variants                             # one VariantSummary per configuration
     analysis.front_labels("inference")            # on the accuracy–J/image front
-    rows = [trial_metrics(r, carbon) for r in store.records("ok")]
+    analysis.costs                                # the study's totals, each teacher once
 
-Efficiency is accuracy / energy, with the units in the name (docs/analysis.md lists each formula):
-``accuracy_per_kj_train`` (accuracy per kJ of training energy) and ``accuracy_per_j_per_image``
-(accuracy per J of inference energy per image). Both are properties of
-:class:`~wattwise.experiment.TrialRecord`, computed from its stored primitives; analysis reads
-them there and never computes them a second way. Accuracy is a fraction in [0, 1]; an accuracy
-*point* is 0.01.
+Per-trial metrics are in :mod:`wattwise.analysis.trials` (re-exported here), costs in
+:mod:`wattwise.analysis.costs`, intervals in :mod:`wattwise.analysis.intervals`. Efficiency is
+accuracy / energy with the units in the name (docs/analysis.md lists each formula): the record's
+``accuracy_per_kj_train`` and ``accuracy_per_j_per_image`` properties, and
+``accuracy_per_kj_cost`` (per kJ of training + technique, the same formula); accuracy is a
+fraction in [0, 1] and an accuracy *point* is 0.01.
 
-CO2e is not stored with a trial: :func:`co2e_g` computes it from the stored joules and the
-study's carbon settings (a :class:`~wattwise.energy.carbon.CarbonConfig`), so that the grid's
-intensity and the PUE are not part of a trial's identity.
+CO2e is not stored with a trial: it is computed from the stored joules and the study's carbon
+settings (a :class:`~wattwise.energy.carbon.CarbonConfig`), so that the grid's intensity and the
+PUE are not part of a trial's identity.
 
 Every view of a study (tables, plots, recommendation, report) reads one :class:`Analysis`, so a
 Pareto front or a mean is computed in one place and the views cannot drift apart.
@@ -24,15 +24,42 @@ Pareto front or a mean is computed in one place and the views cannot drift apart
 
 from __future__ import annotations
 
+import json
+import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from wattwise.analysis.base import Result, finite
-from wattwise.analysis.stats import mean_ci
+from wattwise.analysis.costs import StudyCosts, as_record, co2e_g, study_costs, teacher_shares
+from wattwise.analysis.intervals import accuracy_interval
+from wattwise.analysis.trials import (
+    Payback,
+    TrialMetrics,
+    energy_per_correct_j,
+    images_in_test_split,
+    num_classes,
+    paybacks,
+    training_key,
+    trial_metrics,
+)
 from wattwise.energy.carbon import CarbonConfig
 from wattwise.experiment.record import TrialRecord
+
+#: Re-exported: the per-trial names (``analysis.trials``, ``analysis.costs``) read from here too.
+__all__ = [
+    "Payback",
+    "TrialMetrics",
+    "as_record",
+    "co2e_g",
+    "energy_per_correct_j",
+    "images_in_test_split",
+    "num_classes",
+    "paybacks",
+    "training_key",
+    "trial_metrics",
+]  # fmt: skip
 
 #: Spec fields that identify a configuration (a variant); seeds are its repetitions.
 CONFIG_KEYS = ("dataset", "model", "technique", "batch_size", "lr", "epochs", "gpu_memory_gib")
@@ -45,162 +72,6 @@ BASIS_METRICS: dict[str, str] = {
 }
 
 Records = Iterable[TrialRecord | Mapping[str, Any]]
-
-
-# --- single formulas ---------------------------------------------------------------------------
-
-
-def energy_per_correct_j(energy_j: float | None, accuracy: float | None) -> float | None:
-    """Energy per correct prediction: ``energy_j / accuracy`` (J). With the inference energy per
-    image it is the inference cost of one correct answer; ``None`` at zero accuracy."""
-    acc, energy = finite(accuracy), finite(energy_j)
-    if acc is None or energy is None or acc <= 0:
-        return None
-    return energy / acc
-
-
-def counts_for_co2e(phase: str) -> bool:
-    """Whether a phase's energy enters a trial's CO2e: training and technique phases do; the
-    inference benchmark windows (``inference``, ``inference/<step>``) are measurement, not work."""
-    return phase != "inference" and not phase.startswith("inference/")
-
-
-def co2e_g(
-    record: TrialRecord | Mapping[str, Any], carbon: CarbonConfig | None = None
-) -> float | None:
-    """CO2-equivalent of a trial (g): the stored energy of the phases that count
-    (:func:`counts_for_co2e`) x the carbon intensity x PUE of ``carbon``
-    (``CarbonConfig.estimate``).
-
-    Args:
-        record: The trial.
-        carbon: The study's carbon settings; ``None``: ``CarbonConfig()`` (world average
-            intensity, PUE 1).
-
-    Returns:
-        Grams of CO2e, or ``None`` when no counted phase has an energy.
-    """
-    energies = [
-        finite(phase.get("total_energy_j"))
-        for name, phase in as_record(record).phases.items()
-        if counts_for_co2e(name) and isinstance(phase, Mapping)
-    ]
-    known = [e for e in energies if e is not None]
-    if not known:
-        return None
-    return (carbon or CarbonConfig()).estimate(sum(known)).co2e_g
-
-
-# --- per trial ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TrialMetrics(Result):
-    """The headline numbers of one finished trial, with units in the names."""
-
-    trial_id: str
-    status: str
-    dataset: str | None
-    model: str | None
-    technique: str | None
-    batch_size: int | None
-    lr: float | None
-    epochs: int | None
-    seed: int | None
-    gpu_memory_gib: float | None
-    accuracy: float | None
-    train_energy_j: float | None
-    inference_energy_per_image_j: float | None
-    accuracy_per_kj_train: float | None
-    accuracy_per_j_per_image: float | None
-    energy_per_correct_j: float | None
-    co2e_g: float | None
-    num_classes: int | None
-    chance_accuracy: float | None
-    train_energy_provenance: str | None
-    inference_energy_provenance: str | None
-    params: int | None = None
-    model_bytes: int | None = None
-
-
-def as_record(record: TrialRecord | Mapping[str, Any]) -> TrialRecord:
-    """``record`` as a :class:`TrialRecord` (a dict from ``to_dict()`` or a store export)."""
-    return record if isinstance(record, TrialRecord) else TrialRecord.from_dict(record)
-
-
-def num_classes(record: TrialRecord | Mapping[str, Any]) -> int | None:
-    """Number of classes from ``details["dataset"]["num_classes"]`` (``None`` if unrecorded)."""
-    value = (as_record(record).details.get("dataset") or {}).get("num_classes")
-    return int(value) if isinstance(value, int | float) and value >= 2 else None
-
-
-def trial_metrics(
-    record: TrialRecord | Mapping[str, Any], carbon: CarbonConfig | None = None
-) -> TrialMetrics:
-    """The metrics of one trial: its stored numbers, its ratio properties, and the energy per
-    correct prediction and CO2e (with ``carbon``, see :func:`co2e_g`)."""
-    rec = as_record(record)
-    spec = rec.spec
-    classes = num_classes(rec)
-    return TrialMetrics(
-        trial_id=rec.trial_id,
-        status=rec.status,
-        dataset=spec.get("dataset"),
-        model=spec.get("model"),
-        technique=spec.get("technique"),
-        batch_size=spec.get("batch_size"),
-        lr=spec.get("lr"),
-        epochs=spec.get("epochs"),
-        seed=spec.get("seed"),
-        gpu_memory_gib=spec.get("gpu_memory_gib"),
-        accuracy=rec.accuracy,
-        train_energy_j=rec.train_energy_j,
-        inference_energy_per_image_j=rec.inference_energy_per_image_j,
-        accuracy_per_kj_train=rec.accuracy_per_kj_train,
-        accuracy_per_j_per_image=rec.accuracy_per_j_per_image,
-        energy_per_correct_j=energy_per_correct_j(rec.inference_energy_per_image_j, rec.accuracy),
-        co2e_g=co2e_g(rec, carbon),
-        num_classes=classes,
-        chance_accuracy=1.0 / classes if classes else None,
-        train_energy_provenance=rec.train_energy_provenance,
-        inference_energy_provenance=rec.inference_energy_provenance,
-        params=rec.params,
-        model_bytes=rec.model_bytes,
-    )
-
-
-@dataclass(frozen=True)
-class Payback(Result):
-    """One recipe step of a trial: what optimizing cost and after how many inferences the saving
-    per image repays it (``None``: it saves nothing per image and never pays back)."""
-
-    trial_id: str
-    step: str
-    applied: str
-    accuracy: float | None
-    inference_energy_per_image_j: float | None
-    optimization_energy_j: float | None
-    payback_inferences: float | None
-    inference_energy_provenance: str | None
-
-
-def paybacks(record: TrialRecord | Mapping[str, Any]) -> list[Payback]:
-    """The payback of each measured variant of a trial, from ``record.variants`` (empty when
-    the record has none)."""
-    rec = as_record(record)
-    return [
-        Payback(
-            trial_id=rec.trial_id,
-            step=v.step,
-            applied=v.applied,
-            accuracy=v.accuracy,
-            inference_energy_per_image_j=v.inference_energy_per_image_j,
-            optimization_energy_j=v.optimization_energy_j,
-            payback_inferences=v.payback_inferences,
-            inference_energy_provenance=v.inference_energy_provenance,
-        )
-        for v in rec.variants
-    ]
 
 
 # --- Pareto front -------------------------------------------------------------------------------
@@ -244,8 +115,15 @@ def pareto_front(points: Sequence[tuple[float | None, float | None]]) -> list[in
 class VariantSummary(Result):
     """One configuration (everything but the seed), averaged over its seeds.
 
-    Means are over the ``n`` trials; ``accuracy_low``/``accuracy_high`` are the 95 % t-interval
-    (``None`` with a single seed). Efficiencies are means of the per-trial ratios.
+    Means are over the ``n`` trials. ``accuracy`` and ``accuracy_low``/``accuracy_high``: the
+    seeds' correct predictions pooled into one Wilson interval (``accuracy_method`` says so);
+    without recorded test-image counts, the mean and no interval. Efficiencies are means of the
+    per-trial ratios. ``saving*``: the seeds' interleaved comparisons of the final variant with
+    its eager baseline combined (geometric mean; the interval spans every seed's interval, so it
+    excludes 1 only when every seed's does, on the same side); ``None`` unless every trial has
+    one. ``j_per_image_values``/``training_energy_values`` (``train_energy_j``): one per trial,
+    for the test over seeds where no comparison was recorded. ``training_group``: the training
+    settings the configuration's trials share (:func:`training_key` without the seed).
     """
 
     label: str
@@ -270,6 +148,31 @@ class VariantSummary(Result):
     co2e_g: float | None
     chance_accuracy: float | None
     provenance: tuple[str, ...] = field(default=())
+    accuracy_method: str = ""
+    accuracy_images: int = 0
+    training_energy_j: float | None = None
+    technique_energy_j: float | None = None
+    measurement_energy_j: float | None = None
+    cost_energy_j: float | None = None
+    total_energy_j: float | None = None
+    co2e_training_g: float | None = None
+    co2e_technique_g: float | None = None
+    accuracy_per_kj_cost: float | None = None
+    training_group: str = ""
+    training_keys: tuple[str, ...] = ()
+    j_per_image_values: tuple[float | None, ...] = ()
+    training_energy_values: tuple[float | None, ...] = ()
+    baseline_j_per_image: float | None = None
+    saving: float | None = None
+    saving_low: float | None = None
+    saving_high: float | None = None
+    saving_significant: bool | None = None
+    saving_vs_best_fp32: float | None = None
+    saving_vs_best_fp32_low: float | None = None
+    saving_vs_best_fp32_high: float | None = None
+    best_fp32: str | None = None
+    noisy: bool = False
+    noise: tuple[str, ...] = ()
 
     def energy(self, by: EnergyBasis) -> float | None:
         """The energy the recommendation ranks by: J/image (``inference``) or J (``train``)."""
@@ -296,49 +199,100 @@ def _mean(values: Iterable[float | None]) -> float | None:
     return float(sum(known) / len(known)) if known else None
 
 
+def _geomean(values: Sequence[float]) -> float:
+    return math.exp(sum(math.log(v) for v in values) / len(values))
+
+
+def _combined(trials: Sequence[TrialMetrics], prefix: str) -> dict[str, float | None]:
+    """The seeds' ratio ``prefix`` (``saving``, ``saving_vs_best_fp32``) combined: geometric
+    mean, and the interval spanning every seed's interval; ``None`` unless every seed has one."""
+    rows = [(getattr(t, prefix), getattr(t, f"{prefix}_low"), getattr(t, f"{prefix}_high"))
+            for t in trials]  # fmt: skip
+    names = (prefix, f"{prefix}_low", f"{prefix}_high")
+    if not rows or any(None in r or min(r) <= 0 for r in rows):
+        return dict.fromkeys(names)
+    return dict(zip(names, (_geomean([r[0] for r in rows]), min(r[1] for r in rows),
+                            max(r[2] for r in rows)), strict=True))  # fmt: skip
+
+
 def summarize(
     records: Iterable[TrialRecord | Mapping[str, Any] | TrialMetrics],
     carbon: CarbonConfig | None = None,
 ) -> list[VariantSummary]:
     """One :class:`VariantSummary` per configuration of the ``ok`` trials (others are ignored),
     in the order configurations first appear. ``carbon``: for the CO2e of records (see
-    :func:`co2e_g`); a :class:`TrialMetrics` already holds its CO2e."""
+    :func:`~wattwise.analysis.costs.trial_costs`; records are charged their teacher shares among
+    ``records``); a :class:`TrialMetrics` already holds its CO2e."""
+    items = list(records)
+    raw = [r for r in items if not isinstance(r, TrialMetrics)]
+    shares = teacher_shares(raw)
     groups: dict[tuple[Any, ...], list[TrialMetrics]] = defaultdict(list)
-    for item in records:
-        m = item if isinstance(item, TrialMetrics) else trial_metrics(item, carbon)
+    for item in items:
+        if isinstance(item, TrialMetrics):
+            m = item
+        else:
+            rec = as_record(item)
+            m = trial_metrics(rec, carbon, shares.get(rec.trial_id))
         if m.status == "ok":
             groups[tuple(getattr(m, k) for k in CONFIG_KEYS)].append(m)
-    out = []
-    for key, trials in groups.items():
-        values = dict(zip(CONFIG_KEYS, key, strict=True))
-        ci = mean_ci([t.accuracy for t in trials if t.accuracy is not None])
-        provenance = {
-            p
-            for t in trials
-            for p in (t.train_energy_provenance, t.inference_energy_provenance)
-            if p
-        }
-        out.append(
-            VariantSummary(
-                label=config_label(values),
-                **values,
-                n=len(trials),
-                seeds=tuple(t.seed for t in trials),
-                trial_ids=tuple(t.trial_id for t in trials),
-                accuracy=ci.mean,
-                accuracy_low=ci.low,
-                accuracy_high=ci.high,
-                train_energy_j=_mean(t.train_energy_j for t in trials),
-                inference_energy_per_image_j=_mean(t.inference_energy_per_image_j for t in trials),
-                accuracy_per_kj_train=_mean(t.accuracy_per_kj_train for t in trials),
-                accuracy_per_j_per_image=_mean(t.accuracy_per_j_per_image for t in trials),
-                energy_per_correct_j=_mean(t.energy_per_correct_j for t in trials),
-                co2e_g=_mean(t.co2e_g for t in trials),
-                chance_accuracy=_mean(t.chance_accuracy for t in trials),
-                provenance=tuple(sorted(provenance)),
-            )
-        )
-    return out
+    return [_summary(dict(zip(CONFIG_KEYS, key, strict=True)), ts) for key, ts in groups.items()]
+
+
+def _summary(values: dict[str, Any], trials: list[TrialMetrics]) -> VariantSummary:
+    acc = accuracy_interval([(t.accuracy, t.test_images) for t in trials])
+    provenance = {
+        p for t in trials for p in (t.train_energy_provenance, t.inference_energy_provenance) if p
+    }
+    saving = _combined(trials, "saving")
+    best = _combined(trials, "saving_vs_best_fp32")
+    fp32 = {t.best_fp32 for t in trials if t.best_fp32}
+    keys = tuple(dict.fromkeys(t.training_key for t in trials))
+    group = {k: v for k, v in json.loads(keys[0]).items() if k != "seed"} if keys else {}
+    return VariantSummary(
+        label=config_label(values),
+        **values,
+        n=len(trials),
+        seeds=tuple(t.seed for t in trials),
+        trial_ids=tuple(t.trial_id for t in trials),
+        accuracy=acc.estimate,
+        accuracy_low=acc.low,
+        accuracy_high=acc.high,
+        accuracy_method=acc.method if acc.reason is None else f"mean ({acc.reason})",
+        accuracy_images=acc.n,
+        train_energy_j=_mean(t.train_energy_j for t in trials),
+        inference_energy_per_image_j=_mean(t.inference_energy_per_image_j for t in trials),
+        accuracy_per_kj_train=_mean(t.accuracy_per_kj_train for t in trials),
+        accuracy_per_j_per_image=_mean(t.accuracy_per_j_per_image for t in trials),
+        energy_per_correct_j=_mean(t.energy_per_correct_j for t in trials),
+        co2e_g=_mean(t.co2e_g for t in trials),
+        chance_accuracy=_mean(t.chance_accuracy for t in trials),
+        provenance=tuple(sorted(provenance)),
+        training_energy_j=_mean(t.training_energy_j for t in trials),
+        technique_energy_j=_mean(t.technique_energy_j for t in trials),
+        measurement_energy_j=_mean(t.measurement_energy_j for t in trials),
+        cost_energy_j=_mean(t.cost_energy_j for t in trials),
+        total_energy_j=_mean(t.total_energy_j for t in trials),
+        co2e_training_g=_mean(t.co2e_training_g for t in trials),
+        co2e_technique_g=_mean(t.co2e_technique_g for t in trials),
+        accuracy_per_kj_cost=_mean(t.accuracy_per_kj_cost for t in trials),
+        training_group=json.dumps(group, sort_keys=True),
+        training_keys=keys,
+        j_per_image_values=tuple(t.inference_energy_per_image_j for t in trials),
+        training_energy_values=tuple(t.train_energy_j for t in trials),
+        baseline_j_per_image=_mean(t.baseline_j_per_image for t in trials),
+        **saving,
+        saving_significant=None
+        if saving["saving"] is None
+        else bool(
+            saving["saving_low"] > 1 or saving["saving_high"] < 1  # type: ignore[operator]
+        ),
+        saving_vs_best_fp32=best["saving_vs_best_fp32"],
+        saving_vs_best_fp32_low=best["saving_vs_best_fp32_low"],
+        saving_vs_best_fp32_high=best["saving_vs_best_fp32_high"],
+        best_fp32=", ".join(sorted(fp32)) or None,
+        noisy=any(t.noisy for t in trials),
+        noise=tuple(dict.fromkeys(n for t in trials for n in t.noise)),
+    )
 
 
 def pareto_fronts(
@@ -366,11 +320,12 @@ class Analysis:
 
     Attributes:
         records: The ``ok`` trials, in store order.
-        trials: Their metrics, in the same order.
+        trials: Their metrics, in the same order (each charged its teacher share).
         variants: One summary per configuration (:func:`summarize`).
         fronts: ``train``/``inference`` -> the Pareto front of each dataset × model, indices into
             ``variants`` (:func:`pareto_fronts`).
         carbon: The carbon settings CO2e was computed with.
+        costs: The study's energy and CO2e totals, each teacher counted once.
     """
 
     records: tuple[TrialRecord, ...]
@@ -378,6 +333,7 @@ class Analysis:
     variants: tuple[VariantSummary, ...]
     fronts: Mapping[str, tuple[tuple[int, ...], ...]]
     carbon: CarbonConfig
+    costs: StudyCosts | None = None
 
     def front_labels(self, by: EnergyBasis) -> tuple[str, ...]:
         """Labels of the variants on the ``by`` fronts."""
@@ -385,14 +341,15 @@ class Analysis:
 
 
 def analyze(records: Records, carbon: CarbonConfig | None = None) -> Analysis:
-    """Metrics, variants and Pareto fronts of the ``ok`` trials of ``records`` (see
-    :class:`Analysis`); ``carbon`` as in :func:`co2e_g`."""
+    """Metrics, variants, Pareto fronts and costs of the ``ok`` trials of ``records`` (see
+    :class:`Analysis`); ``carbon`` as in :func:`~wattwise.analysis.costs.trial_costs`."""
     carbon = carbon or CarbonConfig()
     ok = tuple(r for r in map(as_record, records) if r.status == "ok")
-    trials = tuple(trial_metrics(r, carbon) for r in ok)
+    shares = teacher_shares(ok)
+    trials = tuple(trial_metrics(r, carbon, shares.get(r.trial_id)) for r in ok)
     variants = tuple(summarize(trials))
     fronts = {by: pareto_fronts(variants, by) for by in ("train", "inference")}
-    return Analysis(ok, trials, variants, fronts, carbon)
+    return Analysis(ok, trials, variants, fronts, carbon, study_costs(ok, carbon))
 
 
 def as_analysis(study: Analysis | Records) -> Analysis:

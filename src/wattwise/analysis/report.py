@@ -23,13 +23,16 @@ import base64
 import datetime as dt
 import platform
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from wattwise.analysis.base import fmt, payback, pct, ratio
+from wattwise.analysis.costs import StudyCosts
+from wattwise.analysis.markdown import render_markdown
 from wattwise.analysis.metrics import (
     Analysis,
     EnergyBasis,
@@ -42,7 +45,13 @@ from wattwise.analysis.metrics import (
 )
 from wattwise.analysis.plots import render_plots, write_plots
 from wattwise.analysis.provenance import ProvenanceSummary, energy_provenance, environment_summary
-from wattwise.analysis.recommend import RATIO_CAVEAT, Recommendation, recommend
+from wattwise.analysis.recommendation import (
+    RATIO_CAVEAT,
+    Recommendation,
+    describe,
+    payback_sentence,
+    recommend,
+)
 from wattwise.analysis.stats import StudyStatistics, study_statistics
 from wattwise.energy.carbon import CarbonConfig
 from wattwise.errors import ConfigError, WattwiseError
@@ -143,9 +152,47 @@ def carbon_note(carbon: CarbonConfig, source: str) -> str:
     """One sentence for the report: how CO2e was computed and where the settings came from."""
     intensity, origin = carbon.resolve()
     return (
-        f"CO2e = energy of the training and technique phases (kWh) × {intensity:g} g CO2e/kWh "
-        f"({origin}) × PUE {carbon.pue:g}, computed now from the stored joules; the inference "
-        f"benchmark windows are not counted. Carbon settings: {source}."
+        f"CO2e = energy of the training and technique phases (kWh; a teacher shared by k trials "
+        f"charged 1/k to each, once to the study) × {intensity:g} g CO2e/kWh ({origin}) × PUE "
+        f"{carbon.pue:g}, computed now from the stored joules; the measurement phases (benchmark "
+        f"windows) are shown apart and never counted. Carbon settings: {source}."
+    )
+
+
+def headline(recommendations: Iterable[Recommendation]) -> tuple[str, ...]:
+    """One sentence per dataset × model: the best recipe's saving with its interval, its
+    accuracy change with its interval and its payback, or that no variant is significantly
+    cheaper than the baseline."""
+    lines = []
+    for r in recommendations:
+        where = config_label({"dataset": r.dataset, "model": r.model}, short=True)
+        unit = "J/image" if r.by == "inference" else "training J"
+        if r.chosen is None or r.saving is None:
+            lines.append(
+                f"{where}: no variant is significantly cheaper than the {r.reference_kind} "
+                f"({unit}, within {r.floor_points:g} accuracy point(s))."
+            )
+            continue
+        change = r.accuracy_change
+        text = f"{where}: best recipe {r.chosen.technique} — {describe(r.saving, unit)}"
+        if change is not None and change.estimate is not None:
+            text += f"; accuracy {change.estimate * 100:+.2f} points"
+            if change.low is not None and change.high is not None:
+                text += f" ({change.low * 100:+.2f} to {change.high * 100:+.2f})"
+        text += "."
+        if r.payback is not None:
+            text += f" {payback_sentence(r.payback)}"
+        lines.append(text)
+    return tuple(lines)
+
+
+def noise_warnings(analysis: Analysis) -> tuple[str, ...]:
+    """One line per trial measured under noise: its configuration and the reasons."""
+    return tuple(
+        f"{config_label(t.to_dict())} (trial {t.trial_id}, seed {t.seed}): "
+        + ("; ".join(t.noise) or "flagged noisy")
+        for t in analysis.trials
+        if t.noisy
     )
 
 
@@ -221,7 +268,7 @@ class ReportData:
     pareto: Mapping[str, tuple[str, ...]]  # "train"/"inference" -> labels on the front
     trials: tuple[TrialMetrics, ...]
     recommendations: Mapping[str, tuple[Recommendation, ...]]  # by -> recommendations
-    paybacks: tuple[Payback, ...]  # every recipe step of every ok trial (baseline steps left out)
+    paybacks: tuple[Payback, ...]  # every measured variant of every ok trial but the baseline
     statistics: StudyStatistics
     provenance: ProvenanceSummary
     environment: tuple[tuple[str, str, int], ...]
@@ -233,6 +280,9 @@ class ReportData:
     config_yaml: str | None = None
     carbon_note: str = ""
     caveat: str = RATIO_CAVEAT
+    headline: tuple[str, ...] = ()  # the primary recommendations, one sentence each
+    noisy: tuple[str, ...] = ()  # trials measured under noise, with why
+    costs: StudyCosts | None = None  # the study's totals, each teacher counted once
 
 
 def report_data(
@@ -269,25 +319,13 @@ def report_data(
         running=tuple(r for r in study.records if r.status == "running"),
         config_yaml=study.config_yaml,
         carbon_note=carbon_note(study.carbon, study.carbon_source),
+        headline=headline(recommendations[by]),
+        noisy=noise_warnings(analysis),
+        costs=analysis.costs,
     )
 
 
 # --- rendering ------------------------------------------------------------------------------------
-
-
-def fmt(value: Any, spec: str = ".4g", scale: float = 1.0) -> str:
-    """A number for a table (``—`` when unknown); text is returned as is."""
-    if value is None:
-        return "—"
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return str(value)
-    if value != value:  # NaN
-        return "—"
-    return format(value * scale if scale != 1.0 else value, spec)
-
-
-def pct(value: Any) -> str:
-    return "—" if value is None else f"{value * 100:.2f} %"
 
 
 def _template() -> Any:
@@ -302,6 +340,8 @@ def _template() -> Any:
     )
     env.filters["fmt"] = fmt
     env.filters["pct"] = pct
+    env.globals["ratio"] = ratio
+    env.globals["payback"] = payback
     env.filters["label"] = lambda spec: config_label(spec)
     return env.get_template("report.html")
 
@@ -309,87 +349,6 @@ def _template() -> Any:
 def render_html(data: ReportData) -> str:
     """The report as one self-contained HTML page."""
     return str(_template().render(d=data))
-
-
-def _md(value: Any) -> str:
-    """Text for a Markdown table cell: one line, no pipes, no raw HTML."""
-    text = " ".join(str(value).split())
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace("|", "\\|")
-
-
-def _md_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(_md(c) for c in row) + " |" for row in rows]
-    return [*lines, ""]
-
-
-def render_markdown(data: ReportData, plot_files: Sequence[str] = ()) -> str:
-    """A Markdown summary: provenance, recommendation, variants, statistics, failures, plots."""
-    c = data.counts
-    out = [
-        f"# wattwise report: {_md(data.study)}",
-        "",
-        f"Store `{_md(data.store_path)}`, generated {data.generated_utc}. Trials: {c['ok']} ok, "
-        f"{c['failed']} failed, {c['running']} running (only ok trials enter the statistics).",
-        "",
-        f"> **Energy provenance: {data.provenance.status}.** {_md(data.provenance.headline)}",
-        "",
-    ]
-    out += [f"- {_md(e.sentence)}" for e in data.provenance.entries]
-    out += [f"- {_md(data.carbon_note)}", ""]
-    out += ["## Recommendation", "", f"> {_md(data.caveat)}", ""]
-    for by, recs in data.recommendations.items():
-        unit = "inference energy per image" if by == "inference" else "training energy"
-        out += [f"Ranked by {unit}, floor {data.floor_points:g} point(s) below the baseline:", ""]
-        out += [f"- {_md(r.message)}" for r in recs] + [""]
-    out += ["## Variants (mean over seeds)", ""]
-    out += _md_table(
-        ["variant", "n", "accuracy", "training energy (kJ)", "accuracy per kJ of training (1/kJ)",
-         "inference (J/image)", "accuracy per J/image (image/J)",
-         "energy per correct prediction (J)", "CO2e (g)"],
-        [
-            (v.label, v.n, pct(v.accuracy), fmt(v.train_energy_j, ".4g", 1e-3),
-             fmt(v.accuracy_per_kj_train), fmt(v.inference_energy_per_image_j),
-             fmt(v.accuracy_per_j_per_image), fmt(v.energy_per_correct_j), fmt(v.co2e_g))
-            for v in data.variants
-        ],
-    )  # fmt: skip
-    s = data.statistics
-    out += ["## Statistics", ""]
-    for comp in s.comparisons:
-        out.append(
-            f"- {_md(comp.metric)}: {comp.test or 'no test'} "
-            + (
-                f"(statistic {fmt(comp.statistic)}, p = {fmt(comp.p_value, '.3g')}, "
-                f"{comp.effect_size_name} = {fmt(comp.effect_size, '.3f')}) — "
-                if comp.test
-                else "— "
-            )
-            + _md(comp.rationale)
-        )
-    for model in (s.energy_model, s.inference_model):
-        if model.ok:
-            top = sorted(
-                (t for t in model.terms if t.p_value is not None), key=lambda t: t.p_value or 1
-            )
-            drivers = ", ".join(f"{_md(t.term)} (p = {t.p_value:.3g})" for t in top[:4])
-            out.append(
-                f"- What drives {model.response}: OLS `{model.formula}`, R² = "
-                f"{fmt(model.r_squared, '.3f')}, n = {model.n}; terms by p-value: {drivers}"
-            )
-        else:
-            out.append(f"- What drives {model.response}: {_md(model.reason)}")
-    out.append("")
-    if data.failed:
-        out += ["## Failed trials (excluded from the statistics)", ""]
-        out += _md_table(
-            ["trial", "configuration", "attempts", "reason"],
-            [(r.trial_id, config_label(r.spec), r.attempts, r.reason) for r in data.failed],
-        )
-    if plot_files:
-        out += ["## Plots", ""] + [f"- [{_md(p)}](plots/{_md(p)})" for p in plot_files] + [""]
-    out += ["The full report with every table is report.html.", ""]
-    return "\n".join(out)
 
 
 def build_report(

@@ -201,59 +201,92 @@ def summary_rows(record: Any) -> list[tuple[str, str]]:
     return rows
 
 
-def variants_table(variants: Sequence[Any]) -> Group:
-    """Before/after: one row per recipe step, all measured by the same inference protocol.
+def variants_table(variants: Sequence[Any], references: Sequence[Any] = ()) -> Group:
+    """Before/after: one row per recipe step (and fair reference), all measured side by side
+    by the comparison protocol; savings with their intervals and verdicts.
 
-    Two narrow tables (what the model is; what it costs) so that they fit 80 columns.
+    Three narrow tables (what the model is; what it costs; what it saves) that fit 80 columns.
+    A step marked ``!`` was measured while the machine was noisy (see the caption).
     """
-    base = variants[0] if variants else None
+    rows = [*variants, *references]
     what = Table(title="variants: accuracy and size", title_justify="left")
     for col in ("step", "accuracy", "params", "MACs", "size"):
         what.add_column(col, justify="left" if col == "step" else "right", no_wrap=True)
     cost = Table(
-        title="variants: inference (latency in ms per batch) and payback (in images)",
-        title_justify="left",
+        title="inference: median of the rounds (latency in ms per batch)", title_justify="left"
     )
-    for col in ("step", "p50", "p95", "img/s", "mJ/img", "saving", "payback"):
+    for col in ("step", "mJ/img", "CV", "img/s", "p50", "p95"):
         cost.add_column(col, justify="left" if col == "step" else "right", no_wrap=True)
-    for v in variants:
+    saves = Table(
+        title="saving in J/image (95 % interval) and payback (images)", title_justify="left"
+    )
+    for col in ("step", "vs fp32 eager", "vs best fp32", "payback"):
+        saves.add_column(col, justify="left" if col == "step" else "right", no_wrap=True)
+    for v in rows:
+        name = v.step + (" !" if getattr(v, "noisy", False) else "")
         what.add_row(
-            v.step,
+            name,
             f"{v.accuracy:.2%}",
             f"{v.params:,}",
             "-" if v.macs is None else f"{v.macs / 1e6:.3g} M",
             fmt_bytes(v.model_bytes),
         )
-        j, base_j = (
-            v.inference_energy_per_image_j,
-            base.inference_energy_per_image_j if base else None,
-        )
-        saving = "-"
-        if v is not base and j and base_j:
-            saving = f"{base_j / j:.2f}x"
-        if v is base:
-            payback = "-"
-        elif v.payback_inferences is None:
-            payback = "never"
-        else:
-            payback = f"{v.payback_inferences:,.0f}"
+        j = v.inference_energy_per_image_j
+        cv = v.stats.cv_j_per_image if getattr(v, "stats", None) is not None else None
         cost.add_row(
-            v.step,
+            name,
+            _num(j * 1e3 if j is not None else None, "{:.4g}"),
+            _num(cv * 100 if cv is not None else None, "{:.0f} %"),
+            _num(v.images_per_s, "{:,.0f}"),
             _num(v.latency_p50_ms, "{:.3g}"),
             _num(v.latency_p95_ms, "{:.3g}"),
-            _num(v.images_per_s, "{:,.0f}"),
-            _num(j * 1e3 if j is not None else None, "{:.4g}"),
-            saving,
-            payback,
         )
-    if variants:
-        cost.caption = (
-            f"energy {variants[-1].inference_energy_provenance or 'not measured'}; "
-            "saving = baseline J/image / variant J/image; payback = energy spent optimizing "
-            "(fine-tuning, calibration, compiling) / energy saved per image"
+        if v.step != "baseline":
+            saves.add_row(
+                name,
+                _ratio(getattr(v, "saving", None)),
+                _ratio(getattr(v, "saving_vs_best_fp32", None)),
+                "-" if v.reference else _payback(v),
+            )
+    if rows:
+        noisy = [v for v in rows if getattr(v, "noisy", False)]
+        cost.caption = f"energy {rows[0].inference_energy_provenance or 'not measured'}"
+        best = next((v.best_fp32 for v in rows if getattr(v, "best_fp32", None)), None)
+        saves.caption = (
+            "saving = reference J/image / variant J/image (>1: less energy); '~' = no "
+            f"significant difference; best fp32 = {best or '-'}; payback = energy spent "
+            "optimizing / energy saved per image, 'never' unless the saving is significant"
+            + "".join(f"\n! {v.step}: {'; '.join(v.stats.noise)}" for v in noisy)
         )
-        cost.caption_justify = "left"
-    return Group(what, cost)
+        cost.caption_justify = saves.caption_justify = "left"
+    return Group(what, cost, saves)
+
+
+def _ratio(ratio: Any) -> str:
+    """``2.31x 2.10-2.54``, or ``~1.02x 0.95-1.08`` when not significant."""
+    if ratio is None or ratio.saving is None:
+        return "-"
+    mark = "" if ratio.significant else "~"
+    if ratio.low is None or ratio.high is None:
+        return f"{mark}{ratio.saving:.2f}x"
+    return f"{mark}{ratio.saving:.2f}x {ratio.low:.2f}-{ratio.high:.2f}"
+
+
+def _payback(v: Any) -> str:
+    """``1.5M 1.1M-2.1M`` images (``never`` when the saving is not significant)."""
+    if v.payback_inferences is None:
+        return "never"
+    high = "never" if v.payback_high is None else fmt_count(v.payback_high)
+    low = "-" if v.payback_low is None else fmt_count(v.payback_low)
+    return f"{fmt_count(v.payback_inferences)} {low}-{high}"
+
+
+def fmt_count(value: float) -> str:
+    """A count in 3 significant digits with k/M/G (``1,541,123`` -> ``1.54M``)."""
+    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= scale:
+            return f"{value / scale:.3g}{suffix}"
+    return f"{value:.0f}"
 
 
 def escape(text: str | None) -> str:
@@ -402,6 +435,11 @@ def trial_line(record: Any, done: int, total: int) -> str:
         parts.append(f"train {record.train_energy_j:.4g} J ({record.train_energy_provenance})")
     if record.inference_energy_per_image_j is not None:
         parts.append(f"{record.inference_energy_per_image_j:.3g} J/image")
+    final = record.final_variant
+    if final is not None and final.verdict and final.step != "baseline":
+        parts.append(escape(final.verdict))
     if record.duration_s is not None:
         parts.append(f"{record.duration_s:.1f} s")
+    if record.noisy:
+        parts.append(f"[yellow]noisy: {escape('; '.join(record.noise))}[/yellow]")
     return "  ".join(parts)

@@ -58,6 +58,19 @@ def register(subparsers: Any) -> None:
         metavar="SECONDS",
         help="length of each inference measurement (default 3)",
     )
+    p.add_argument(
+        "--rounds",
+        type=positive_int("--rounds"),
+        default=5,
+        help="rounds of the interleaved comparison of the variants (default 5)",
+    )
+    p.add_argument(
+        "--num-threads",
+        "--threads",
+        dest="num_threads",
+        type=positive_int("--num-threads"),
+        help="PyTorch CPU threads while measuring (default: PyTorch's; recorded either way)",
+    )
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", help="folder for recipe.json (default: next to the checkpoint)")
     add_meter_options(p)
@@ -233,6 +246,8 @@ def cmd_optimize(args: argparse.Namespace) -> int:
         distill_epochs=args.distill_epochs,
         batch_size=args.batch_size,
         inference_s=args.inference_s,
+        rounds=args.rounds,
+        threads=args.num_threads,
         device=args.device,
     )
     checkpoint = load_checkpoint(args.checkpoint)
@@ -260,7 +275,20 @@ def cmd_optimize(args: argparse.Namespace) -> int:
             monitor=monitor,
             on_variant=on_variant,
         )
-    console.print(variants_table(result.variants))
+    console.print(variants_table(result.variants, result.references))
+    if result.comparison is not None:
+        compared = result.comparison
+        console.print(f"measured side by side: {compared.method}")
+        for variant in result.variants[1:]:
+            if variant.saving is not None:
+                console.print(f"{variant.step}: {variant.saving.verdict}")
+        if compared.noisy:
+            flagged = [name for name, v in compared.variants.items() if v.noisy]
+            console.print(
+                f"[yellow]noisy: {len(flagged)} of {len(compared.variants)} variants were "
+                "measured while other processes used the CPU or with a large spread (reasons "
+                "under the table): rerun on a quiet machine[/yellow]"
+            )
     for note in dict.fromkeys(n for v in result.variants for n in v.notes):
         console.print(f"note: {note}")
     out = (

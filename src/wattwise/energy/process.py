@@ -3,12 +3,18 @@
 Reading the tree costs one ``/proc`` scan to find children, so the child list is cached and
 refreshed only on request (the monitor's sampler does it about once a second); reading CPU times
 and memory of known processes is cheap.
+
+:class:`ExternalCpu` measures the opposite: the CPU that processes outside the tree used
+(machine-wide busy time minus the tree's), the interference a comparison flags as ``noisy``.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import psutil
 
@@ -116,3 +122,62 @@ def _descendants_linux(root: int) -> list[int] | None:
             found.extend(kids)
             stack.extend(kids)
     return found
+
+
+def system_busy_cpu_seconds() -> float:
+    """Busy CPU seconds of the whole machine since boot, summed over all cores.
+
+    ``psutil.cpu_times()``: user + nice + system + irq + softirq. Idle and iowait are not busy;
+    steal (another VM ran) is not a process of this machine; guest time is already in user.
+    """
+    t = psutil.cpu_times()
+    return float(
+        sum(getattr(t, name, 0.0) for name in ("user", "nice", "system", "irq", "softirq"))
+    )
+
+
+@dataclass(frozen=True)
+class CpuSnapshot:
+    """CPU counters at one moment: monotonic seconds, machine busy CPU seconds, tree CPU seconds."""
+
+    t_s: float
+    system_cpu_s: float
+    tree_cpu_s: float
+
+
+class ExternalCpu:
+    """CPU used by processes *outside* the measured tree: interference during a measurement.
+
+    ``cores_since(snapshot())`` = (machine busy CPU seconds - the tree's CPU seconds) / wall
+    seconds since the snapshot, in cores (0 on a quiet machine; 1 for one busy competing
+    process). Both counters tick at 10 ms per core, so over 1 s the figure is good to ~0.02 core.
+
+    Args:
+        tree: The measured process tree (default: this process and its descendants).
+        system_cpu_s: Machine-wide busy CPU seconds (default :func:`system_busy_cpu_seconds`;
+            tests pass a fake).
+        clock: Monotonic seconds (default ``time.perf_counter``).
+    """
+
+    def __init__(
+        self,
+        tree: ProcessTree | None = None,
+        system_cpu_s: Callable[[], float] = system_busy_cpu_seconds,
+        clock: Callable[[], float] = time.perf_counter,
+    ):
+        self.tree = tree or ProcessTree()
+        self._system_cpu_s = system_cpu_s
+        self._clock = clock
+
+    def snapshot(self) -> CpuSnapshot:
+        """The counters now."""
+        return CpuSnapshot(self._clock(), self._system_cpu_s(), self.tree.cpu_seconds())
+
+    def cores_since(self, start: CpuSnapshot) -> float:
+        """Average cores used outside the tree since ``start`` (never below 0)."""
+        end = self.snapshot()
+        duration = end.t_s - start.t_s
+        if duration <= 0:
+            return 0.0
+        outside = (end.system_cpu_s - start.system_cpu_s) - (end.tree_cpu_s - start.tree_cpu_s)
+        return max(0.0, outside / duration)

@@ -10,6 +10,10 @@ Only primitives are stored: the efficiency ratios (``accuracy_per_kj_train``,
 ``accuracy_per_j_per_image``) are properties computed from them, and CO2e is computed at analysis
 time from the stored joules (``wattwise.analysis.co2e_g``). :meth:`TrialRecord.from_dict` also
 reads the records the previous version wrote.
+
+Size: about 610 lines: one frozen schema (the trial record, its typed variant record, the phase
+accounting by category and the migration of old records) that readers and writers share;
+splitting it would scatter one schema over several modules.
 """
 
 from __future__ import annotations
@@ -94,6 +98,34 @@ RATIOS: dict[str, tuple[Callable[[Any, Any], float | None], tuple[str, str]]] = 
 }
 
 
+# --- phase accounting: every joule in exactly one category --------------------------------------
+
+PhaseCategory = Literal["training", "technique", "measurement"]
+#: The phase categories, in the order reports show them.
+PHASE_CATEGORIES: tuple[PhaseCategory, ...] = ("training", "technique", "measurement")
+#: The phase of a distillation teacher's training: a technique phase, present only in the trial
+#: that trained the teacher; analysis charges a shared teacher 1/k to each of its k trials.
+TEACHER_PHASE = "teacher"
+
+
+def phase_category(name: str) -> PhaseCategory:
+    """The category of a phase: ``training`` (``train``: the trial's own training and validation
+    passes, ``test``), ``technique`` (``recipe/<step>``, ``teacher_logits``, ``teacher``) or
+    ``measurement`` (``inference``, ``inference/<step>``, ``compare/<...>``: benchmark windows).
+
+    Raises:
+        ValueError: A phase name of no category (every joule must be in one).
+    """
+    head = name.split("/", 1)[0]
+    if name in ("train", "test"):
+        return "training"
+    if (head == "recipe" and "/" in name) or name in ("teacher_logits", TEACHER_PHASE):
+        return "technique"
+    if name == "inference" or (head in ("inference", "compare") and "/" in name):
+        return "measurement"
+    raise ValueError(f"phase {name!r} has no category (training, technique or measurement)")
+
+
 # --- typed sub-records --------------------------------------------------------------------------
 
 #: Keys of a variant as the previous version stored it -> their name now.
@@ -108,7 +140,9 @@ _VARIANT_INTS = frozenset({"params", "macs", "model_bytes", "peak_rss_bytes"})
 _VARIANT_NUMBERS = _VARIANT_INTS | {
     "accuracy", "latency_p50_ms", "latency_p95_ms", "images_per_s",
     "inference_energy_per_image_j", "step_energy_j", "step_duration_s",
-    "optimization_energy_j", "payback_inferences",
+    "optimization_energy_j", "payback_inferences", "cv_j_per_image", "saving", "saving_low",
+    "saving_high", "saving_vs_best_fp32", "saving_vs_best_fp32_low", "saving_vs_best_fp32_high",
+    "payback_low", "payback_high",
 }  # fmt: skip
 
 
@@ -136,9 +170,32 @@ class VariantRecord:
         step_duration_s: Wall time of the step.
         optimization_energy_j: Step energy summed up to this variant (J).
         payback_inferences: After how many inferences the saving per image repays
-            ``optimization_energy_j``: 0 for the baseline, ``None`` when it never pays back.
+            ``optimization_energy_j``: 0 for the baseline, ``None`` when it never pays back (or
+            the saving is not significant), from the saving's point estimate.
         notes: Caveats of the measurement, one line each.
         details: The technique's report (achieved sparsity, quantization backend...), JSON-safe.
+        reference: A fair-baseline reference that is not a recipe step (``fp32 compiled``,
+            ``channels_last``).
+        cv_j_per_image: Coefficient of variation of J/image over the comparison's rounds.
+        saving: Baseline J/image / this J/image (geometric mean of the rounds; > 1: less energy).
+        saving_low: Lower end of the confidence interval of ``saving``.
+        saving_high: Upper end of it.
+        saving_significant: Whether that interval excludes 1 (``None``: not compared).
+        saving_vs_best_fp32: The same ratio against the best fp32 variant (eager baseline or a
+            reference, the lowest J/image), with ``saving_vs_best_fp32_low``/``_high``.
+        saving_vs_best_fp32_low: Lower end of its interval.
+        saving_vs_best_fp32_high: Upper end of it.
+        best_fp32: Name of that best fp32 variant.
+        verdict: The comparison in words, e.g. ``2.31x less J/image (2.10 to 2.54, 95 %)`` or
+            ``no significant difference (...)``.
+        noisy: The comparison's noise checks flagged this variant (see ``noise``).
+        noise: Why, with the figures, one reason each.
+        payback_low: Payback (inferences) at the upper end of the saving's interval.
+        payback_high: Payback at its lower end (``None``: never).
+
+    The inference numbers (J/image, images/s, latency) of a compared variant are the medians over
+    the comparison's rounds; records written before comparisons existed leave the comparison
+    fields at their defaults.
     """
 
     step: str
@@ -160,12 +217,30 @@ class VariantRecord:
     payback_inferences: float | None
     notes: tuple[str, ...] = ()
     details: Mapping[str, Any] = field(default_factory=dict)
+    reference: bool = False
+    cv_j_per_image: float | None = None
+    saving: float | None = None
+    saving_low: float | None = None
+    saving_high: float | None = None
+    saving_significant: bool | None = None
+    saving_vs_best_fp32: float | None = None
+    saving_vs_best_fp32_low: float | None = None
+    saving_vs_best_fp32_high: float | None = None
+    best_fp32: str | None = None
+    verdict: str | None = None
+    noisy: bool = False
+    noise: tuple[str, ...] = ()
+    payback_low: float | None = None
+    payback_high: float | None = None
 
     def __post_init__(self) -> None:
         setattr_ = object.__setattr__
         for name in _VARIANT_NUMBERS:
             setattr_(self, name, _number(getattr(self, name), name in _VARIANT_INTS))
+        for name in ("reference", "noisy", "saving_significant"):
+            setattr_(self, name, _flag(getattr(self, name), name, optional=name.startswith("s")))
         setattr_(self, "notes", tuple(str(n) for n in self.notes))
+        setattr_(self, "noise", tuple(str(n) for n in self.noise))
         setattr_(self, "details", json_safe(self.details))
 
     def to_dict(self) -> dict[str, Any]:
@@ -240,6 +315,15 @@ class TrialRecord:
         started_unix_s: When the (last) attempt started, seconds since the epoch.
         finished_unix_s: When it finished, or ``None`` while running.
         attempts: How many times the trial has been started.
+        comparison: The interleaved comparison of its variants (``Comparison.to_dict()``:
+            settings, thread count, method, per-variant round data, noise flags), JSON-safe.
+        noisy: Any variant's comparison was flagged noisy (reasons in ``noise``).
+        noise: Why, with the figures, one reason each.
+        threads: The thread count the comparison ran with.
+
+    ``train_energy_j`` is the trial's own training only (phase ``train``); the accounting of all
+    phases by category is in :attr:`training_energy_j`, :attr:`technique_energy_j`,
+    :attr:`measurement_energy_j`, :attr:`teacher_energy_j` and :attr:`total_energy_j`.
     """
 
     trial_id: str
@@ -271,6 +355,10 @@ class TrialRecord:
     started_unix_s: float | None = None
     finished_unix_s: float | None = None
     attempts: int = 1
+    comparison: Mapping[str, Any] = field(default_factory=dict)
+    noisy: bool = False
+    noise: tuple[str, ...] = ()
+    threads: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.trial_id, str) or not self.trial_id:
@@ -283,6 +371,8 @@ class TrialRecord:
             raise ValueError("a failed trial needs a reason")
         spec = self.spec.to_dict() if hasattr(self.spec, "to_dict") else self.spec
         phases = {str(name): _phase_dict(str(name), m) for name, m in dict(self.phases).items()}
+        for name in phases:
+            phase_category(name)  # every phase is in one category, or the record is refused
         setattr_ = object.__setattr__
         setattr_(self, "spec", json_safe(spec))
         setattr_(self, "phases", json_safe(phases))
@@ -293,6 +383,10 @@ class TrialRecord:
         setattr_(self, "environment", json_safe(self.environment))
         if self.reason is not None:
             setattr_(self, "reason", " ".join(str(self.reason).split()))
+        setattr_(self, "comparison", json_safe(self.comparison))
+        setattr_(self, "noisy", _flag(self.noisy, "noisy"))
+        setattr_(self, "noise", tuple(str(n) for n in self.noise))
+        setattr_(self, "threads", _number(self.threads, True))
         for f in fields(self):
             if f.name in METRICS or f.name in ("started_unix_s", "finished_unix_s"):
                 setattr_(self, f.name, _number(getattr(self, f.name), f.name in _INT_FIELDS))
@@ -339,6 +433,58 @@ class TrialRecord:
     def accuracy_per_j_per_image(self) -> float | None:
         """``accuracy / inference_energy_per_image_j``: accuracy per J/image (image/J)."""
         return accuracy_per_j_per_image(self.accuracy, self.inference_energy_per_image_j)
+
+    # --- phase accounting (computed, never stored) -------------------------------------------
+
+    def _category_j(self, category: str, *, teacher: bool = False) -> float:
+        return sum(
+            energy
+            for name, energy in self.phase_energy_j().items()
+            if energy is not None
+            and phase_category(name) == category
+            and (name == TEACHER_PHASE) == teacher
+        )
+
+    @property
+    def training_energy_j(self) -> float:
+        """Energy of the training phases (``train``, ``test``), J."""
+        return self._category_j("training")
+
+    @property
+    def technique_energy_j(self) -> float:
+        """Energy of the technique phases (``recipe/<step>``, ``teacher_logits``), J; a teacher's
+        training (phase ``teacher``) is left out: it is :attr:`teacher_energy_j`, and analysis
+        charges a shared teacher 1/k to each of its k trials."""
+        return self._category_j("technique")
+
+    @property
+    def teacher_energy_j(self) -> float:
+        """Energy of the teacher's training in this trial (phase ``teacher``; 0 where the teacher
+        was trained by another trial or loaded), J."""
+        return self._category_j("technique", teacher=True)
+
+    @property
+    def measurement_energy_j(self) -> float:
+        """Energy of the benchmark windows (``inference``, ``inference/<step>``, ``compare/...``),
+        J: measurement, never part of training, technique or CO2e totals."""
+        return self._category_j("measurement")
+
+    @property
+    def total_energy_j(self) -> float:
+        """Every joule of the trial, each in exactly one place: training + technique + teacher +
+        measurement energy (J), which is the sum of all its phases."""
+        return (
+            self.training_energy_j
+            + self.technique_energy_j
+            + self.teacher_energy_j
+            + self.measurement_energy_j
+        )
+
+    @property
+    def final_variant(self) -> VariantRecord | None:
+        """The last recipe variant (references left out): what the trial delivers."""
+        steps = [v for v in self.variants if not v.reference]
+        return steps[-1] if steps else None
 
     # --- views -------------------------------------------------------------------------------
 
@@ -426,6 +572,15 @@ def json_safe(value: Any) -> Any:
     if hasattr(value, "tolist"):
         return json_safe(value.tolist())
     return str(value)
+
+
+def _flag(value: Any, name: str, *, optional: bool = False) -> bool | None:
+    """``value`` as a bool (``None`` kept where ``optional``)."""
+    if value is None and optional:
+        return None
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be true or false, got {value!r}")
+    return value
 
 
 def _number(value: Any, integer: bool) -> float | int | None:

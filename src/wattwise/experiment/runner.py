@@ -60,6 +60,7 @@ from wattwise.files import write_json_atomic
 from wattwise.models import create_model
 from wattwise.optimize import DistillConfig, TechniqueConfig, TechniqueContext, apply_technique
 from wattwise.optimize.base import BaselineConfig
+from wattwise.optimize.compare import Comparison
 from wattwise.optimize.grammar import format_recipe
 from wattwise.optimize.recipe import RecipeSettings, VariantResult, run_recipe
 from wattwise.train.checkpoint import save_checkpoint
@@ -118,10 +119,13 @@ class _Trial:
     memory_cap: MemoryCap | None = None
     train_energy_j: float | None = None
     train_energy_provenance: str | None = None
+    comparison: Comparison | None = None
 
     def record(self, duration_s: float) -> TrialRecord:
         peaks = {key: _peak(list(self.phases.values()), key) for key in _PEAKS}
-        final = self.variants[-1] if self.variants else None
+        steps = [v for v in self.variants if not v.reference]
+        final = steps[-1] if steps else None
+        compared = self.comparison
         return TrialRecord(
             trial_id=self.spec.trial_id,
             study=self.spec.study,
@@ -142,6 +146,10 @@ class _Trial:
             phases=self.phases,
             variants=tuple(VariantRecord.from_dict(v.to_dict()) for v in self.variants),
             memory_cap=self.memory_cap,
+            comparison=compared.to_dict() if compared is not None else {},
+            noisy=compared.noisy if compared is not None else False,
+            noise=compared.noise if compared is not None else (),
+            threads=compared.threads if compared is not None else None,
             history=tuple(self.history),
             details=self.details,
             environment=self.environment,
@@ -350,14 +358,9 @@ def _record_training(trial: _Trial, result: TrainResult) -> None:
         "best_epoch": result.best_epoch,
         "epochs_run": len(result.history),
     }
-    energy, provenance = result.train_energy_j, result.fit.total_provenance if result.fit else None
-    teacher_pass = trial.phases.get("teacher_logits")
-    if teacher_pass is not None and energy is not None:
-        # what the student's training cost includes the teacher's pass over the training split
-        energy += teacher_pass.total_energy_j
-        provenance = combine_provenance([provenance, teacher_pass.total_provenance])
-    trial.train_energy_j = energy
-    trial.train_energy_provenance = provenance
+    # the trial's own training only: the teacher's pass and training are technique energy
+    trial.train_energy_j = result.train_energy_j
+    trial.train_energy_provenance = result.fit.total_provenance if result.fit else None
 
 
 def _save_trained(
@@ -394,26 +397,22 @@ def _apply_recipe(
         "settings": dump(settings),
     }
 
-    def on_variant(variant: VariantResult) -> None:  # kept as soon as measured
-        trial.variants.append(variant)
-        if variant.step_measurement is not None:
-            trial.phases[f"recipe/{variant.step}"] = variant.step_measurement
-        if variant.inference is not None:
-            trial.phases[f"inference/{variant.step}"] = variant.inference.measurement
-
-    run_recipe(
+    result = run_recipe(
         model,
         data,
         steps or "baseline",
         settings=settings,
         model_spec=model_spec,
         monitor=monitor,
-        on_variant=on_variant,
         on_epoch=on_epoch,
     )
-    final = trial.variants[-1]
-    if final.inference is not None:  # the final model's inference is the phase "inference"
-        trial.phases["inference"] = trial.phases.pop(f"inference/{final.step}")
+    trial.variants = [*result.variants, *result.references]
+    for variant in result.variants:
+        if variant.step_measurement is not None:
+            trial.phases[f"recipe/{variant.step}"] = variant.step_measurement
+    if result.benchmark is not None:  # every variant's inference, measured side by side
+        trial.phases["inference"] = result.benchmark
+    trial.comparison = result.comparison
     trial.details["notes"] = list(dict.fromkeys(n for v in trial.variants for n in v.notes))
     if settings.inference_s == 0:
         trial.details["notes"].append(
@@ -458,14 +457,6 @@ def _distill(
         "teacher_test_accuracy": outcome.teacher_test_accuracy,  # type: ignore[union-attr]
     }
     return outcome.train  # type: ignore[union-attr,no-any-return]
-
-
-def combine_provenance(kinds: Sequence[str | None]) -> str:
-    """One provenance for a sum: the common kind, ``mixed``, or ``unavailable`` if any is."""
-    present = {k for k in kinds if k}
-    if not present or "unavailable" in present:
-        return "unavailable"
-    return present.pop() if len(present) == 1 else "mixed"
 
 
 def environment(device: str | None = None, monitor: EnergyMonitor | None = None) -> dict[str, Any]:

@@ -28,7 +28,7 @@ it is read as an immutable file; when a writer is active, or the file changes un
 the reader reads through the writer's WAL (SQLite ``mode=ro``). A store of the previous layout
 (schema 1) is read as it is; opening it for writing migrates it in place, in one transaction.
 
-Size: about 520 lines, one class whose connection handling (write transactions, read-only and
+Size: about 540 lines, one class whose connection handling (write transactions, read-only and
 immutable reads, reconnects after fork or change) every query relies on; the table layout and
 migration live in :mod:`wattwise.experiment.store_schema`.
 """
@@ -50,12 +50,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from wattwise.errors import WattwiseError
 from wattwise.experiment.record import RATIOS, TrialRecord
 from wattwise.experiment.store_schema import (
+    COMPUTED_COLUMNS,
     EXPORT_COLUMNS,
     PANDAS_TYPES,
     SCHEMA_STATEMENTS,
     SCHEMA_VERSION,
     STORED_COLUMNS,
     UPSERT,
+    computed_values,
     migrate_schema_1,
     row_values,
     select_list,
@@ -477,16 +479,22 @@ class ResultsStore:
         """The trials as a ``pandas.DataFrame`` with :data:`EXPORT_COLUMNS`, one row per trial in
         the order they were first begun (filters as :meth:`records`). Integer columns are
         ``Int64`` and text columns ``string``, so missing values stay missing; the ratio columns
-        are computed with the record's formulas (:data:`~wattwise.experiment.record.RATIOS`)."""
+        are computed with the record's formulas (:data:`~wattwise.experiment.record.RATIOS`), and
+        the :data:`~wattwise.experiment.store_schema.COMPUTED_COLUMNS` from each stored record."""
         import pandas as pd  # imported on use: importing wattwise.experiment stays fast
 
         where, params = where_clause(status, filters, self._columns)
-        sql = f"SELECT {select_list(self._columns)} FROM trials{where} ORDER BY rowid"
+        columns = select_list(self._columns)
+        sql = f"SELECT {columns}, record_json FROM trials{where} ORDER BY rowid"
         types = {name: PANDAS_TYPES[kind] for name, kind in STORED_COLUMNS.items()}
         frame = self._read(lambda conn: pd.read_sql_query(sql, conn, params=params, dtype=types))
         for name, (formula, inputs) in RATIOS.items():
             values = [formula(*v) for v in zip(*(frame[c] for c in inputs), strict=True)]
             frame[name] = pd.Series(values, index=frame.index, dtype="float64")
+        rows = [computed_values(TrialRecord.from_dict(json.loads(t))) for t in frame["record_json"]]
+        for i, (name, kind) in enumerate(COMPUTED_COLUMNS.items()):
+            values = [row[i] for row in rows]
+            frame[name] = pd.Series(values, index=frame.index, dtype=PANDAS_TYPES[kind])
         return frame[list(EXPORT_COLUMNS)]
 
     def export_csv(self, path: str | Path, status: str | None = None, **filters: Any) -> int:

@@ -39,8 +39,34 @@ SPEC_COLUMNS: dict[str, str] = {
 _INTEGER_METRICS = ("peak_rss_bytes", "peak_cuda_allocated_bytes", "peak_cuda_reserved_bytes")
 _INTEGER_METRICS += ("params", "macs", "model_bytes")
 
-#: Columns of exports (CSV, Parquet, DataFrame), in order, with their SQLite types. The ratio
-#: columns (:data:`~wattwise.experiment.record.RATIOS`) are computed on export, not stored.
+#: Export columns computed from each stored record on export (not stored twice): its energy by
+#: phase category, and its final variant's saving against the eager baseline with the interval,
+#: significance and the noise flag (empty where no comparison was recorded).
+COMPUTED_COLUMNS: dict[str, str] = {
+    "technique_energy_j": "REAL",
+    "measurement_energy_j": "REAL",
+    "total_energy_j": "REAL",
+    "saving": "REAL",
+    "saving_low": "REAL",
+    "saving_high": "REAL",
+    "saving_significant": "BOOLEAN",
+    "noisy": "BOOLEAN",
+}
+
+
+def computed_values(record: TrialRecord) -> tuple[Any, ...]:
+    """The :data:`COMPUTED_COLUMNS` of ``record``, in order."""
+    final = record.final_variant
+    names = ("saving", "saving_low", "saving_high", "saving_significant")
+    saving = [getattr(final, n) if final else None for n in names]
+    noisy = record.noisy or any(v.noisy for v in record.variants)
+    energies = (record.technique_energy_j, record.measurement_energy_j, record.total_energy_j)
+    return (*energies, *saving, noisy)
+
+
+#: Columns of exports (CSV, Parquet, DataFrame), in order, with their types. The ratio columns
+#: (:data:`~wattwise.experiment.record.RATIOS`) and :data:`COMPUTED_COLUMNS` are computed on
+#: export, not stored.
 EXPORT_COLUMNS: dict[str, str] = {
     "trial_id": "TEXT",
     "study": "TEXT",
@@ -53,10 +79,15 @@ EXPORT_COLUMNS: dict[str, str] = {
     "inference_energy_provenance": "TEXT",
     "started_unix_s": "REAL",
     "finished_unix_s": "REAL",
+    **COMPUTED_COLUMNS,
 }
 #: The scalar columns the ``trials`` table stores.
-STORED_COLUMNS = {name: kind for name, kind in EXPORT_COLUMNS.items() if name not in RATIOS}
-PANDAS_TYPES = {"TEXT": "string", "INTEGER": "Int64", "REAL": "float64"}
+STORED_COLUMNS = {
+    name: kind
+    for name, kind in EXPORT_COLUMNS.items()
+    if name not in RATIOS and name not in COMPUTED_COLUMNS
+}
+PANDAS_TYPES = {"TEXT": "string", "INTEGER": "Int64", "REAL": "float64", "BOOLEAN": "boolean"}
 
 #: Keyword filters of :meth:`ResultsStore.records` (and the exports), besides ``status``.
 FILTERS = ("study", *SPEC_COLUMNS)

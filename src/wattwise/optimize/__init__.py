@@ -24,6 +24,14 @@ from wattwise.optimize.base import (
     techniques,
     top1_agreement,
 )
+from wattwise.optimize.compare import (
+    CompareSettings,
+    Comparison,
+    Ratio,
+    VariantStats,
+    compare_variants,
+)
+from wattwise.optimize.compiled import CompileConfig, CompiledModule
 from wattwise.optimize.distill import (
     DistillationTask,
     DistillConfig,
@@ -68,10 +76,10 @@ from wattwise.optimize.quantize import (
 from wattwise.optimize.recipe import (
     RecipeResult,
     RecipeSettings,
-    VariantResult,
     load_recipe_text,
     run_recipe,
 )
+from wattwise.optimize.variants import VariantResult
 
 __all__ = [
     "AutocastConfig",
@@ -80,6 +88,10 @@ __all__ = [
     "ChannelPruneConfig",
     "ChannelPruneReport",
     "ChannelsLastConfig",
+    "CompareSettings",
+    "Comparison",
+    "CompileConfig",
+    "CompiledModule",
     "DistillConfig",
     "DistillResult",
     "DistillationTask",
@@ -92,6 +104,7 @@ __all__ = [
     "PruningError",
     "QATInt8Config",
     "QuantizationError",
+    "Ratio",
     "RecipeResult",
     "RecipeSettings",
     "SparsityReport",
@@ -100,8 +113,10 @@ __all__ = [
     "TechniqueContext",
     "TechniqueRegistry",
     "VariantResult",
+    "VariantStats",
     "apply_technique",
     "canonical_recipe",
+    "compare_variants",
     "distill",
     "format_recipe",
     "graph_tensor_bytes",

@@ -16,6 +16,7 @@ applied through :func:`~wattwise.optimize.base.apply_technique`. A step whose co
 from __future__ import annotations
 
 import copy
+import dataclasses
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -38,10 +39,18 @@ from wattwise.optimize.base import (
     TechniqueContext,
     apply_technique,
 )
+from wattwise.optimize.compare import CompareSettings, Comparison
 from wattwise.optimize.grammar import check_recipe, format_recipe, load_recipe, parse_recipe
 from wattwise.optimize.pruned_files import save_pruned
+from wattwise.optimize.variants import (
+    Candidate,
+    VariantResult,
+    fair_references,
+    measure_variants,
+    unmeasured,
+)
 from wattwise.train.config import TrainConfig
-from wattwise.train.inference import InferenceResult, inference_batch, measure_inference
+from wattwise.train.inference import inference_batch
 from wattwise.train.loop import fit
 from wattwise.validation import (
     NonNegativeInt,
@@ -63,8 +72,14 @@ class RecipeSettings:
         distill_epochs: Epochs of the distillation step.
         distill_lr: Learning rate of the distillation step.
         batch_size: Batch size of fine-tuning, calibration and the inference measurement.
-        inference_s: Seconds of each inference measurement (0: no inference measurement;
-            latency, throughput, J/image and payback are then not reported).
+        inference_s: Seconds each variant runs in the comparison, over all rounds (0: no
+            inference measurement; latency, throughput, J/image and payback are then not
+            reported).
+        rounds: Rounds of the interleaved comparison (each variant runs ``inference_s /
+            rounds`` seconds per round, in rotating order; use >= 5 for intervals that mean
+            something).
+        threads: PyTorch CPU threads during the comparison (``None``: the current count; the
+            count used is recorded either way).
         device: Where to train and run (int8 runs on CPU).
         seed: Seed of fine-tuning and distillation.
     """
@@ -75,111 +90,32 @@ class RecipeSettings:
     distill_lr: PositiveNumber = 0.01
     batch_size: PositiveInt = 64
     inference_s: NonNegativeNumber = 3.0
+    rounds: PositiveInt = 5
+    threads: PositiveInt | None = None
     device: Text = "cpu"
     seed: NonNegativeInt = 0
 
-
-@dataclass(frozen=True)
-class VariantResult:
-    """A model after a recipe step, measured like the baseline.
-
-    Attributes:
-        step: ``baseline`` or the canonical step text (``prune:structured:0.5``).
-        applied: Every step applied so far, ``+``-joined.
-        accuracy: Test accuracy in [0, 1].
-        params: Parameters (for an int8 graph: those of the float model it came from).
-        macs: Multiply-accumulates per image (not FLOPs).
-        model_bytes: What the variant takes (see ``model_bytes_note``).
-        inference: The inference protocol's result, or ``None`` when not measured.
-        step_measurement: What the step itself cost (``None`` for the baseline).
-        optimization_energy_j: Step energy spent so far, this step included (joules).
-        payback_inferences: Inferences after which the per-image saving repays
-            ``optimization_energy_j``: 0 for the baseline, ``None`` if it never pays back or
-            inference was not measured.
-        notes: Honest labels of what the techniques do not save.
-        details: The step's report and training status.
-    """
-
-    step: str
-    applied: str
-    accuracy: float
-    params: int
-    macs: int | None
-    model_bytes: int
-    model_bytes_note: str
-    inference: InferenceResult | None
-    step_measurement: Measurement | None
-    optimization_energy_j: float
-    payback_inferences: float | None
-    notes: tuple[str, ...] = ()
-    details: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def inference_energy_per_image_j(self) -> float | None:
-        return self.inference.energy_per_image_j if self.inference is not None else None
-
-    @property
-    def inference_energy_provenance(self) -> str | None:
-        return self.inference.energy_provenance if self.inference is not None else None
-
-    @property
-    def images_per_s(self) -> float | None:
-        return self.inference.images_per_s if self.inference is not None else None
-
-    @property
-    def latency_p50_ms(self) -> float | None:
-        return self.inference.latency_p50_ms if self.inference is not None else None
-
-    @property
-    def latency_p95_ms(self) -> float | None:
-        return self.inference.latency_p95_ms if self.inference is not None else None
-
-    @property
-    def peak_rss_bytes(self) -> int | None:
-        return self.inference.measurement.peak_rss_bytes if self.inference is not None else None
-
-    @property
-    def step_energy_j(self) -> float:
-        m = self.step_measurement
-        return m.total_energy_j if m is not None else 0.0
-
-    @property
-    def step_duration_s(self) -> float:
-        m = self.step_measurement
-        return m.duration_s if m is not None else 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain data in the shape of the trial record's ``VariantRecord``."""
-        return {
-            "step": self.step,
-            "applied": self.applied,
-            "accuracy": self.accuracy,
-            "params": self.params,
-            "macs": self.macs,
-            "model_bytes": self.model_bytes,
-            "model_bytes_note": self.model_bytes_note,
-            "latency_p50_ms": self.latency_p50_ms,
-            "latency_p95_ms": self.latency_p95_ms,
-            "images_per_s": self.images_per_s,
-            "inference_energy_per_image_j": self.inference_energy_per_image_j,
-            "inference_energy_provenance": self.inference_energy_provenance,
-            "peak_rss_bytes": self.peak_rss_bytes,
-            "step_energy_j": self.step_energy_j,
-            "step_duration_s": self.step_duration_s,
-            "optimization_energy_j": self.optimization_energy_j,
-            "payback_inferences": self.payback_inferences,
-            "notes": list(self.notes),
-            "details": self.details,
-        }
+    def compare_settings(self) -> CompareSettings:
+        """The comparison protocol these settings describe (``inference_s`` > 0)."""
+        return CompareSettings(
+            rounds=self.rounds,
+            round_s=self.inference_s / self.rounds,
+            warmup_s=min(1.0, self.inference_s / 3),
+            threads=self.threads,
+        )
 
 
 @dataclass
 class RecipeResult:
-    """Every variant in order (the first is the baseline) and the final prepared model."""
+    """Every variant in order (the first is the baseline), the fair references, the comparison
+    that measured them together, and the final prepared model."""
 
     recipe: str
     variants: list[VariantResult]
     final: PreparedModel
+    comparison: Comparison | None = None
+    references: list[VariantResult] = field(default_factory=list)
+    benchmark: Measurement | None = None
 
     @property
     def baseline(self) -> VariantResult:
@@ -189,15 +125,10 @@ class RecipeResult:
         return {
             "recipe": self.recipe,
             "variants": [v.to_dict() for v in self.variants],
+            "references": [v.to_dict() for v in self.references],
+            "comparison": self.comparison.to_dict() if self.comparison is not None else None,
             "final": self.final.to_dict(),
         }
-
-
-def _payback(spent_j: float, baseline_j: float, variant_j: float) -> float | None:
-    saving = baseline_j - variant_j
-    if saving <= 0:
-        return None
-    return spent_j / saving
 
 
 def _size(prepared: PreparedModel, spec: dict[str, Any] | None) -> tuple[int, str]:
@@ -312,13 +243,10 @@ def run_recipe(
         teacher=teacher,
         on_epoch=on_epoch,
     )
-    measure = _Measurer(data, settings, device, monitor, model_spec)
-    variants: list[VariantResult] = []
+    evaluate = _Evaluator(data, settings, device, model_spec)
+    candidates = [evaluate(current, "baseline")]
     spent = 0.0
     try:
-        variants.append(measure(current, "baseline", None, 0.0, None))
-        if on_variant:
-            on_variant(variants[-1])
         for config in configs:
             if isinstance(config, BaselineConfig):
                 continue
@@ -327,16 +255,45 @@ def run_recipe(
                 current, details = _apply(config, current, context, data, settings, on_epoch)
             assert w.measurement is not None
             spent += w.measurement.total_energy_j
-            base = variants[0].inference_energy_per_image_j
-            counts = (variants[-1].params, variants[-1].macs)
-            variant = measure(current, step, w.measurement, spent, base, details, counts)
-            variants.append(variant)
-            if on_variant:
-                on_variant(variant)
+            counts = (candidates[-1].params, candidates[-1].macs)
+            candidates.append(evaluate(current, step, w.measurement, spent, details, counts))
+        references = []
+        if settings.inference_s > 0:
+            refs = fair_references(candidates[0].prepared, configs, context)
+            references = [
+                evaluate(
+                    ref,
+                    name,
+                    counts_from=(candidates[0].params, candidates[0].macs),
+                    reference=True,
+                )
+                for name, ref in refs.items()
+            ]
+            with monitor.window("inference") as bench:  # measurement, not technique energy
+                results, comparison = measure_variants(
+                    [*candidates, *references],
+                    evaluate.batch,
+                    settings.compare_settings(),
+                    monitor,
+                )
+            benchmark = bench.measurement
+        else:
+            results, comparison, benchmark = unmeasured(candidates), None, None
     finally:
         if own:
             monitor.close()
-    return RecipeResult(format_recipe(configs), variants, current)
+    variants = [r for r in results if not r.reference]
+    for variant in variants:
+        if on_variant:
+            on_variant(variant)
+    return RecipeResult(
+        format_recipe(configs),
+        variants,
+        current,
+        comparison,
+        [r for r in results if r.reference],
+        benchmark,
+    )
 
 
 def as_configs(
@@ -380,79 +337,67 @@ def _apply(
     return prepared, details
 
 
-class _Measurer:
-    """Measures a variant by the protocol every variant of a recipe shares."""
+class _Evaluator:
+    """What is known of a variant without timing it: accuracy, size, params and MACs. Each
+    candidate keeps its own copy of the model, since later steps change theirs in place."""
 
     def __init__(
         self,
         data: DatasetSplits,
         settings: RecipeSettings,
         device: torch.device,
-        monitor: EnergyMonitor,
         model_spec: dict[str, Any] | None,
     ) -> None:
-        self.data, self.settings, self.device = data, settings, device
-        self.monitor, self.model_spec = monitor, model_spec
+        self.data, self.settings, self.device, self.model_spec = data, settings, device, model_spec
         self.batch = inference_batch(data, settings.batch_size, device)
 
     def __call__(
         self,
         prepared: PreparedModel,
         step: str,
-        step_measurement: Measurement | None,
-        spent_j: float,
-        baseline_j: float | None,
+        step_measurement: Measurement | None = None,
+        spent_j: float = 0.0,
         details: dict[str, Any] | None = None,
         counts_from: tuple[int, int | None] | None = None,
-    ) -> VariantResult:
-        info, settings = self.data.info, self.settings
+        *,
+        reference: bool = False,
+    ) -> Candidate:
+        info = self.data.info
         accuracy = evaluate_prepared(
             prepared,
             self.data.test,
             info.mean,
             info.std,
-            batch_size=settings.batch_size,
+            batch_size=self.settings.batch_size,
             device=self.device,
         )
-        inference = None
-        if settings.inference_s > 0:
-            inference = measure_inference(
-                prepared.module,
-                self.batch,
-                monitor=self.monitor,
-                device=self.device,
-                min_duration_s=settings.inference_s,
-                warmup_s=min(1.0, settings.inference_s / 3),
-                name=f"inference/{step}",
-                **prepared.inference_kwargs(),
-            )
         model_bytes, note = _size(prepared, self.model_spec)
         if not hasattr(prepared.module, "compiled"):
             shape = tuple(self.batch.shape[1:])
             params, macs = count_parameters(prepared.module), count_macs(prepared.module, shape)
-        else:  # an int8 graph computes what the float model it came from computed
+        else:  # a compiled or int8 graph computes what the float model it came from computed
             params, macs = counts_from if counts_from is not None else (0, None)
-        j = inference.energy_per_image_j if inference is not None else None
-        payback: float | None = 0.0
-        if step != "baseline":
-            known = baseline_j is not None and j is not None
-            payback = _payback(spent_j, baseline_j, j) if known else None  # type: ignore[arg-type]
-        report = prepared.report.to_dict() if prepared.report is not None else {}
-        return VariantResult(
+        return Candidate(
             step=step,
-            applied=prepared.applied,
+            prepared=_snapshot(prepared),
             accuracy=accuracy,
             params=params,
             macs=macs,
             model_bytes=model_bytes,
             model_bytes_note=note,
-            inference=inference,
             step_measurement=step_measurement,
             optimization_energy_j=spent_j,
-            payback_inferences=payback,
-            notes=prepared.notes,
-            details={**(details or {}), "report": report, "description": prepared.description},
+            reference=reference,
+            details=details or {},
         )
+
+
+def _snapshot(prepared: PreparedModel) -> PreparedModel:
+    """A copy whose module later steps cannot change (pruning and layout work in place); a
+    compiled graph, which later steps never change, is kept as it is."""
+    if hasattr(prepared.module, "compiled"):
+        return prepared
+    return dataclasses.replace(prepared, module=copy.deepcopy(prepared.module))
 
 
 def load_recipe_text(text: str) -> str:

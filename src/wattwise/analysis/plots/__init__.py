@@ -81,7 +81,7 @@ PLOTS: tuple[PlotSpec, ...] = (
     ),
     PlotSpec(
         "efficiency_train",
-        "Accuracy per kJ of training, per technique",
+        "Accuracy per kJ of training + technique, per technique",
         lambda a: render_efficiency(efficiency_data(a)),
     ),
     PlotSpec(

@@ -22,7 +22,7 @@ from wattwise.analysis.stats import mean_ci
 
 
 class EfficiencyData(NamedTuple):
-    metric: str  # "accuracy_per_kj_train" or "accuracy_per_j_per_image"
+    metric: str  # "accuracy_per_kj_cost", "accuracy_per_kj_train" or "accuracy_per_j_per_image"
     y_label: str
     labels: tuple[str, ...]
     means: tuple[float, ...]
@@ -33,13 +33,14 @@ class EfficiencyData(NamedTuple):
 
 
 _EFFICIENCY_LABELS = {
+    "accuracy_per_kj_cost": "accuracy per kJ of training + technique (1/kJ)",
     "accuracy_per_kj_train": "accuracy per kJ of training (1/kJ)",
     "accuracy_per_j_per_image": "accuracy per J/image (image/J)",
 }
 
 
 def efficiency_data(
-    study: Analysis | Records, *, metric: str = "accuracy_per_kj_train"
+    study: Analysis | Records, *, metric: str = "accuracy_per_kj_cost"
 ) -> EfficiencyData:
     """Mean efficiency per technique with its 95 % CI over every trial of the technique."""
     if metric not in _EFFICIENCY_LABELS:

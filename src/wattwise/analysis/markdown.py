@@ -1,0 +1,144 @@
+"""The report's Markdown view: the headline, noise warnings, totals, recommendation, variants,
+statistics, failures and plots of a :class:`~wattwise.analysis.report.ReportData`.
+
+Every cell from the store is escaped (``<``, ``&``, ``|``): a ``<script>`` shows as text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from wattwise.analysis.base import fmt, pct, ratio
+from wattwise.analysis.metrics import config_label
+
+#: A :class:`~wattwise.analysis.report.ReportData` (not imported: report imports this module).
+ReportData = Any
+
+
+def _md(value: Any) -> str:
+    """Text for a Markdown table cell: one line, no pipes, no raw HTML."""
+    text = " ".join(str(value).split())
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace("|", "\\|")
+
+
+def _md_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_md(c) for c in row) + " |" for row in rows]
+    return [*lines, ""]
+
+
+def _kj(value: Any) -> str:
+    return fmt(value, ".4g", 1e-3)
+
+
+def _headline(data: ReportData) -> list[str]:
+    out = ["## Headline", ""]
+    out += [f"- **{_md(line)}**" for line in data.headline] or ["- No finished trial."]
+    out.append("")
+    if data.noisy:
+        out += ["> **WARNING: noisy measurements.** These trials' comparisons were flagged "
+                "noisy; their verdicts may not hold:", ">"]  # fmt: skip
+        out += [f"> - {_md(line)}" for line in data.noisy] + [""]
+    c = data.costs
+    if c is not None:
+        out.append(
+            f"Study total over {c.trials} ok trial(s): {_kj(c.total_energy_j)} kJ — training "
+            f"{_kj(c.training_energy_j)} kJ, technique {_kj(c.technique_energy_j)} kJ (teachers "
+            f"{_kj(c.teacher_energy_j)} kJ, each once), measurement {_kj(c.measurement_energy_j)}"
+            f" kJ (not in CO2e); CO2e {fmt(c.co2e_g)} g (training {fmt(c.co2e_training_g)} g, "
+            f"technique {fmt(c.co2e_technique_g)} g). Training avoided by sharing "
+            f"{c.teachers} teacher(s): {_kj(c.teacher_training_avoided_j)} kJ."
+        )
+        out.append("")
+    return out
+
+
+def render_markdown(data: ReportData, plot_files: Sequence[str] = ()) -> str:
+    """A Markdown summary: headline, provenance, recommendation, variants, statistics, failures,
+    plots."""
+    c = data.counts
+    out = [
+        f"# wattwise report: {_md(data.study)}",
+        "",
+        f"Store `{_md(data.store_path)}`, generated {data.generated_utc}. Trials: {c['ok']} ok, "
+        f"{c['failed']} failed, {c['running']} running (only ok trials enter the statistics).",
+        "",
+        *_headline(data),
+        f"> **Energy provenance: {data.provenance.status}.** {_md(data.provenance.headline)}",
+        "",
+    ]
+    out += [f"- {_md(e.sentence)}" for e in data.provenance.entries]
+    out += [f"- {_md(data.carbon_note)}", ""]
+    out += ["## Recommendation", "", f"> {_md(data.caveat)}", ""]
+    for by, recs in data.recommendations.items():
+        unit = "inference energy per image" if by == "inference" else "training energy"
+        out += [f"Ranked by {unit}, floor {data.floor_points:g} point(s) below the baseline:", ""]
+        out += [f"- {_md(r.message)}" for r in recs] + [""]
+    out += ["## Variants (over seeds)", "",
+            "Accuracy: the seeds' correct predictions pooled into one Wilson interval (95 %). "
+            "Energy per trial, mean over seeds; cost = training + technique (a shared teacher "
+            "charged 1/k); measurement is shown apart and not in CO2e. Saving: baseline J/image "
+            "/ variant J/image from the interleaved comparison (95 % interval).", ""]  # fmt: skip
+    out += _md_table(
+        ["variant", "n", "accuracy", "95 % CI (Wilson)", "training (kJ)", "technique (kJ)",
+         "measurement (kJ)", "total (kJ)", "accuracy per kJ of training + technique (1/kJ)",
+         "inference (J/image)", "saving vs eager baseline", "saving vs best fp32",
+         "CO2e training / technique (g)", "noisy"],
+        [
+            (v.label, v.n, pct(v.accuracy),
+             f"{pct(v.accuracy_low)} – {pct(v.accuracy_high)}" if v.accuracy_low is not None
+             else "—", _kj(v.training_energy_j), _kj(v.technique_energy_j),
+             _kj(v.measurement_energy_j), _kj(v.total_energy_j), fmt(v.accuracy_per_kj_cost),
+             fmt(v.inference_energy_per_image_j),
+             ratio(v.saving, v.saving_low, v.saving_high)
+             + ("" if v.saving_significant is None else
+                " (significant)" if v.saving_significant else " (no significant difference)"),
+             ratio(v.saving_vs_best_fp32, v.saving_vs_best_fp32_low, v.saving_vs_best_fp32_high)
+             + (f" vs {v.best_fp32}" if v.best_fp32 else ""),
+             f"{fmt(v.co2e_training_g)} / {fmt(v.co2e_technique_g)}",
+             "NOISY: " + "; ".join(v.noise) if v.noisy else "")
+            for v in data.variants
+        ],
+    )  # fmt: skip
+    out += _statistics(data)
+    if data.failed:
+        out += ["## Failed trials (excluded from the statistics)", ""]
+        out += _md_table(
+            ["trial", "configuration", "attempts", "reason"],
+            [(r.trial_id, config_label(r.spec), r.attempts, r.reason) for r in data.failed],
+        )
+    if plot_files:
+        out += ["## Plots", ""] + [f"- [{_md(p)}](plots/{_md(p)})" for p in plot_files] + [""]
+    out += ["The full report with every table is report.html.", ""]
+    return "\n".join(out)
+
+
+def _statistics(data: ReportData) -> list[str]:
+    s = data.statistics
+    out = ["## Statistics", ""]
+    for comp in s.comparisons:
+        out.append(
+            f"- {_md(comp.metric)}: {comp.test or 'no test'} "
+            + (
+                f"(statistic {fmt(comp.statistic)}, p = {fmt(comp.p_value, '.3g')}, "
+                f"{comp.effect_size_name} = {fmt(comp.effect_size, '.3f')}) — "
+                if comp.test
+                else "— "
+            )
+            + _md(comp.rationale)
+        )
+    for model in (s.energy_model, s.inference_model):
+        if model.ok:
+            top = sorted(
+                (t for t in model.terms if t.p_value is not None), key=lambda t: t.p_value or 1
+            )
+            drivers = ", ".join(f"{_md(t.term)} (p = {t.p_value:.3g})" for t in top[:4])
+            out.append(
+                f"- What drives {model.response}: OLS `{model.formula}`, R² = "
+                f"{fmt(model.r_squared, '.3f')}, n = {model.n}; terms by p-value: {drivers}"
+            )
+        else:
+            out.append(f"- What drives {model.response}: {_md(model.reason)}")
+    out.append("")
+    return out
