@@ -219,3 +219,31 @@ def test_importing_the_spec_module_is_torch_free() -> None:
     code = "import sys, wattwise.experiment.spec; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_training_key_is_shared_by_techniques_that_train_the_same_way() -> None:
+    from wattwise.experiment.spec import training_key
+
+    config = StudyConfig(
+        name="k",
+        techniques=[
+            "baseline",
+            "prune:structured:0.5",
+            "quantize:int8",
+            "distill:small_cnn",
+            "distill:small_cnn,prune:structured:0.5,quantize:int8",
+        ],
+        batch_sizes=[32],
+        learning_rates=[0.05],
+        epochs=[1],
+        seeds=[0, 1],
+    )
+    keys = {}
+    for spec in expand_grid(config):
+        keys.setdefault(training_key(spec.to_dict()), []).append((spec.technique, spec.seed))
+    # per seed: one training by fit (baseline, prune, int8) and one by distillation (two recipes)
+    assert sorted(len(group) for group in keys.values()) == [2, 2, 3, 3]
+    by_fit = [g for g in keys.values() if ("baseline", 0) in g]
+    assert by_fit == [[("baseline", 0), ("prune:structured:0.5", 0), ("quantize:int8", 0)]]
+    one = expand_grid(config)[0].to_dict()
+    assert training_key(one, seed=False) == training_key({**one, "seed": 7}, seed=False)

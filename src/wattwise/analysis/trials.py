@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +18,7 @@ from wattwise.analysis.costs import TeacherShare, as_record, trial_costs
 from wattwise.analysis.intervals import accuracy_interval
 from wattwise.energy.carbon import CarbonConfig
 from wattwise.experiment.record import TrialRecord, accuracy_per_kj_train
+from wattwise.experiment.spec import training_key
 
 # --- single formulas ---------------------------------------------------------------------------
 
@@ -96,25 +96,6 @@ class TrialMetrics(Result):
     verdict: str | None = None
     noisy: bool = False
     noise: tuple[str, ...] = ()
-
-
-#: Spec keys that do not change what a trial's training computes.
-_NOT_TRAINING = frozenset(
-    {"study", "technique", "seed", "measurement", "data_root", "download", "trial_id"}
-)
-
-
-def training_key(spec: Mapping[str, Any], *, seed: bool = True) -> str:
-    """What a trial's training depends on: its spec without the technique and the measurement
-    settings, plus the technique's first step when it trains (``distill:<teacher>``). Trials with
-    the same key (and ``seed``) ran the identical training."""
-    technique = str(spec.get("technique") or "")
-    first = technique.split("+", 1)[0]
-    values = {k: v for k, v in spec.items() if k not in _NOT_TRAINING}
-    values["trains_by"] = first if first.startswith("distill") else "fit"
-    if seed:
-        values["seed"] = spec.get("seed")
-    return json.dumps(values, sort_keys=True, default=str)
 
 
 def num_classes(record: TrialRecord | Mapping[str, Any]) -> int | None:

@@ -441,5 +441,6 @@ def trial_line(record: Any, done: int, total: int) -> str:
     if record.duration_s is not None:
         parts.append(f"{record.duration_s:.1f} s")
     if record.noisy:
-        parts.append(f"[yellow]noisy: {escape('; '.join(record.noise))}[/yellow]")
+        flagged = sum(v.noisy for v in record.variants)
+        parts.append(f"[yellow]noisy ({flagged} of {len(record.variants)} variants)[/yellow]")
     return "  ".join(parts)

@@ -227,3 +227,22 @@ def expand_grid(config: StudyConfig) -> list[TrialSpec]:
     if len(set(ids)) != len(ids):
         raise ConfigError(f"study {config.name!r}: the grid repeats a trial (duplicate values)")
     return trials
+
+
+#: Spec keys (of ``TrialSpec.to_dict()``) that do not change what a trial's training computes.
+_NOT_TRAINING = frozenset(
+    {"study", "technique", "seed", "measurement", "data_root", "download", "trial_id"}
+)
+
+
+def training_key(spec: Mapping[str, Any], *, seed: bool = True) -> str:
+    """What a trial's training depends on, as text: its spec (``TrialSpec.to_dict()``) without
+    the technique and the measurement settings, plus the technique's first step when that step
+    trains the model (``distill:<teacher>``). Trials with the same key ran the identical
+    training (``seed=False`` leaves the seed out: the key of a configuration over seeds)."""
+    first = str(spec.get("technique") or "").split(",", 1)[0].strip()
+    values = {k: v for k, v in spec.items() if k not in _NOT_TRAINING}
+    values["trains_by"] = first if first.startswith("distill") else "fit"
+    if seed:
+        values["seed"] = spec.get("seed")
+    return json.dumps(values, sort_keys=True, default=str)

@@ -28,7 +28,7 @@ from wattwise.errors import ConfigError
 from wattwise.experiment.executors import Executor, create_executor
 from wattwise.experiment.record import TrialRecord
 from wattwise.experiment.search import OptunaSearch
-from wattwise.experiment.spec import TrialSpec, expand_grid
+from wattwise.experiment.spec import TrialSpec, expand_grid, training_key
 from wattwise.experiment.store import CONFIG_FILE, STORE_FILE, ResultsStore
 from wattwise.experiment.teachers import TEACHER_DIR
 
@@ -322,11 +322,7 @@ def _summary(state: _State, started: float, *, interrupted: bool = False) -> Stu
         left = len(ids) - counts["ok"] - counts["failed"]
     done = [r for r in records if r.status == "ok"]
     best = max((r for r in done if r.accuracy is not None), key=lambda r: r.accuracy, default=None)
-    lowest = min(
-        (r for r in done if r.train_energy_j is not None),
-        key=lambda r: r.train_energy_j,
-        default=None,
-    )
+    lowest, lowest_j = _lowest_training(done)
     return StudySummary(
         study=state.config.name,
         search=state.config.search.kind,
@@ -343,12 +339,28 @@ def _summary(state: _State, started: float, *, interrupted: bool = False) -> Stu
         duration_s=time.perf_counter() - started,
         best_accuracy=_highlight(best, best.accuracy if best else None, None),
         lowest_train_energy=_highlight(
-            lowest,
-            lowest.train_energy_j if lowest else None,
-            lowest.train_energy_provenance if lowest else None,
+            lowest, lowest_j, lowest.train_energy_provenance if lowest else None
         ),
         interrupted=interrupted,
     )
+
+
+def _lowest_training(records: list[TrialRecord]) -> tuple[TrialRecord | None, float | None]:
+    """The cheapest distinct training: its first trial and its mean energy (J). Trials that
+    share dataset, model, training settings and seed ran the identical training, so their
+    energies differ by noise only: such a group counts once, by its mean."""
+    groups: dict[str, list[TrialRecord]] = {}
+    for r in records:
+        if r.train_energy_j is not None:
+            groups.setdefault(training_key(r.spec), []).append(r)
+    if not groups:
+        return None, None
+
+    def mean(group: list[TrialRecord]) -> float:
+        return sum(r.train_energy_j or 0.0 for r in group) / len(group)
+
+    cheapest = min(groups.values(), key=mean)
+    return cheapest[0], mean(cheapest)
 
 
 def _highlight(record: TrialRecord | None, value: float | None, prov: str | None) -> Any:

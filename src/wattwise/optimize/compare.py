@@ -289,7 +289,7 @@ def compare_variants(
     )
     noise = tuple(f"{v.name}: {why}" for v in variants.values() for why in v.noise)
     method = (
-        f"interleaved: warm-up {settings.warmup_s:g} s per variant, then {settings.rounds} "
+        f"interleaved: warm-up {settings.warmup_s:.2g} s per variant, then {settings.rounds} "
         f"rounds in rotating order, each variant >= {settings.round_s:g} s and >= "
         f"{settings.min_batches} batches per round in its own window, {threads} threads; "
         f"medians over rounds; ratios: {_method(settings.rounds)}"
