@@ -327,7 +327,10 @@ def _message(rec: dict[str, Any], unit: str, best_ratio: VariantSummary | None) 
             f"({'; '.join(reasons)})."
         )
     if rec["noisy"]:
-        message += f" NOISY measurements: {'; '.join(rec['noise']) or 'flagged'}."
+        message += (
+            f" NOISY measurements ({len(rec['noise'])} flag(s), listed under the headline's "
+            "warning): the verdict may not hold; rerun on a quiet machine."
+        )
     return message
 
 

@@ -176,7 +176,7 @@ def trial_metrics(
         best_fp32=compared.best_fp32 if compared else None,
         verdict=compared.verdict if compared else None,
         noisy=rec.noisy or any(v.noisy for v in rec.variants),
-        noise=tuple(dict.fromkeys([*rec.noise, *(n for v in rec.variants for n in v.noise)])),
+        noise=rec.noise or tuple(f"{v.step}: {n}" for v in rec.variants for n in v.noise),
     )
 
 
