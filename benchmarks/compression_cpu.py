@@ -1,6 +1,6 @@
 """What each compression technique really saves on this CPU, against fp32 eager and compiled.
 
-Run (about 12 minutes on 2 cores; results: docs/benchmarks.md):
+Run (about 15 minutes on 2 cores; results: docs/benchmarks.md):
 
     .venv/bin/python benchmarks/compression_cpu.py --json docs/results/compression_cpu.json
     .venv/bin/python benchmarks/compression_cpu.py --models resnet18 --onnx   # + ONNX Runtime peer
