@@ -61,8 +61,9 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--rounds",
         type=positive_int("--rounds"),
-        default=5,
-        help="rounds of the interleaved comparison of the variants (default 5)",
+        default=10,
+        help="rounds of the interleaved comparison of the variants (default 10; the total "
+        "time per variant is --inference-s)",
     )
     p.add_argument(
         "--num-threads",

@@ -51,7 +51,9 @@ class CompareSettings:
     """How variants are compared.
 
     Attributes:
-        rounds: Rounds R (>= 1; use >= 5: with one round there is no interval).
+        rounds: Rounds R (>= 1; with one round there is no interval). At the same total time
+            per variant, 10 short rounds gave intervals half as wide as 5 long ones on this
+            2-core VM (docs/benchmarks.md, "Verdict stability").
         round_s: Each variant runs at least this many seconds per round (whole batches).
         min_batches: ... and at least this many batches (also the warm-up's minimum).
         warmup_s: Un-measured warm-up per variant, once, before the rounds (seconds).
@@ -64,7 +66,7 @@ class CompareSettings:
             tree used more than this many cores (averaged over the window) is ``noisy``.
     """
 
-    rounds: PositiveInt = 5
+    rounds: PositiveInt = 10
     round_s: PositiveNumber = 1.0
     min_batches: PositiveInt = 3
     warmup_s: NonNegativeNumber = 1.0

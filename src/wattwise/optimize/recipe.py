@@ -90,7 +90,7 @@ class RecipeSettings:
     distill_lr: PositiveNumber = 0.01
     batch_size: PositiveInt = 64
     inference_s: NonNegativeNumber = 3.0
-    rounds: PositiveInt = 5
+    rounds: PositiveInt = 10
     threads: PositiveInt | None = None
     device: Text = "cpu"
     seed: NonNegativeInt = 0
