@@ -79,9 +79,9 @@ def _check_model(name: str) -> str:
 
 
 def _check_technique(text: str) -> str:
-    from wattwise.optimize.grammar import format_recipe, parse_recipe
+    from wattwise.optimize.grammar import canonical_recipe
 
-    return format_recipe(parse_recipe(text))  # its ConfigError is a ValueError: pydantic's kind
+    return canonical_recipe(text)  # its ConfigError is a ValueError: pydantic's kind
 
 
 def _check_name(text: str) -> str:

@@ -154,9 +154,9 @@ def cmd_results(args: argparse.Namespace) -> int:
         if (value := getattr(args, key)) is not None
     }
     if "technique" in filters:
-        from wattwise.optimize import format_recipe, parse_recipe
+        from wattwise.optimize import canonical_recipe
 
-        filters["technique"] = format_recipe(parse_recipe(filters["technique"]))
+        filters["technique"] = canonical_recipe(filters["technique"])
     with ResultsStore(store_path_of(args.path), read_only=True) as store:
         records = store.records(args.status, **filters)
         console = Console()

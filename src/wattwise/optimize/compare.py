@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from scipy import stats
 from torch import nn
 
 from wattwise.energy.base import Measurement
@@ -445,6 +444,8 @@ def log_ratio_interval(
     mean = statistics.fmean(logs)
     if len(logs) < 2:
         return math.exp(mean), None, None
+    from scipy import stats  # imported on use: importing wattwise.optimize stays fast
+
     t = float(stats.t.ppf((1 + confidence) / 2, len(logs) - 1))
     half = t * statistics.stdev(logs) / math.sqrt(len(logs))
     return math.exp(mean), math.exp(mean - half), math.exp(mean + half)

@@ -10,7 +10,7 @@ each saving is shown against fp32 eager *and* against the best fp32 reference.
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -118,6 +118,14 @@ class VariantResult:
         return self.stats.latency_p95_ms if self.stats is not None else None
 
     @property
+    def peak_rss_bytes(self) -> int | None:
+        """Peak resident memory of the process tree over this variant's rounds."""
+        if self.stats is None:
+            return None
+        peaks = [r.measurement.peak_rss_bytes for r in self.stats.rounds if r.measurement]
+        return max((p for p in peaks if p is not None), default=None)
+
+    @property
     def step_energy_j(self) -> float:
         m = self.step_measurement
         return m.total_energy_j if m is not None else 0.0
@@ -147,7 +155,7 @@ class VariantResult:
             "images_per_s": self.images_per_s,
             "inference_energy_per_image_j": self.inference_energy_per_image_j,
             "inference_energy_provenance": self.inference_energy_provenance,
-            "peak_rss_bytes": None,
+            "peak_rss_bytes": self.peak_rss_bytes,
             "step_energy_j": self.step_energy_j,
             "step_duration_s": self.step_duration_s,
             "optimization_energy_j": self.optimization_energy_j,
@@ -282,8 +290,3 @@ def _payback(
         return spent_j / (baseline_j * (1 - 1 / factor))
 
     return at(saving.saving), at(saving.high), at(saving.low)
-
-
-def references_of(results: Sequence[VariantResult]) -> Mapping[str, VariantResult]:
-    """The fair references among ``results``, by name."""
-    return {r.step: r for r in results if r.reference}
