@@ -3,7 +3,7 @@
 Run (results: docs/benchmarks.md, "Verdict stability"):
 
     .venv/bin/python benchmarks/verdict_stability.py --json docs/results/verdict_stability.json
-    .venv/bin/python benchmarks/verdict_stability.py --runs 3 --rounds 5 --round-s 0.5  # shorter
+    .venv/bin/python benchmarks/verdict_stability.py --runs 2 --max-rounds 10  # shorter
 
 The same comparison — ResNet-18 (small-input stem, 32 px, 3 channels, 10 classes, random weights:
 speed and energy do not depend on the weights' values), batch 64, 2 threads: fp32 eager, fp32
@@ -14,7 +14,12 @@ busy process (``yes > /dev/null``) on one core, alternating quiet and loaded run
 process is started outside this process's tree (double fork), so the comparison sees it as an
 *other* process, as it would see another user's job. The variants are built once and reused.
 
-Goals (issue 10): the verdicts — significant or not, and the ranking of the significant savings —
+The comparison runs at least ``--rounds`` rounds and adds rounds (up to ``--max-rounds``) until
+every interval's half-width is within ``--target-half-width`` (the protocol's stop rule). The
+ranking is :meth:`Comparison.ranks`: by J/image, variants whose difference is not significant
+share a rank.
+
+Goals (issue 10): the verdicts — significant or not, and the ranking (ties included) —
 are identical in all runs; on the quiet machine every ratio interval's half-width is <= 10 %;
 under load the comparison is flagged ``noisy`` in every run. The half-width of an interval
 ``[low, high]`` is reported as ``sqrt(high / low) - 1`` (the t interval is symmetric in log
@@ -26,7 +31,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import math
 import os
 import platform
 import signal
@@ -48,7 +52,7 @@ from wattwise.optimize import (
     TechniqueContext,
     apply_technique,
 )
-from wattwise.optimize.compare import CompareSettings, Comparison, compare_variants
+from wattwise.optimize.compare import CompareSettings, Comparison, compare_variants, half_width
 from wattwise.optimize.compiled import CompileConfig
 
 warnings.filterwarnings("ignore", message="To copy construct from a tensor")
@@ -89,10 +93,6 @@ def busy_core(enabled: bool) -> Iterator[int | None]:
         os.kill(pid, signal.SIGTERM)
 
 
-def half_width(low: float | None, high: float | None) -> float | None:
-    return None if low is None or high is None else math.sqrt(high / low) - 1
-
-
 def summarize(result: Comparison, loaded: bool, wall_s: float) -> dict[str, Any]:
     """Verdicts, rankings, half-widths and flags of one run."""
     pairs = {}
@@ -108,14 +108,18 @@ def summarize(result: Comparison, loaded: bool, wall_s: float) -> dict[str, Any]
             "speedup": r.speedup,
             "speedup_half_width": half_width(r.speedup_low, r.speedup_high),
         }
-    ranking = {}
-    for ref in REFERENCES:
-        significant = [r for r in result.ratios if r.reference == ref and r.significant]
-        ranking[ref] = [r.variant for r in sorted(significant, key=lambda r: -(r.saving or 0))]
+    ranks = result.ranks()
+    ranking = [
+        [name for name in result.variants if ranks[name] == rank]
+        for rank in sorted({r for r in ranks.values() if r is not None})
+    ]
     return {
         "loaded": loaded,
         "wall_s": wall_s,
+        "rounds": result.rounds,
+        "stop": result.stop,
         "pairs": pairs,
+        "ranks": ranks,
         "ranking": ranking,
         "noisy": result.noisy,
         "noise": list(result.noise),
@@ -148,6 +152,8 @@ def overall(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "verdicts_identical_loaded_runs": identical(loaded),
         "pairs_whose_verdict_changed": differing,
         "rankings_seen": sorted({json.dumps(r["ranking"]) for r in runs}),
+        "rounds_quiet_runs": [r["rounds"] for r in quiet],
+        "rounds_loaded_runs": [r["rounds"] for r in loaded],
         "quiet_max_half_width": max(widths) if widths else None,
         "quiet_median_half_width": sorted(widths)[len(widths) // 2] if widths else None,
         "quiet_half_width_le_10pct": bool(widths) and max(widths) <= 0.10,
@@ -166,14 +172,18 @@ def print_run(index: int, run: dict[str, Any]) -> None:
         print(f"  {key:40s} {p['verdict']}{width}")
     for line in run["noise"]:
         print(f"  noisy: {line}")
-    print(f"  ranking: {run['ranking']}")
+    print(f"  {run['rounds']} rounds ({run['stop']})")
+    print("  ranking (ties: no significant difference): " + " > ".join(
+        " = ".join(group) for group in run["ranking"]))  # fmt: skip
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5, help="quiet runs, and as many loaded")
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--round-s", type=float, default=1.0)
+    parser.add_argument("--rounds", type=int, default=10, help="at least this many rounds")
+    parser.add_argument("--max-rounds", type=int, default=30)
+    parser.add_argument("--target-half-width", type=float, default=0.10, help="0: fixed rounds")
+    parser.add_argument("--round-s", type=float, default=0.5)
     parser.add_argument("--min-batches", type=int, default=3)
     parser.add_argument("--warmup-s", type=float, default=1.0)
     parser.add_argument("--threads", type=int, default=2)
@@ -186,6 +196,8 @@ def main() -> None:
         min_batches=args.min_batches,
         warmup_s=args.warmup_s,
         threads=args.threads,
+        target_half_width=args.target_half_width or None,
+        max_rounds=args.max_rounds,
     )
     torch.manual_seed(0)
     x = torch.randn(args.batch, 3, 32, 32)

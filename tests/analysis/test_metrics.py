@@ -266,6 +266,33 @@ def test_a_saving_that_is_noise_is_no_significant_difference() -> None:
     assert not candidate.significant
 
 
+def test_savings_that_overlap_are_a_tie_and_the_more_accurate_is_chosen() -> None:
+    """int8 and structured pruning save 3.0x (2.8-3.2) and 3.1x (2.6-3.6): their intervals
+    overlap, so which is cheaper is noise. The choice must not follow the noise: the more
+    accurate one is chosen, whichever point estimate is higher, and the tie is stated."""
+
+    def study(int8: float, prune: float) -> list:
+        return [
+            make_record("base", accuracy=0.95, j_per_image=0.002, **BIG_TEST),
+            make_record("int8", technique="quantize:int8", accuracy=0.948, **BIG_TEST,
+                        j_per_image=0.002 / int8, variants=compared(
+                            "quantize:int8", 0.948, 0.002 / int8, (int8, int8 - 0.2, int8 + 0.2))),
+            make_record("prune", technique="prune:structured:0.5", accuracy=0.944, **BIG_TEST,
+                        j_per_image=0.002 / prune, variants=compared(
+                            "prune:structured:0.5", 0.944, 0.002 / prune,
+                            (prune, prune - 0.5, prune + 0.5))),
+        ]  # fmt: skip
+
+    for int8, prune in ((3.0, 3.1), (3.1, 3.0)):  # two reruns that swap the point estimates
+        (rec,) = recommend(summarize(study(int8, prune)), floor_points=1.0)
+        assert rec.chosen is not None and rec.chosen.technique == "quantize:int8"
+        assert len(rec.tied) == 1 and "prune:structured:0.5" in rec.tied[0]
+        assert "Not significantly different from it (overlapping intervals)" in rec.message
+    (clear,) = recommend(summarize(study(3.0, 5.0)), floor_points=1.0)  # 4.5-5.5 vs 2.8-3.2
+    assert clear.chosen is not None and clear.chosen.technique == "prune:structured:0.5"
+    assert clear.tied == ()
+
+
 def test_without_a_comparison_seeds_are_tested_by_welch() -> None:
     """Old records (no interleaved comparison): Welch's t over seeds on log J/image decides; a
     noise-only difference over seeds is not significant, a real one is."""

@@ -380,6 +380,27 @@ def test_the_headline_states_the_saving_accuracy_payback_and_noise() -> None:
     assert "NOISY measurements" in data.recommendations["inference"][0].message
 
 
+def test_the_variants_table_shows_each_variants_rank_with_ties() -> None:
+    import dataclasses
+
+    from tests.analysis.analysis_fixtures import variant
+
+    ranked = (
+        dataclasses.replace(variant("baseline", 0.95, 0.002), rank=4),
+        dataclasses.replace(variant("quantize:int8", 0.95, 0.001), rank=1),
+        dataclasses.replace(variant("prune:structured:0.5", 0.95, 0.001), rank=1),
+        dataclasses.replace(variant("prune:structured:0.2", 0.95, 0.0015), rank=3),
+    )
+    records = (make_record("q", technique="quantize:int8", variants=ranked),)
+    data = report_data(StudyData(Path("x.sqlite"), "ranks", records))
+    assert [p.rank for p in data.paybacks] == [1, 1, 3]  # the baseline is not listed
+    page = render_html(data)
+    table = page[page.index('id="payback-table"') :]
+    table = table[: table.index("</table>")]
+    assert "<th>rank in trial</th>" in table
+    assert table.count('<td class="num">1=</td>') == 2 and '<td class="num">3</td>' in table
+
+
 def test_a_headline_without_a_significant_saving_says_so() -> None:
     tie = (make_record("base"), make_record("q", technique="quantize:int8", seed=0))
     data = report_data(StudyData(Path("x.sqlite"), "tie", tie))

@@ -22,13 +22,14 @@ from wattwise.optimize.compare import (
     CompareSettings,
     Comparison,
     compare_variants,
+    half_width,
     log_ratio_interval,
 )
 
 BATCH = 4
 #: Exactly ``min_batches`` batches per round (``round_s`` is always reached): images are fixed,
 #: so a scripted window energy gives an exact J/image.
-FIXED = CompareSettings(rounds=5, round_s=1e-9, min_batches=2, warmup_s=0.0)
+FIXED = CompareSettings(rounds=5, round_s=1e-9, min_batches=2, warmup_s=0.0, target_half_width=None)
 IMAGES = FIXED.min_batches * BATCH
 
 Script = Callable[[str, int], float]
@@ -253,7 +254,9 @@ def test_real_models_measured_end_to_end_give_json_safe_results() -> None:
     model.register_forward_pre_hook(
         lambda m, a: modes.append(m.training or torch.is_grad_enabled())
     )
-    settings = CompareSettings(rounds=5, round_s=0.05, min_batches=2, warmup_s=0.05, threads=1)
+    settings = CompareSettings(
+        rounds=5, round_s=0.05, min_batches=2, warmup_s=0.05, threads=1, target_half_width=None
+    )
     result = compare_variants(
         {"baseline": model, "prepared": PreparedModel(model, channels_last=True)},
         torch.randn(BATCH, 3, 8, 8),
@@ -286,3 +289,57 @@ def test_settings_are_validated() -> None:
         CompareSettings(confidence=1.0)
     with pytest.raises(ConfigError, match="at least one variant"):
         compare_variants({}, torch.zeros(2, 3))
+
+
+def test_rounds_are_added_until_every_interval_is_within_the_target() -> None:
+    noisy_start = [2.0, 3.0, 1.5, 2.6, 1.7]
+    ratios = noisy_start + [2.0] * 40
+    base = [0.01] * len(ratios)
+    settings = dataclasses.replace(FIXED, target_half_width=0.10, max_rounds=40)
+    fast = [b / q for b, q in zip(base, ratios, strict=True)]
+    result, _ = run(per_round({"baseline": base, "fast": fast}), settings=settings)
+    n = result.rounds
+    assert 5 < n < 40 and len(result.variants["fast"].rounds) == n
+    r = result.ratio("fast", "baseline")
+    assert half_width(r.low, r.high) <= 0.10
+    before = log_ratio_interval(ratios[: n - 1], 0.95)  # one round fewer was not enough
+    assert half_width(before[1], before[2]) > 0.10
+    assert result.stop == f"every interval within 10 % after {n} rounds"
+    assert f"then {n} rounds in rotating order ({result.stop})" in result.method
+    assert result.to_dict()["rounds"] == n
+
+
+def test_a_comparison_that_stays_wide_stops_at_the_maximum_and_says_so() -> None:
+    base = [0.01] * 8
+    fast = [0.01 / (1.0 if r % 2 else 4.0) for r in range(8)]
+    settings = dataclasses.replace(FIXED, target_half_width=0.10, max_rounds=8)
+    result, _ = run(per_round({"baseline": base, "fast": fast}), settings=settings)
+    assert result.rounds == 8
+    assert result.stop.startswith("stopped at the maximum of 8 rounds with intervals up to")
+    assert "fast vs baseline" in result.stop
+
+
+def test_without_a_target_exactly_the_set_rounds_run() -> None:
+    result, _ = run(lambda v, r: 1.0 if v == "baseline" else 0.5 + 0.1 * (r % 2))
+    assert result.rounds == 5 and result.stop == "fixed at 5 rounds"
+
+
+def test_variants_that_differ_only_by_noise_share_a_rank() -> None:
+    rng = random.Random(3)
+    rounds = 8
+
+    def j(mean: float, spread: float) -> list[float]:
+        return [mean * (1 + rng.uniform(-spread, spread)) for _ in range(rounds)]
+
+    values = {"baseline": j(1.0, 0.02), "a": j(0.50, 0.2), "b": j(0.52, 0.2), "c": j(0.1, 0.02)}
+    settings = dataclasses.replace(FIXED, rounds=rounds)
+    result, _ = run(per_round(values), names=tuple(values), settings=settings)
+    assert not result.pairwise("a", "b").significant
+    assert result.pairwise("c", "a").significant
+    assert result.ranks() == {"c": 1, "a": 2, "b": 2, "baseline": 4}
+    assert result.to_dict()["ranks"] == result.ranks()
+
+
+def test_one_round_ranks_nothing() -> None:
+    result, _ = run(lambda v, r: 1.0, settings=dataclasses.replace(FIXED, rounds=1))
+    assert result.ranks() == {"baseline": None, "fast": None}

@@ -45,6 +45,7 @@ from wattwise.analysis.trials import (
     trial_metrics,
 )
 from wattwise.energy.carbon import CarbonConfig
+from wattwise.experiment.comparison_columns import ComparisonColumns, comparison_columns
 from wattwise.experiment.record import TrialRecord
 
 #: Re-exported: the per-trial names (``analysis.trials``, ``analysis.costs``) read from here too.
@@ -112,7 +113,7 @@ def pareto_front(points: Sequence[tuple[float | None, float | None]]) -> list[in
 
 
 @dataclass(frozen=True)
-class VariantSummary(Result):
+class VariantSummary(ComparisonColumns, Result):
     """One configuration (everything but the seed), averaged over its seeds.
 
     Means are over the ``n`` trials. ``accuracy`` and ``accuracy_low``/``accuracy_high``: the
@@ -121,7 +122,9 @@ class VariantSummary(Result):
     per-trial ratios. ``saving*``: the seeds' interleaved comparisons of the final variant with
     its eager baseline combined (geometric mean; the interval spans every seed's interval, so it
     excludes 1 only when every seed's does, on the same side); ``None`` unless every trial has
-    one. ``j_per_image_values``/``training_energy_values`` (``train_energy_j``): one per trial,
+    one; ``rank``: the worst of the seeds' ranks (``verdict`` stays ``None``: the recommendation
+    describes combined savings).
+    ``j_per_image_values``/``training_energy_values`` (``train_energy_j``): one per trial,
     for the test over seeds where no comparison was recorded. ``training_group``: the training
     settings the configuration's trials share (:func:`training_key` without the seed).
     """
@@ -163,16 +166,6 @@ class VariantSummary(Result):
     j_per_image_values: tuple[float | None, ...] = ()
     training_energy_values: tuple[float | None, ...] = ()
     baseline_j_per_image: float | None = None
-    saving: float | None = None
-    saving_low: float | None = None
-    saving_high: float | None = None
-    saving_significant: bool | None = None
-    saving_vs_best_fp32: float | None = None
-    saving_vs_best_fp32_low: float | None = None
-    saving_vs_best_fp32_high: float | None = None
-    best_fp32: str | None = None
-    noisy: bool = False
-    noise: tuple[str, ...] = ()
 
     def energy(self, by: EnergyBasis) -> float | None:
         """The energy the recommendation ranks by: J/image (``inference``) or J (``train``)."""
@@ -245,6 +238,12 @@ def _summary(values: dict[str, Any], trials: list[TrialMetrics]) -> VariantSumma
     }
     saving = _combined(trials, "saving")
     best = _combined(trials, "saving_vs_best_fp32")
+    significant = (
+        None
+        if saving["saving"] is None
+        else bool(saving["saving_low"] > 1 or saving["saving_high"] < 1)  # type: ignore[operator]
+    )
+    ranks = [t.rank for t in trials if t.rank is not None]
     fp32 = {t.best_fp32 for t in trials if t.best_fp32}
     keys = tuple(dict.fromkeys(t.training_key for t in trials))
     group = {k: v for k, v in json.loads(keys[0]).items() if k != "seed"} if keys else {}
@@ -280,18 +279,16 @@ def _summary(values: dict[str, Any], trials: list[TrialMetrics]) -> VariantSumma
         j_per_image_values=tuple(t.inference_energy_per_image_j for t in trials),
         training_energy_values=tuple(t.train_energy_j for t in trials),
         baseline_j_per_image=_mean(t.baseline_j_per_image for t in trials),
-        **saving,
-        saving_significant=None
-        if saving["saving"] is None
-        else bool(
-            saving["saving_low"] > 1 or saving["saving_high"] < 1  # type: ignore[operator]
+        **comparison_columns(
+            None,
+            **saving,
+            **best,
+            saving_significant=significant,
+            best_fp32=", ".join(sorted(fp32)) or None,
+            rank=max(ranks) if ranks and len(ranks) == len(trials) else None,
+            noisy=any(t.noisy for t in trials),
+            noise=tuple(dict.fromkeys(n for t in trials for n in t.noise)),
         ),
-        saving_vs_best_fp32=best["saving_vs_best_fp32"],
-        saving_vs_best_fp32_low=best["saving_vs_best_fp32_low"],
-        saving_vs_best_fp32_high=best["saving_vs_best_fp32_high"],
-        best_fp32=", ".join(sorted(fp32)) or None,
-        noisy=any(t.noisy for t in trials),
-        noise=tuple(dict.fromkeys(n for t in trials for n in t.noise)),
     )
 
 

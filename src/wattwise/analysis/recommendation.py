@@ -86,6 +86,8 @@ class Recommendation(Result):
             differs) is repaid, from the saving's interval (``high`` ``None``: never).
         candidates: Every variant that passed the accuracy checks, with its saving.
         not_ranked: Variants with the reference's identical training (``by="train"`` only).
+        tied: Eligible variants whose saving does not differ significantly from the chosen
+            one's (their intervals overlap); the most accurate of them was chosen.
         flagged: Variants excluded because they are below the floor or near chance.
         noisy: A variant of this dataset × model was measured under noise (``noise``: why).
         message: One paragraph for the report.
@@ -109,6 +111,7 @@ class Recommendation(Result):
     candidates: tuple[Candidate, ...]
     not_ranked: tuple[str, ...]
     eligible: tuple[str, ...]
+    tied: tuple[str, ...]
     flagged: tuple[FlaggedVariant, ...]
     best_ratio_label: str | None
     best_ratio_flagged: bool
@@ -255,7 +258,7 @@ def _recommend_group(
             candidates.append(Candidate(v.label, saving, significant, energy))
     eligible = [c for c in candidates if c.significant and c.energy is not None]
     by_label = {v.label: v for v in group}
-    best = min(eligible, key=lambda c: (c.energy, -(by_label[c.label].accuracy or 0)), default=None)
+    best, tied = _choose(eligible, by_label)
     chosen = by_label[best.label] if best is not None else None
     saving = best.saving if best is not None else None
     acc_change = payback = None
@@ -276,11 +279,37 @@ def _recommend_group(
         chosen_energy=best.energy if best is not None else None,
         reference_energy=reference.energy(by) if reference else None, saving=saving,
         accuracy_change=acc_change, payback=payback, candidates=tuple(candidates),
-        not_ranked=tuple(not_ranked), eligible=tuple(c.label for c in eligible),
+        not_ranked=tuple(not_ranked), eligible=tuple(c.label for c in eligible), tied=tied,
         flagged=tuple(flagged), best_ratio_label=best_ratio.label if best_ratio else None,
         best_ratio_flagged=best_ratio_flagged, noisy=any(v.noisy for v in group), noise=noise,
     )  # fmt: skip
     return Recommendation(**rec, message=_message(rec, unit, best_ratio))
+
+
+def _choose(
+    eligible: list[Candidate], by_label: dict[str, VariantSummary]
+) -> tuple[Candidate | None, tuple[str, ...]]:
+    """The chosen candidate and the others it does not differ from significantly.
+
+    The leader saves the most (the highest saving; by energy where a saving has no interval).
+    Candidates whose saving interval overlaps the leader's are not distinguishable from it
+    (overlapping intervals: the difference is not significant), so among them the most accurate
+    is chosen, then the larger saving: a rerun that swaps two such savings on noise does not
+    change the choice.
+    """
+    if not eligible:
+        return None, ()
+
+    def accuracy(c: Candidate) -> float:
+        return by_label[c.label].accuracy or 0.0
+
+    if any(c.saving.low is None or c.saving.high is None for c in eligible):
+        best = min(eligible, key=lambda c: (c.energy, -accuracy(c)))
+        return best, ()
+    leader = max(eligible, key=lambda c: (c.saving.estimate, accuracy(c)))
+    tied = [c for c in eligible if c.saving.high >= leader.saving.low]  # type: ignore[operator]
+    best = max(tied, key=lambda c: (accuracy(c), c.saving.estimate))
+    return best, tuple(c.label for c in tied if c is not best)
 
 
 def _accuracy(v: VariantSummary) -> Interval:
@@ -314,6 +343,11 @@ def _message(rec: dict[str, Any], unit: str, best_ratio: VariantSummary | None) 
         )
         if rec["payback"] is not None:
             message += f" {payback_sentence(rec['payback'])}"
+        if rec["tied"]:
+            message += (
+                f" Not significantly different from it (overlapping intervals): "
+                f"{', '.join(rec['tied'])}; {chosen.label} is the most accurate of them."
+            )
         message += f" Saving from: {saving.method}."
     if rec["not_ranked"]:
         message += (

@@ -17,6 +17,7 @@ from wattwise.analysis.base import Result, finite
 from wattwise.analysis.costs import TeacherShare, as_record, trial_costs
 from wattwise.analysis.intervals import accuracy_interval
 from wattwise.energy.carbon import CarbonConfig
+from wattwise.experiment.comparison_columns import ComparisonColumns, comparison_columns
 from wattwise.experiment.record import TrialRecord, accuracy_per_kj_train
 from wattwise.experiment.spec import training_key
 
@@ -36,7 +37,7 @@ def energy_per_correct_j(energy_j: float | None, accuracy: float | None) -> floa
 
 
 @dataclass(frozen=True)
-class TrialMetrics(Result):
+class TrialMetrics(ComparisonColumns, Result):
     """The headline numbers of one finished trial, with units in the names.
 
     Energy by category (:mod:`wattwise.analysis.costs`): ``training_energy_j`` (the trial's
@@ -85,17 +86,6 @@ class TrialMetrics(Result):
     accuracy_per_kj_cost: float | None = None
     training_key: str = ""
     baseline_j_per_image: float | None = None
-    saving: float | None = None
-    saving_low: float | None = None
-    saving_high: float | None = None
-    saving_significant: bool | None = None
-    saving_vs_best_fp32: float | None = None
-    saving_vs_best_fp32_low: float | None = None
-    saving_vs_best_fp32_high: float | None = None
-    best_fp32: str | None = None
-    verdict: str | None = None
-    noisy: bool = False
-    noise: tuple[str, ...] = ()
 
 
 def num_classes(record: TrialRecord | Mapping[str, Any]) -> int | None:
@@ -166,22 +156,16 @@ def trial_metrics(
         accuracy_per_kj_cost=accuracy_per_kj_train(rec.accuracy, costs.cost_energy_j),
         training_key=training_key(spec),
         baseline_j_per_image=rec.variants[0].inference_energy_per_image_j if rec.variants else None,
-        saving=compared.saving if compared else None,
-        saving_low=compared.saving_low if compared else None,
-        saving_high=compared.saving_high if compared else None,
-        saving_significant=compared.saving_significant if compared else None,
-        saving_vs_best_fp32=compared.saving_vs_best_fp32 if compared else None,
-        saving_vs_best_fp32_low=compared.saving_vs_best_fp32_low if compared else None,
-        saving_vs_best_fp32_high=compared.saving_vs_best_fp32_high if compared else None,
-        best_fp32=compared.best_fp32 if compared else None,
-        verdict=compared.verdict if compared else None,
-        noisy=rec.noisy or any(v.noisy for v in rec.variants),
-        noise=rec.noise or tuple(f"{v.step}: {n}" for v in rec.variants for n in v.noise),
+        **comparison_columns(
+            compared,
+            noisy=rec.noisy or any(v.noisy for v in rec.variants),
+            noise=rec.noise or tuple(f"{v.step}: {n}" for v in rec.variants for n in v.noise),
+        ),
     )
 
 
 @dataclass(frozen=True)
-class Payback(Result):
+class Payback(ComparisonColumns, Result):
     """One measured variant of a trial (a recipe step or a fair-baseline reference): what
     optimizing cost, after how many inferences the saving per image repays it (``None``: never,
     or the saving is not significant), and its comparison with the eager baseline and the best
@@ -196,19 +180,8 @@ class Payback(Result):
     payback_inferences: float | None
     inference_energy_provenance: str | None
     reference: bool = False
-    saving: float | None = None
-    saving_low: float | None = None
-    saving_high: float | None = None
-    saving_significant: bool | None = None
-    saving_vs_best_fp32: float | None = None
-    saving_vs_best_fp32_low: float | None = None
-    saving_vs_best_fp32_high: float | None = None
-    best_fp32: str | None = None
-    verdict: str | None = None
     payback_low: float | None = None
     payback_high: float | None = None
-    noisy: bool = False
-    noise: tuple[str, ...] = ()
 
 
 def paybacks(record: TrialRecord | Mapping[str, Any]) -> list[Payback]:
@@ -226,19 +199,9 @@ def paybacks(record: TrialRecord | Mapping[str, Any]) -> list[Payback]:
             payback_inferences=v.payback_inferences,
             inference_energy_provenance=v.inference_energy_provenance,
             reference=v.reference,
-            saving=v.saving,
-            saving_low=v.saving_low,
-            saving_high=v.saving_high,
-            saving_significant=v.saving_significant,
-            saving_vs_best_fp32=v.saving_vs_best_fp32,
-            saving_vs_best_fp32_low=v.saving_vs_best_fp32_low,
-            saving_vs_best_fp32_high=v.saving_vs_best_fp32_high,
-            best_fp32=v.best_fp32,
-            verdict=v.verdict,
             payback_low=v.payback_low,
             payback_high=v.payback_high,
-            noisy=v.noisy,
-            noise=v.noise,
+            **comparison_columns(v),
         )
         for v in rec.variants
     ]

@@ -7,7 +7,8 @@ or decides. Live displays (progress bars) are in :mod:`wattwise.cli.progress`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from rich.console import Console, Group
@@ -215,8 +216,9 @@ def variants_table(variants: Sequence[Any], references: Sequence[Any] = ()) -> G
     cost = Table(
         title="inference: median of the rounds (latency in ms per batch)", title_justify="left"
     )
-    for col in ("step", "mJ/img", "CV", "img/s", "p50", "p95"):
+    for col in ("step", "mJ/img", "CV", "img/s", "p50", "p95", "rank"):
         cost.add_column(col, justify="left" if col == "step" else "right", no_wrap=True)
+    shared = Counter(getattr(v, "rank", None) for v in rows)
     saves = Table(
         title="saving in J/image (95 % interval) and payback (images)", title_justify="left"
     )
@@ -240,6 +242,7 @@ def variants_table(variants: Sequence[Any], references: Sequence[Any] = ()) -> G
             _num(v.images_per_s, "{:,.0f}"),
             _num(v.latency_p50_ms, "{:.3g}"),
             _num(v.latency_p95_ms, "{:.3g}"),
+            _rank(getattr(v, "rank", None), shared),
         )
         if v.step != "baseline":
             saves.add_row(
@@ -250,7 +253,10 @@ def variants_table(variants: Sequence[Any], references: Sequence[Any] = ()) -> G
             )
     if rows:
         noisy = [v for v in rows if getattr(v, "noisy", False)]
-        cost.caption = f"energy {rows[0].inference_energy_provenance or 'not measured'}"
+        cost.caption = (
+            f"energy {rows[0].inference_energy_provenance or 'not measured'}; rank by J/image, "
+            "'=' shared: no significant difference"
+        )
         best = next((v.best_fp32 for v in rows if getattr(v, "best_fp32", None)), None)
         saves.caption = (
             "saving = reference J/image / variant J/image (>1: less energy); '~' = no "
@@ -260,6 +266,27 @@ def variants_table(variants: Sequence[Any], references: Sequence[Any] = ()) -> G
         )
         cost.caption_justify = saves.caption_justify = "left"
     return Group(what, cost, saves)
+
+
+def _rank(rank: int | None, shared: Counter[int | None]) -> str:
+    """``1``, or ``2=`` for a rank that several variants share; ``-`` when not ranked."""
+    if rank is None:
+        return "-"
+    return f"{rank}=" if shared[rank] > 1 else str(rank)
+
+
+def rank_line(ranks: Mapping[str, int | None]) -> str | None:
+    """``ranked by J/image: 1 a · 2= b, c · 4 baseline`` (ties: no significant difference)."""
+    ranked = sorted((r, name) for name, r in ranks.items() if r is not None)
+    if not ranked:
+        return None
+    groups: dict[int, list[str]] = {}
+    for r, name in ranked:
+        groups.setdefault(r, []).append(escape(name))
+    parts = [
+        f"{r}{'=' if len(names) > 1 else ''} {', '.join(names)}" for r, names in groups.items()
+    ]
+    return "ranked by J/image (= : no significant difference): " + " · ".join(parts)
 
 
 def _ratio(ratio: Any) -> str:

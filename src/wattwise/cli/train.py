@@ -66,6 +66,19 @@ def register(subparsers: Any) -> None:
         "time per variant is --inference-s)",
     )
     p.add_argument(
+        "--target-half-width",
+        type=positive_float("--target-half-width"),
+        default=0.10,
+        metavar="FRACTION",
+        help="add rounds until every saving is known within x/÷ (1 + FRACTION) (default 0.10)",
+    )
+    p.add_argument(
+        "--max-rounds",
+        type=positive_int("--max-rounds"),
+        default=30,
+        help="never more rounds than this (default 30; equal to --rounds: a fixed count)",
+    )
+    p.add_argument(
         "--num-threads",
         "--threads",
         dest="num_threads",
@@ -225,7 +238,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_optimize(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from wattwise.cli.render import variant_line, variants_table
+    from wattwise.cli.render import rank_line, variant_line, variants_table
     from wattwise.data import load_dataset
     from wattwise.energy.monitor import EnergyMonitor
     from wattwise.optimize import StaticInt8Config, load_recipe
@@ -248,6 +261,8 @@ def cmd_optimize(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         inference_s=args.inference_s,
         rounds=args.rounds,
+        target_half_width=args.target_half_width,
+        max_rounds=args.max_rounds,
         threads=args.num_threads,
         device=args.device,
     )
@@ -283,6 +298,9 @@ def cmd_optimize(args: argparse.Namespace) -> int:
         for variant in result.variants[1:]:
             if variant.saving is not None:
                 console.print(f"{variant.step}: {variant.saving.verdict}")
+        ranking = rank_line(compared.ranks())
+        if ranking is not None:
+            console.print(ranking)
         if compared.noisy:
             flagged = [name for name, v in compared.variants.items() if v.noisy]
             console.print(

@@ -25,6 +25,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import PurePath
 from typing import Any, Literal
 
+from wattwise.experiment.comparison_columns import ComparisonColumns
 from wattwise.train.config import MemoryCap, current_keys
 
 TrialStatus = Literal["ok", "failed", "running"]
@@ -136,7 +137,7 @@ _RENAMED_VARIANT_KEYS = {
     "energy_provenance": "inference_energy_provenance",
     "technique": "applied",
 }
-_VARIANT_INTS = frozenset({"params", "macs", "model_bytes", "peak_rss_bytes"})
+_VARIANT_INTS = frozenset({"params", "macs", "model_bytes", "peak_rss_bytes", "rank"})
 _VARIANT_NUMBERS = _VARIANT_INTS | {
     "accuracy", "latency_p50_ms", "latency_p95_ms", "images_per_s",
     "inference_energy_per_image_j", "step_energy_j", "step_duration_s",
@@ -147,7 +148,7 @@ _VARIANT_NUMBERS = _VARIANT_INTS | {
 
 
 @dataclass(frozen=True)
-class VariantRecord:
+class VariantRecord(ComparisonColumns):
     """One measured variant of a trial: the baseline first, then the model after each step.
 
     Attributes:
@@ -177,25 +178,14 @@ class VariantRecord:
         reference: A fair-baseline reference that is not a recipe step (``fp32 compiled``,
             ``channels_last``).
         cv_j_per_image: Coefficient of variation of J/image over the comparison's rounds.
-        saving: Baseline J/image / this J/image (geometric mean of the rounds; > 1: less energy).
-        saving_low: Lower end of the confidence interval of ``saving``.
-        saving_high: Upper end of it.
-        saving_significant: Whether that interval excludes 1 (``None``: not compared).
-        saving_vs_best_fp32: The same ratio against the best fp32 variant (eager baseline or a
-            reference, the lowest J/image), with ``saving_vs_best_fp32_low``/``_high``.
-        saving_vs_best_fp32_low: Lower end of its interval.
-        saving_vs_best_fp32_high: Upper end of it.
-        best_fp32: Name of that best fp32 variant.
-        verdict: The comparison in words, e.g. ``2.31x less J/image (2.10 to 2.54, 95 %)`` or
-            ``no significant difference (...)``.
-        noisy: The comparison's noise checks flagged this variant (see ``noise``).
-        noise: Why, with the figures, one reason each.
         payback_low: Payback (inferences) at the upper end of the saving's interval.
         payback_high: Payback at its lower end (``None``: never).
 
-    The inference numbers (J/image, images/s, latency) of a compared variant are the medians over
-    the comparison's rounds; records written before comparisons existed leave the comparison
-    fields at their defaults.
+    The comparison's verdict on the variant (``saving*``, ``best_fp32``, ``verdict``, ``rank``,
+    ``noisy``, ``noise``) is in the fields of :class:`ComparisonColumns`. The inference numbers
+    (J/image, images/s, latency) of a compared variant are the medians over the comparison's
+    rounds; records written before comparisons existed leave the comparison fields at their
+    defaults.
     """
 
     step: str
@@ -219,17 +209,6 @@ class VariantRecord:
     details: Mapping[str, Any] = field(default_factory=dict)
     reference: bool = False
     cv_j_per_image: float | None = None
-    saving: float | None = None
-    saving_low: float | None = None
-    saving_high: float | None = None
-    saving_significant: bool | None = None
-    saving_vs_best_fp32: float | None = None
-    saving_vs_best_fp32_low: float | None = None
-    saving_vs_best_fp32_high: float | None = None
-    best_fp32: str | None = None
-    verdict: str | None = None
-    noisy: bool = False
-    noise: tuple[str, ...] = ()
     payback_low: float | None = None
     payback_high: float | None = None
 

@@ -12,15 +12,24 @@ interval on their logarithms (R - 1 degrees of freedom); an interval that includ
 significant difference". A variant is ``noisy`` when its J/image varied more than ``noisy_cv``
 or other processes used more than ``noisy_external_cpu`` cores during one of its rounds; the
 reason and its figure travel with the result.
+
+**Stop rule.** After the first ``rounds`` rounds, rounds are added one at a time until every
+ratio's interval has a half-width (``sqrt(high / low) - 1``) of at most ``target_half_width``, or
+``max_rounds`` is reached (the comparison says which). The rule looks at the intervals' *width*
+only, never at whether a ratio is significant, so it does not bias the verdicts towards
+significance the way stopping "when p < 0.05" would.
+
+**Ranks.** :meth:`Comparison.ranks` ranks the variants by J/image: a variant's rank is 1 + the
+number of variants that use significantly less energy per image than it (paired rounds, the same
+t interval). Variants whose difference is not significant share a rank, so a ranking is only
+as fine as the measurement allows and does not flip between reruns on noise.
 """
 
 from __future__ import annotations
 
-import math
 import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -31,190 +40,21 @@ from wattwise.energy.monitor import EnergyMonitor
 from wattwise.energy.process import ExternalCpu
 from wattwise.errors import ConfigError
 from wattwise.optimize.base import PreparedModel
-from wattwise.train.device import num_threads, resolve_device
-from wattwise.validation import (
-    NonNegativeNumber,
-    OpenFraction,
-    PositiveInt,
-    PositiveNumber,
-    config_dataclass,
-    dump,
+from wattwise.optimize.comparison import (
+    CompareSettings,
+    Comparison,
+    Ratio,
+    RoundStat,
+    VariantStats,
+    half_width,
+    interval_method,
+    log_ratio_interval,
+    paired_ratio,
 )
+from wattwise.train.device import num_threads, resolve_device
 
 __all__ = ["CompareSettings", "Comparison", "Ratio", "RoundStat", "VariantStats"]
-__all__ += ["compare_variants", "log_ratio_interval"]
-
-
-@config_dataclass
-class CompareSettings:
-    """How variants are compared.
-
-    Attributes:
-        rounds: Rounds R (>= 1; with one round there is no interval). At the same total time
-            per variant, 10 short rounds gave intervals half as wide as 5 long ones on this
-            2-core VM (docs/benchmarks.md, "Verdict stability").
-        round_s: Each variant runs at least this many seconds per round (whole batches).
-        min_batches: ... and at least this many batches (also the warm-up's minimum).
-        warmup_s: Un-measured warm-up per variant, once, before the rounds (seconds).
-        threads: torch intra-op threads during the comparison (``None``: keep the current
-            count); the count used is always recorded.
-        confidence: Confidence level of the ratio intervals, in (0, 1).
-        noisy_cv: A variant whose per-round J/image has a coefficient of variation above this
-            is ``noisy``.
-        noisy_external_cpu: A variant during one of whose rounds processes outside the measured
-            tree used more than this many cores (averaged over the window) is ``noisy``.
-    """
-
-    rounds: PositiveInt = 10
-    round_s: PositiveNumber = 1.0
-    min_batches: PositiveInt = 3
-    warmup_s: NonNegativeNumber = 1.0
-    threads: PositiveInt | None = None
-    confidence: OpenFraction = 0.95
-    noisy_cv: OpenFraction = 0.10
-    noisy_external_cpu: NonNegativeNumber = 0.25
-
-
-@dataclass(frozen=True)
-class RoundStat:
-    """One variant in one round (one EnergyMonitor window).
-
-    Attributes:
-        round: Round index, from 0.
-        order: Position of the variant in this round's rotation, from 0.
-        batches, images: Work done in the window.
-        duration_s: Window length.
-        energy_j: Window energy (all top-level components).
-        j_per_image: ``energy_j / images``.
-        images_per_s: ``images / duration_s``.
-        latency_p50_ms, latency_p95_ms: Per-batch latency percentiles.
-        external_cpu_cores: CPU used by processes outside the measured tree, in cores.
-        measurement: The window's Measurement (not serialized by ``to_dict``).
-    """
-
-    round: int
-    order: int
-    batches: int
-    images: int
-    duration_s: float
-    energy_j: float
-    j_per_image: float
-    images_per_s: float
-    latency_p50_ms: float
-    latency_p95_ms: float
-    external_cpu_cores: float
-    measurement: Measurement | None = field(default=None, repr=False, compare=False)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k != "measurement"}
-
-
-@dataclass(frozen=True)
-class VariantStats:
-    """A variant over all rounds: medians, spread, provenance and noise flags.
-
-    ``cv_*`` are coefficients of variation across rounds (sample standard deviation / mean;
-    ``None`` with one round). ``external_cpu_cores`` is the largest of its rounds.
-    """
-
-    name: str
-    rounds: tuple[RoundStat, ...]
-    j_per_image: float
-    images_per_s: float
-    latency_p50_ms: float
-    latency_p95_ms: float
-    cv_j_per_image: float | None
-    cv_images_per_s: float | None
-    energy_provenance: str
-    external_cpu_cores: float
-    noisy: bool
-    noise: tuple[str, ...]
-
-    @property
-    def energy_j(self) -> float:
-        """Energy of all its measured rounds (measurement energy; warm-up not included)."""
-        return float(sum(r.energy_j for r in self.rounds))
-
-    def to_dict(self) -> dict[str, Any]:
-        out = {k: v for k, v in self.__dict__.items() if k not in ("rounds", "noise")}
-        out["rounds"] = [r.to_dict() for r in self.rounds]
-        out["noise"] = list(self.noise)
-        out["energy_j"] = self.energy_j
-        return out
-
-
-@dataclass(frozen=True)
-class Ratio:
-    """A variant against a reference, from the paired per-round ratios.
-
-    Attributes:
-        saving: Geometric mean over rounds of reference J/image / variant J/image (> 1: the
-            variant uses less energy per image); ``None`` without energy readings.
-        low, high: Its confidence interval (``None`` with one round or no energy).
-        speedup, speedup_low, speedup_high: The same for images/s, variant / reference.
-        method: How the interval was computed.
-        significant: The saving's interval excludes 1.
-        verdict: The saving in words, with its interval.
-    """
-
-    variant: str
-    reference: str
-    saving: float | None
-    low: float | None
-    high: float | None
-    speedup: float
-    speedup_low: float | None
-    speedup_high: float | None
-    rounds: int
-    confidence: float
-    method: str
-    significant: bool
-    verdict: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """The result of :func:`compare_variants`."""
-
-    settings: CompareSettings
-    threads: int
-    batch_size: int
-    device: str
-    variants: dict[str, VariantStats]
-    ratios: tuple[Ratio, ...]
-    noisy: bool
-    noise: tuple[str, ...]
-    method: str
-
-    def ratio(self, variant: str, reference: str) -> Ratio:
-        """The ratio of ``variant`` against ``reference``; ``KeyError`` if not computed."""
-        for r in self.ratios:
-            if r.variant == variant and r.reference == reference:
-                return r
-        raise KeyError(f"no ratio of {variant!r} against {reference!r}")
-
-    @property
-    def energy_j(self) -> float:
-        """Energy of all measured windows (the comparison's measurement energy)."""
-        return float(sum(v.energy_j for v in self.variants.values()))
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-safe plain data (no modules, no Measurements)."""
-        return {
-            "settings": dump(self.settings),
-            "threads": self.threads,
-            "batch_size": self.batch_size,
-            "device": self.device,
-            "variants": {k: v.to_dict() for k, v in self.variants.items()},
-            "ratios": [r.to_dict() for r in self.ratios],
-            "noisy": self.noisy,
-            "noise": list(self.noise),
-            "method": self.method,
-            "energy_j": self.energy_j,
-        }
+__all__ += ["compare_variants", "half_width", "log_ratio_interval"]
 
 
 # --- the protocol ------------------------------------------------------------------------------
@@ -269,7 +109,9 @@ def compare_variants(
             threads = torch.get_num_threads()
             for name in names:
                 _run_batches(calls[name], x, settings.warmup_s, settings.min_batches, sync)
-            for r in range(settings.rounds):
+            last = max(settings.rounds, settings.max_rounds)
+            stop: str | None = None
+            for r in range(last):
                 shift = r % len(names)
                 for order, name in enumerate(names[shift:] + names[:shift]):
                     per_round[name].append(
@@ -277,23 +119,21 @@ def compare_variants(
                             calls[name], x, monitor, external, settings, sync, name, r, order
                         )
                     )
+                if r + 1 >= settings.rounds:
+                    stop = _stop(per_round, references, settings, r + 1, last)
+                    if stop is not None:
+                        break
     finally:
         if own:
             monitor.close()
-    variants = {name: _variant_stats(name, per_round[name], settings) for name in names}
-    ratios = tuple(
-        _ratio(variants[name], variants[ref], settings)
-        for ref in references
-        if ref in variants
-        for name in names
-        if name != ref
-    )
+    variants, ratios = _statistics(per_round, references, settings)
+    rounds = len(per_round[names[0]])
     noise = tuple(f"{v.name}: {why}" for v in variants.values() for why in v.noise)
     method = (
-        f"interleaved: warm-up {settings.warmup_s:.2g} s per variant, then {settings.rounds} "
-        f"rounds in rotating order, each variant >= {settings.round_s:g} s and >= "
+        f"interleaved: warm-up {settings.warmup_s:.2g} s per variant, then {rounds} "
+        f"rounds in rotating order ({stop}), each variant >= {settings.round_s:g} s and >= "
         f"{settings.min_batches} batches per round in its own window, {threads} threads; "
-        f"medians over rounds; ratios: {_method(settings.rounds)}"
+        f"medians over rounds; ratios: {interval_method(rounds)}"
     )
     return Comparison(
         settings=settings,
@@ -305,7 +145,56 @@ def compare_variants(
         noisy=bool(noise),
         noise=noise,
         method=method,
+        rounds=rounds,
+        stop=stop or "",
     )
+
+
+def _statistics(
+    per_round: Mapping[str, list[RoundStat]], references: Sequence[str], s: CompareSettings
+) -> tuple[dict[str, VariantStats], tuple[Ratio, ...]]:
+    variants = {name: _variant_stats(name, rounds, s) for name, rounds in per_round.items()}
+    ratios = tuple(
+        paired_ratio(variants[name], variants[ref], s)
+        for ref in references
+        if ref in variants
+        for name in variants
+        if name != ref
+    )
+    return variants, ratios
+
+
+def _stop(
+    per_round: Mapping[str, list[RoundStat]],
+    references: Sequence[str],
+    s: CompareSettings,
+    done: int,
+    last: int,
+) -> str | None:
+    """Why the comparison stops after ``done`` rounds, or ``None`` to add a round."""
+    if s.target_half_width is None:
+        return f"fixed at {done} rounds"
+    _, ratios = _statistics(per_round, references, s)
+    if not ratios:
+        return f"{done} rounds: no pair to compare"
+    widths = [
+        (w, f"{r.variant} vs {r.reference}")
+        for r in ratios
+        if (w := half_width(*((r.low, r.high) if r.saving is not None else
+                              (r.speedup_low, r.speedup_high)))) is not None
+    ]  # fmt: skip
+    if len(widths) < len(ratios):
+        return None if done < last else f"{done} rounds (the maximum)"
+    widest, pair = max(widths)
+    target = f"{s.target_half_width * 100:g} %"
+    if widest <= s.target_half_width:
+        return f"every interval within {target} after {done} rounds"
+    if done >= last:
+        return (
+            f"stopped at the maximum of {done} rounds with intervals up to "
+            f"{widest * 100:.0f} % wide ({pair}; target {target})"
+        )
+    return None
 
 
 def _callable(runner: Any, dev: torch.device) -> Callable[[torch.Tensor], Any]:
@@ -421,77 +310,3 @@ def _variant_stats(name: str, rounds: list[RoundStat], s: CompareSettings) -> Va
         noisy=bool(noise),
         noise=tuple(noise),
     )
-
-
-# --- intervals -----------------------------------------------------------------------------
-def _method(rounds: int) -> str:
-    return (
-        f"t interval on the log of the {rounds} paired per-round ratios, "
-        f"{rounds - 1} degrees of freedom"
-    )
-
-
-def log_ratio_interval(
-    ratios: Sequence[float], confidence: float
-) -> tuple[float, float | None, float | None]:
-    """Geometric mean of positive paired ratios and its t interval.
-
-    ``exp(mean(log r) -/+ t_{R-1} * sd(log r) / sqrt(R))``, with ``t_{R-1}`` the two-sided
-    Student t quantile at ``confidence`` and ``sd`` the sample standard deviation. With one
-    ratio the interval is undefined: ``(ratio, None, None)``.
-    """
-    logs = [math.log(r) for r in ratios]
-    mean = statistics.fmean(logs)
-    if len(logs) < 2:
-        return math.exp(mean), None, None
-    from scipy import stats  # imported on use: importing wattwise.optimize stays fast
-
-    t = float(stats.t.ppf((1 + confidence) / 2, len(logs) - 1))
-    half = t * statistics.stdev(logs) / math.sqrt(len(logs))
-    return math.exp(mean), math.exp(mean - half), math.exp(mean + half)
-
-
-def _ratio(variant: VariantStats, reference: VariantStats, s: CompareSettings) -> Ratio:
-    pairs = list(zip(reference.rounds, variant.rounds, strict=True))
-    conf = f"{s.confidence * 100:g} %"
-    speedup, sp_low, sp_high = log_ratio_interval(
-        [v.images_per_s / ref.images_per_s for ref, v in pairs], s.confidence
-    )
-    saving: float | None = None
-    low = high = None
-    if any(ref.j_per_image <= 0 or v.j_per_image <= 0 for ref, v in pairs):
-        verdict = "not tested: no energy reading in some rounds"
-    else:
-        saving, low, high = log_ratio_interval(
-            [ref.j_per_image / v.j_per_image for ref, v in pairs], s.confidence
-        )
-        verdict = _verdict(saving, low, high, conf)
-    significant = low is not None and high is not None and (low > 1 or high < 1)
-    return Ratio(
-        variant=variant.name,
-        reference=reference.name,
-        saving=saving,
-        low=low,
-        high=high,
-        speedup=speedup,
-        speedup_low=sp_low,
-        speedup_high=sp_high,
-        rounds=len(pairs),
-        confidence=s.confidence,
-        method=_method(len(pairs)),
-        significant=significant,
-        verdict=verdict,
-    )
-
-
-def _verdict(saving: float, low: float | None, high: float | None, conf: str) -> str:
-    if low is None or high is None:
-        return (
-            f"{saving:.2f}x J/image saving from one round: no interval, not tested "
-            "(use rounds >= 5)"
-        )
-    if low > 1:
-        return f"{saving:.2f}x less J/image ({low:.2f} to {high:.2f}, {conf})"
-    if high < 1:
-        return f"{1 / saving:.2f}x more J/image ({1 / high:.2f} to {1 / low:.2f}, {conf})"
-    return f"no significant difference ({low:.2f} to {high:.2f}, {conf})"

@@ -55,6 +55,7 @@ from wattwise.train.loop import fit
 from wattwise.validation import (
     NonNegativeInt,
     NonNegativeNumber,
+    OpenFraction,
     PositiveInt,
     PositiveNumber,
     Text,
@@ -78,6 +79,10 @@ class RecipeSettings:
         rounds: Rounds of the interleaved comparison (each variant runs ``inference_s /
             rounds`` seconds per round, in rotating order; use >= 5 for intervals that mean
             something).
+        target_half_width: Rounds are added, up to ``max_rounds``, until every saving's
+            interval is within x/÷ (1 + this) (``None``: exactly ``rounds``; see
+            :class:`~wattwise.optimize.compare.CompareSettings`).
+        max_rounds: The most rounds the comparison may run.
         threads: PyTorch CPU threads during the comparison (``None``: the current count; the
             count used is recorded either way).
         device: Where to train and run (int8 runs on CPU).
@@ -91,6 +96,8 @@ class RecipeSettings:
     batch_size: PositiveInt = 64
     inference_s: NonNegativeNumber = 3.0
     rounds: PositiveInt = 10
+    target_half_width: OpenFraction | None = 0.10
+    max_rounds: PositiveInt = 30
     threads: PositiveInt | None = None
     device: Text = "cpu"
     seed: NonNegativeInt = 0
@@ -102,6 +109,8 @@ class RecipeSettings:
             round_s=self.inference_s / self.rounds,
             warmup_s=min(1.0, self.inference_s / 3),
             threads=self.threads,
+            target_half_width=self.target_half_width,
+            max_rounds=self.max_rounds,
         )
 
 

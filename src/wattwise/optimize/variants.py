@@ -10,6 +10,7 @@ each saving is shown against fp32 eager *and* against the best fp32 reference.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -73,6 +74,7 @@ class VariantResult:
             ``optimization_energy_j`` (0 for the baseline; ``None``, "never", when the saving is
             not significant); ``payback_low``/``payback_high`` from the saving's interval.
         reference: True for a fair reference that is not a recipe step.
+        rank: Its rank by J/image in the comparison (:meth:`Comparison.ranks`: ties share one).
         notes: Honest labels of what the techniques do not save.
         details: The step's report and training status.
     """
@@ -94,6 +96,7 @@ class VariantResult:
     payback_low: float | None = None
     payback_high: float | None = None
     reference: bool = False
+    rank: int | None = None
     notes: tuple[str, ...] = ()
     details: dict[str, Any] = field(default_factory=dict)
 
@@ -173,6 +176,7 @@ class VariantResult:
             "saving_vs_best_fp32_high": best.high if best is not None else None,
             "best_fp32": self.best_fp32,
             "verdict": saving.verdict if saving is not None else None,
+            "rank": self.rank,
             "noisy": self.noisy,
             "noise": list(self.stats.noise) if self.stats is not None else [],
             "notes": list(self.notes),
@@ -213,6 +217,7 @@ def measure_variants(
     )
     best = min(fp32, key=lambda name: _or_inf(comparison.variants[name].j_per_image))
     base_j = comparison.variants["baseline"].j_per_image or 0.0
+    ranks = comparison.ranks()
     results = []
     for c in candidates:
         stats = comparison.variants[c.step]
@@ -223,7 +228,8 @@ def measure_variants(
             payback = (0.0, 0.0, 0.0)
         elif not c.reference and saving is not None and saving.significant:
             payback = _payback(c.optimization_energy_j, base_j, saving)
-        results.append(_result(c, stats, saving, vs_best, best, payback))
+        result = _result(c, stats, saving, vs_best, best, payback)
+        results.append(dataclasses.replace(result, rank=ranks[c.step]))
     return results, comparison
 
 
