@@ -25,6 +25,8 @@ _ENV = (
     "WATTWISE_CPU_TDP_W",
     "WATTWISE_CPU_THREADS",
     "CUDA_VISIBLE_DEVICES",
+    "WATTWISE_PARALLEL_TRIALS",
+    "WATTWISE_OWN_DEVICES",
 )
 
 
@@ -61,12 +63,22 @@ class FakePowercap:
         (root / "intel-rapl" / "enabled").write_text("1\n")
 
     def add_zone(
-        self, zone: str, name: str, energy_uj: int = 0, max_energy_range_uj: int = 262143328850
+        self,
+        zone: str,
+        name: str,
+        energy_uj: int = 0,
+        max_energy_range_uj: int = 262143328850,
+        *,
+        max_power_uw: int | None = None,
     ) -> Path:
+        """A zone; ``max_power_uw`` writes its ``constraint_0_max_power_uw`` (else absent)."""
         path = self.root / zone
         path.mkdir(parents=True, exist_ok=True)
         (path / "name").write_text(f"{name}\n")
         (path / "max_energy_range_uj").write_text(f"{max_energy_range_uj}\n")
+        if max_power_uw is not None:
+            (path / "constraint_0_name").write_text("long_term\n")
+            (path / "constraint_0_max_power_uw").write_text(f"{max_power_uw}\n")
         self.set_energy(zone, energy_uj)
         return path
 
@@ -231,8 +243,19 @@ class FakeSmi:
             f'{cat} "{self.dir / "output.csv"}"\n'
             f"exit {exit_code}\n"
         )
-        self.path.write_text(script)
-        self.path.chmod(self.path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+        self._install(script)
+
+    def _install(self, script: str) -> None:
+        """Replace the program atomically (a sampler may be running it at this moment)."""
+        tmp = self.path.with_name("nvidia-smi.tmp")
+        tmp.write_text(script)
+        tmp.chmod(tmp.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+        os.replace(tmp, self.path)
+
+    def hang(self) -> None:
+        """From now on the program never answers (``exec sleep``: killing it ends the sleep)."""
+        sleep = shutil.which("sleep") or "/bin/sleep"
+        self._install(f'#!/bin/sh\necho "$@" >> "{self.log}"\nexec {sleep} 1000\n')
 
     def calls(self) -> list[str]:
         return self.log.read_text().splitlines() if self.log.exists() else []

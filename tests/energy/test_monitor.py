@@ -507,3 +507,70 @@ def test_auto_sync_synchronizes_cuda_at_both_edges(meters, fake_cuda):
         assert fake_cuda.synchronized == 1
         monitor.end_window("w")
         assert fake_cuda.synchronized == 2
+
+
+# --- reads that block -----------------------------------------------------------------------
+class _Blocking:
+    """Wraps a meter; while ``released`` is clear its reads never return (a stuck sensor)."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.name = inner.name
+        self.released = threading.Event()
+        self.released.set()
+
+    def __getattr__(self, attr):
+        return getattr(self.inner, attr)
+
+    def read(self):
+        self.released.wait()
+        return self.inner.read()
+
+
+def test_a_blocking_read_cannot_hang_the_window(meters):
+    counter = meters.Counter(**{"gpu:0": 0.0})
+    stuck = _Blocking(counter)
+    other = meters.Counter("fake-cpu", cpu=0.0)
+    monitor = EnergyMonitor(
+        MonitorConfig(sample_hz=50, read_timeout_s=0.5), meters=[stuck, other], sync=None
+    )
+    try:
+        monitor.begin_window("w")
+        stuck.released.clear()  # from now on its reads do not return
+        counter.energy_j["gpu:0"] = 5.0
+        other.energy_j["cpu"] = 2.0
+        time.sleep(0.05)
+        ended = []
+        start = time.perf_counter()
+        closer = threading.Thread(target=lambda: ended.append(monitor.end_window("w")))
+        closer.daemon = True
+        closer.start()
+        closer.join(3.0)
+        assert not closer.is_alive(), "end_window still blocked after 3 s"
+        assert time.perf_counter() - start < 1.5  # at most one timeout, not one per read
+        m = ended[0]
+        gpu = m.component("gpu:0")
+        assert gpu.energy_j is None
+        assert gpu.provenance.kind == "unavailable"
+        assert "fake-counter: read timed out after 0.5 s" in gpu.provenance.detail
+        assert m.component("cpu").energy_j == pytest.approx(2.0)  # the other meter is fine
+        # Still stuck: the next window says so at once instead of waiting again.
+        start = time.perf_counter()
+        with monitor.window("next") as nxt:
+            pass
+        assert time.perf_counter() - start < 0.4  # less than one more timeout
+        assert "timed out" in nxt.measurement.component("gpu:0").provenance.detail
+        # Once the read returns, later windows measure the meter again.
+        stuck.released.set()
+        time.sleep(0.05)
+        with monitor.window("after") as after:
+            counter.energy_j["gpu:0"] = 6.0
+        assert after.measurement.component("gpu:0").energy_j == pytest.approx(1.0)
+    finally:
+        stuck.released.set()
+        monitor.close()
+
+
+def test_read_timeout_is_validated():
+    with pytest.raises(ConfigError, match="read_timeout_s"):
+        MonitorConfig(read_timeout_s=0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import psutil
 import pytest
 
 from wattwise.energy.meters import MeterSettings, create_meters
@@ -181,3 +182,22 @@ def test_monitor_integrates_nvidia_smi_power(fake_smi):
     assert m.component("gpu:0").energy_j == pytest.approx(71.23 * m.duration_s, rel=1e-6)
     assert m.component("gpu:0").provenance.label == "measured:nvidia-smi"
     assert m.peak_gpu_memory_bytes == {"gpu:0": 1024 * MIB}
+
+
+def test_a_hanging_nvidia_smi_is_killed_and_the_gpu_unavailable_for_the_window(fake_smi):
+    answers = (fake_smi.dir / "output.csv").read_text()
+    meter = NvidiaSmiMeter(visible_devices="0", timeout_s=0.2)
+    with EnergyMonitor(MonitorConfig(sample_hz=20), meters=[meter], sync=None) as monitor:
+        monitor.begin_window("w")
+        fake_smi.hang()  # the sampler's next query never answers
+        time.sleep(0.5)
+        fake_smi.write(answers)  # it answers again before the window ends: too late
+        start = time.perf_counter()
+        m = monitor.end_window("w")
+        assert time.perf_counter() - start < 1.0
+    gpu = m.component("gpu:0")
+    assert gpu.energy_j is None
+    assert gpu.provenance.kind == "unavailable"
+    assert "nvidia-smi: query timed out after 0.2 s" in gpu.provenance.detail
+    sleeping = [p for p in psutil.Process().children(recursive=True) if p.name() == "sleep"]
+    assert sleeping == []  # the hanging program was killed, not left behind

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import errno
+import json
 import os
 from pathlib import Path
 
 import pytest
 
 from wattwise.energy import rapl
+from wattwise.energy.base import Measurement
 from wattwise.energy.meters import MeterSettings, create_meters
 from wattwise.energy.monitor import EnergyMonitor, MonitorConfig
 from wattwise.energy.rapl import PERMISSION_FIX, RaplMeter, discover_zones
@@ -289,3 +291,122 @@ def test_monitor_without_dram_zone_uses_the_dram_estimate_in_auto_mode(
     assert m.component("dram").provenance.label == "estimated:dram-rss"
     assert m.total_provenance == "mixed"
     assert m.component("gpu").energy_j is None
+
+
+# --- implausible deltas: restarts, double wraps, the sampling interval ----------------------
+class _Clock:
+    """A monotonic clock the test moves by hand (seconds)."""
+
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_a_counter_restart_is_not_read_as_a_wrap(powercap):
+    """A counter that restarts (driver reload, suspend/resume) goes down by far less than a
+    wrap; unwrapping it as one read 262 kJ for a 3 s sleep."""
+    powercap.add_zone("intel-rapl:0", "package-0", 100_000_000)  # 100 J
+    clock = _Clock()
+    meter = RaplMeter(powercap.root, clock=clock)
+    clock.t += 3.0
+    powercap.set_energy("intel-rapl:0", 500_000)  # restarted from 0; 0.5 J since
+    reading = meter.read()
+    assert reading.energy_j["cpu:0"] == pytest.approx(0.5)
+    assert "restart" in reading.suspect["cpu:0"]
+    assert "1000 W" in reading.suspect["cpu:0"]  # the bound it broke, and where it came from
+    clock.t += 0.1  # counting goes on normally afterwards, without a flag
+    powercap.add_energy("intel-rapl:0", 2_000_000)
+    again = meter.read()
+    assert again.energy_j["cpu:0"] == pytest.approx(2.5)
+    assert again.suspect == {}
+
+
+def test_a_window_across_a_counter_restart_is_measured_but_suspect(powercap):
+    powercap.one_socket()  # package-0 at 1 J
+    with _rapl_monitor(powercap.root) as monitor:
+        monitor.begin_window("w")
+        powercap.set_energy("intel-rapl:0", 300_000)  # back to 0.3 J: a restart
+        m = monitor.end_window("w")
+    cpu = m.component("cpu:0")
+    assert cpu.energy_j == pytest.approx(0.3)  # not 262 kJ
+    assert cpu.provenance.kind == "measured"
+    assert cpu.provenance.label == "measured:rapl"
+    assert "restart" in cpu.provenance.suspect
+    assert "restart" in cpu.provenance.detail  # shown wherever details are (CLI, report)
+    assert m.component("dram:0").provenance.suspect == ""
+    data = json.loads(json.dumps(m.to_dict()))
+    by_name = {c["component"]: c for c in data["components"]}
+    assert "restart" in by_name["cpu:0"]["provenance"]["suspect"]
+    assert by_name["dram:0"]["provenance"]["suspect"] == ""
+    assert len(data["suspect"]) == 1 and data["suspect"][0].startswith("cpu:0: ")
+    assert Measurement.from_dict(data) == m
+
+
+def test_power_bound_comes_from_the_zone_constraints_else_a_default(powercap):
+    powercap.add_zone("intel-rapl:0", "package-0", max_power_uw=125_000_000)
+    powercap.add_zone("intel-rapl:0:2", "dram")
+    zones = {z.component: z for z in discover_zones(powercap.root)}
+    assert zones["cpu:0"].max_power_w == pytest.approx(4 * 125.0)
+    assert "constraint" in zones["cpu:0"].max_power_source
+    assert zones["dram:0"].max_power_w == rapl.DEFAULT_MAX_POWER_W == 1000.0
+    assert "default" in zones["dram:0"].max_power_source
+
+
+def test_poll_interval_is_short_enough_that_a_counter_cannot_wrap_twice(powercap):
+    # A 60 J counter, bound 4 x 25 W = 100 W: it can wrap every 0.6 s, so reads every 0.3 s.
+    powercap.add_zone("intel-rapl:0", "package-0", 0, 60_000_000, max_power_uw=25_000_000)
+    powercap.add_zone("intel-rapl:1", "package-1")  # 262 kJ at 1000 W: 131 s would do
+    assert RaplMeter(powercap.root).max_read_interval_s == pytest.approx(0.3)
+    config = MonitorConfig(
+        meters=("rapl",),
+        sample_hz=1,
+        meter_settings=MeterSettings(powercap_root=str(powercap.root)),
+    )
+    with EnergyMonitor(config, sync=None) as monitor:
+        assert monitor.sample_interval_s == pytest.approx(0.3)
+    with EnergyMonitor(MonitorConfig(sample_hz=10), meters=[RaplMeter(powercap.root)]) as fast:
+        assert fast.sample_interval_s == pytest.approx(0.1)  # a faster rate is kept
+
+    # At that interval a counter near the bound wraps every other read, never twice unseen.
+    clock = _Clock()
+    meter = RaplMeter(powercap.root, clock=clock)
+    raw = total = 0
+    for _ in range(20):
+        clock.t += 0.3
+        step = 27_000_000  # 90 W for 0.3 s
+        raw, total = (raw + step) % 60_000_000, total + step
+        powercap.set_energy("intel-rapl:0", raw)
+        reading = meter.read()
+        assert reading.suspect == {}
+    assert reading.energy_j["cpu:0"] == pytest.approx(total / 1e6)  # 540 J: nine wraps
+
+
+def test_reads_too_far_apart_to_rule_out_a_double_wrap_are_flagged(powercap):
+    powercap.add_zone("intel-rapl:0", "package-0", 0, 60_000_000, max_power_uw=25_000_000)
+    clock = _Clock()
+    meter = RaplMeter(powercap.root, clock=clock)
+    clock.t += 1.5  # up to 150 J at 100 W: two wraps and 30 J would read as 30 J
+    powercap.set_energy("intel-rapl:0", 30_000_000)
+    reading = meter.read()
+    assert reading.energy_j["cpu:0"] == pytest.approx(30.0)  # what the counter shows...
+    assert "more than once" in reading.suspect["cpu:0"]  # ...flagged
+
+
+@pytest.mark.parametrize(
+    ("range_uj", "max_power_uw", "dt_s", "raw_uj", "why"),
+    [
+        (60_000_000_000, 25_000_000, 1.0, 5_000_000_000, "above the 100 W bound"),  # 5 kJ in 1 s
+        (60_000_000, None, 0.05, 40_000_000, "more than half"),  # 800 W, but close to a wrap
+    ],
+)
+def test_implausible_rises_are_flagged(powercap, range_uj, max_power_uw, dt_s, raw_uj, why):
+    powercap.add_zone("intel-rapl:0", "package-0", 0, range_uj, max_power_uw=max_power_uw)
+    clock = _Clock()
+    meter = RaplMeter(powercap.root, clock=clock)
+    clock.t += dt_s
+    powercap.set_energy("intel-rapl:0", raw_uj)
+    reading = meter.read()
+    assert reading.energy_j["cpu:0"] == pytest.approx(raw_uj / 1e6)
+    assert why in reading.suspect["cpu:0"]

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from wattwise.config import ExecutorSettings, StudyConfig
+from wattwise.energy.sharing import ENV_OWN_DEVICES, ENV_PARALLEL_TRIALS
 from wattwise.errors import ConfigError
 from wattwise.experiment import ResultsStore, TrialRecord
 from wattwise.experiment import executors as executors_module
@@ -82,8 +83,13 @@ def test_local_gpus_pins_one_worker_per_gpu(monkeypatch):
     monkeypatch.setattr(executors_module, "visible_gpus", lambda: ["3", "5"])
     executor = LocalGpuExecutor()
     assert executor.slots == 2
-    assert executor.envs == [{"CUDA_VISIBLE_DEVICES": "3"}, {"CUDA_VISIBLE_DEVICES": "5"}]
-    assert LocalGpuExecutor([1]).envs == [{"CUDA_VISIBLE_DEVICES": "5"}]
+    # Each worker has a GPU of its own; the CPU packages and DRAM are shared by both.
+    shared = {ENV_PARALLEL_TRIALS: "2", ENV_OWN_DEVICES: "gpu"}
+    assert executor.envs == [
+        {"CUDA_VISIBLE_DEVICES": "3", **shared},
+        {"CUDA_VISIBLE_DEVICES": "5", **shared},
+    ]
+    assert LocalGpuExecutor([1]).envs == [{"CUDA_VISIBLE_DEVICES": "5"}]  # alone
     with pytest.raises(ConfigError, match=r"GPU 2 is not visible \(visible: 0..1\)"):
         LocalGpuExecutor([2])
 
@@ -94,6 +100,13 @@ def test_visible_gpus_honours_cuda_visible_devices(monkeypatch):
     assert executors_module.visible_gpus() == ["4", "7"]
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
     assert executors_module.visible_gpus() == ["0", "1"]
+
+
+def test_parallel_workers_are_told_that_they_share_the_machine():
+    """Device-wide energy (RAPL, a GPU all workers see) of parallel trials is marked shared."""
+    pool = _ProcessPool([{"OMP_NUM_THREADS": "1"}] * 3, ["a", "b", "c"])
+    assert pool.envs == [{"OMP_NUM_THREADS": "1", ENV_PARALLEL_TRIALS: "3"}] * 3
+    assert _ProcessPool([{"OMP_NUM_THREADS": "1"}], ["only"]).envs == [{"OMP_NUM_THREADS": "1"}]
 
 
 class _KillFirst(_ProcessPool):
@@ -139,6 +152,7 @@ def test_ray_executor_on_a_local_instance(tmp_path):
     try:
         executor = RayExecutor()
         assert executor.slots == 2 and executor._options == {"num_cpus": 1}
+        assert executor.worker_env == {ENV_PARALLEL_TRIALS: "2"}  # what each task applies
         summary = run_study(config(tmp_path), executor=executor)
         assert (summary.ok, summary.failed, summary.ran) == (2, 0, 2)
         with ResultsStore(summary.store_path) as store:  # written by the driver

@@ -7,10 +7,18 @@ converts to them once, at its boundary.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol, runtime_checkable
 
 ProvenanceKind = Literal["measured", "estimated", "unavailable"]
+
+#: What a number covers: ``device`` (the whole CPU package, DRAM or GPU, every process on it:
+#: RAPL, NVML, nvidia-smi), ``process`` (the measured process tree only: the CPU and DRAM
+#: estimates), or ``""`` (unknown, or nothing measured).
+Scope = Literal["device", "process", ""]
+
+#: Appended to the detail of device-wide meters (one wording everywhere).
+DEVICE_WIDE = "device-wide: includes every process on this {device}, not only the measured ones"
 
 #: Component kinds, in the order they are reported. A component name is ``kind`` or
 #: ``kind:index`` (``cpu:0`` is socket 0's package, ``gpu:1`` the second visible GPU).
@@ -27,24 +35,35 @@ class Provenance:
         source: The backend (``rapl``, ``nvml``, ``nvidia-smi``, ``tdp``, ``dram-rss``); empty
             when unavailable.
         detail: For estimates, the model and its inputs (which TDP, where it came from, the
-            formula); for unavailable components, the reason.
+            formula); for unavailable components, the reason. The ``suspect`` and ``shared``
+            notes are appended here too, so that every reader of the detail shows them.
+        scope: ``device`` or ``process`` (see :data:`Scope`).
+        suspect: Why the number may be wrong although it was measured (a RAPL counter that
+            restarted or may have wrapped unseen); empty when nothing looked wrong.
+        shared: For device-wide numbers: that other trials ran on the device at the same time
+            (their energy is in this number too); empty when the process was alone.
     """
 
     kind: ProvenanceKind
     source: str = ""
     detail: str = ""
+    scope: Scope = ""
+    suspect: str = ""
+    shared: str = ""
 
     def __post_init__(self) -> None:
         if self.kind not in ("measured", "estimated", "unavailable"):
             raise ValueError(f"unknown provenance kind {self.kind!r}")
+        if self.scope not in ("device", "process", ""):
+            raise ValueError(f"unknown provenance scope {self.scope!r}")
 
     @classmethod
-    def measured(cls, source: str, detail: str = "") -> Provenance:
-        return cls("measured", source, detail)
+    def measured(cls, source: str, detail: str = "", *, scope: Scope = "") -> Provenance:
+        return cls("measured", source, detail, scope)
 
     @classmethod
-    def estimated(cls, source: str, detail: str) -> Provenance:
-        return cls("estimated", source, detail)
+    def estimated(cls, source: str, detail: str, *, scope: Scope = "") -> Provenance:
+        return cls("estimated", source, detail, scope)
 
     @classmethod
     def unavailable(cls, reason: str) -> Provenance:
@@ -58,13 +77,40 @@ class Provenance:
     def __str__(self) -> str:
         return self.label
 
+    def with_suspect(self, reason: str) -> Provenance:
+        """The same provenance, marked suspect for ``reason`` (also appended to the detail)."""
+        return replace(self, suspect=reason, detail=_append(self.detail, f"SUSPECT: {reason}"))
+
+    def with_shared(self, note: str) -> Provenance:
+        """The same provenance, marked shared with ``note`` (also appended to the detail)."""
+        return replace(self, shared=note, detail=_append(self.detail, f"shared: {note}"))
+
     def to_dict(self) -> dict[str, str]:
         return {
             "kind": self.kind,
             "source": self.source,
             "detail": self.detail,
             "label": self.label,
+            "scope": self.scope,
+            "suspect": self.suspect,
+            "shared": self.shared,
         }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Provenance:
+        """Read :meth:`to_dict` output (records written before scope/suspect/shared too)."""
+        return cls(
+            data["kind"],
+            data.get("source", ""),
+            data.get("detail", ""),
+            data.get("scope", ""),
+            data.get("suspect", ""),
+            data.get("shared", ""),
+        )
+
+
+def _append(detail: str, note: str) -> str:
+    return f"{detail}; {note}" if detail else note
 
 
 @dataclass(frozen=True)
@@ -85,11 +131,15 @@ class Reading:
         power_w: Instantaneous power per component (sensors, or models). The monitor integrates
             these over time.
         memory_bytes: Device memory in use per component (``gpu:0``), where the meter knows it.
+        suspect: Components whose change since the previous read is implausible (a counter
+            restart, a possible missed wrap), with the reason. The monitor marks every window
+            open at this read as suspect for them.
     """
 
     energy_j: Mapping[str, float] = field(default_factory=dict)
     power_w: Mapping[str, float] = field(default_factory=dict)
     memory_bytes: Mapping[str, int] = field(default_factory=dict)
+    suspect: Mapping[str, str] = field(default_factory=dict)
 
 
 @runtime_checkable
@@ -98,6 +148,10 @@ class Meter(Protocol):
 
     Implementations take their hardware root or library handle as a constructor parameter so that
     tests can substitute a fake one. ``availability()`` is cached and never raises.
+
+    A meter whose counters wrap may also have a ``max_read_interval_s`` attribute: the longest
+    time between reads at which a wrap is still seen (the monitor's sampler reads at least that
+    often). ``read()`` may block: the monitor runs it in a thread of its own, with a timeout.
     """
 
     name: str
@@ -156,11 +210,10 @@ class ComponentEnergy:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ComponentEnergy:
-        prov = data["provenance"]
         return cls(
             component=data["component"],
             energy_j=data.get("energy_j"),
-            provenance=Provenance(prov["kind"], prov.get("source", ""), prov.get("detail", "")),
+            provenance=Provenance.from_dict(data["provenance"]),
             avg_power_w=data.get("avg_power_w"),
             peak_power_w=data.get("peak_power_w"),
             nested_in=data.get("nested_in"),
@@ -298,6 +351,15 @@ class Measurement:
         return "mixed"
 
     @property
+    def suspect(self) -> tuple[str, ...]:
+        """``"component: reason"`` for every component whose energy is suspect."""
+        return tuple(
+            f"{c.component}: {c.provenance.suspect}"
+            for c in self.components
+            if c.provenance.suspect
+        )
+
+    @property
     def avg_power_w(self) -> float | None:
         if self.duration_s <= 0:
             return None
@@ -327,6 +389,7 @@ class Measurement:
             "duration_s": self.duration_s,
             "total_energy_j": self.total_energy_j,
             "total_provenance": self.total_provenance,
+            "suspect": list(self.suspect),
             "avg_power_w": self.avg_power_w,
             "peak_power_w": self.peak_power_w,
             "energy_j_by_kind": self.energy_j_by_kind(),

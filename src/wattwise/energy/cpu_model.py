@@ -194,7 +194,7 @@ class CpuEstimateMeter:
         return {}
 
     def provenance(self, component: str) -> Provenance:
-        return Provenance.estimated("tdp", self.power_model.description)
+        return Provenance.estimated("tdp", self.power_model.description, scope="process")
 
     def read(self) -> Reading:
         cpu_s = self.tree.cpu_seconds() - self._origin_s

@@ -44,7 +44,7 @@ class DramEstimateMeter:
         return {}
 
     def provenance(self, component: str) -> Provenance:
-        return Provenance.estimated("dram-rss", self.formula)
+        return Provenance.estimated("dram-rss", self.formula, scope="process")
 
     def read(self) -> Reading:
         return Reading(power_w={"dram": self.tree.rss_bytes() / 2**30 * self.w_per_gib})

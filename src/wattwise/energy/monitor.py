@@ -17,6 +17,10 @@ How the numbers are made:
   window's peak power, peak resident memory and peak GPU memory.
 * Accelerator work is synchronized at both edges (``torch.cuda.synchronize`` if this process has
   initialized CUDA, or a ``sync`` callable you pass).
+* Reads are bounded (``read_timeout_s``, :mod:`wattwise.energy.bounded`); a reading's
+  ``suspect`` components mark the windows open then; the sampler reads at least every
+  ``max_read_interval_s`` of each meter; device-wide energy of parallel trials is ``shared``
+  (:mod:`wattwise.energy.sharing`).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Annotated, Any, Literal, TypeVar
 
 from annotated_types import Ge, Le
@@ -40,10 +44,12 @@ from wattwise.energy.base import (
     PowerSample,
     Provenance,
 )
+from wattwise.energy.bounded import MeterReaders
 from wattwise.energy.carbon import CarbonConfig
 from wattwise.energy.memory import CudaPeakTracker
 from wattwise.energy.meters import MeterNames, MeterSet, MeterSettings, create_meters
 from wattwise.energy.process import ProcessTree
+from wattwise.energy.sharing import mark_shared
 from wattwise.errors import WattwiseError
 from wattwise.validation import Bool, Number, PositiveInt, PositiveNumber, config_dataclass
 
@@ -68,6 +74,8 @@ class MonitorConfig:
         history_size: How many finished Measurements ``monitor.history`` keeps.
         children_refresh_s: How often, in seconds, the sampler rescans the process tree for new
             children.
+        read_timeout_s: The longest one meter read may take, in seconds; a meter that takes
+            longer is ``unavailable`` for the rest of the windows open then.
     """
 
     meters: MeterNames = None
@@ -77,6 +85,7 @@ class MonitorConfig:
     meter_settings: MeterSettings = field(default_factory=MeterSettings)
     history_size: PositiveInt = 10_000
     children_refresh_s: PositiveNumber = 1.0
+    read_timeout_s: PositiveNumber = 5.0
 
 
 @dataclass
@@ -87,6 +96,7 @@ class _Open:
     start_energy: dict[str, float]
     timeline_from: int
     failed: dict[str, str] = field(default_factory=dict)  # component -> edge read error
+    suspect: dict[str, list[Any]] = field(default_factory=dict)  # component -> [reason, count]
     peak_power_w: float | None = None
     peak_component_w: dict[str, float] = field(default_factory=dict)
     peak_rss_bytes: int = 0
@@ -143,23 +153,21 @@ class EnergyMonitor:
         self.meter_set = meters
         self.tree = meters.tree or ProcessTree(self.config.meter_settings.pid)
         self._sync = _auto_sync if sync == "auto" else sync
-        self._interval_s = 1.0 / self.config.sample_hz
+        self._readers = MeterReaders(self.meter_set.meters, self.config.read_timeout_s)
+        self._interval_s = min(1.0 / self.config.sample_hz, self._readers.max_interval_s)
         self._top: list[str] = []
         self._nested: dict[str, str] = {}
         self._provenance: dict[str, Provenance] = {}
         for meter in self.meter_set.meters:
             for comp in meter.components():
                 self._top.append(comp)
-                self._provenance[comp] = meter.provenance(comp)
-                note = self.meter_set.notes.get(comp.split(":", 1)[0])
-                if note:
+                self._provenance[comp] = mark_shared(comp, meter.provenance(comp))
+                if note := self.meter_set.notes.get(comp.split(":", 1)[0]):
                     prov = self._provenance[comp]
-                    self._provenance[comp] = Provenance(
-                        prov.kind, prov.source, f"{prov.detail}. {note}"
-                    )
+                    self._provenance[comp] = replace(prov, detail=f"{prov.detail}. {note}")
             for comp, parent in meter.nested_components().items():
                 self._nested[comp] = parent
-                self._provenance[comp] = meter.provenance(comp)
+                self._provenance[comp] = mark_shared(comp, meter.provenance(comp))
         self._counter_comps: set[str] = set()
         self._cum: dict[str, float] = {}
         self._last_t: float | None = None
@@ -177,8 +185,8 @@ class EnergyMonitor:
         self._last_refresh = 0.0
         self.history: deque[Measurement] = deque(maxlen=self.config.history_size)
         #: The last error of each meter whose read failed (the read is skipped: counters catch
-        #: up at the next read, power is integrated across the gap).
-        self.read_errors: dict[str, str] = {}
+        #: up at the next read, power is integrated across the gap) or timed out.
+        self.read_errors: dict[str, str] = self._readers.errors
         self._failed: dict[str, str] = {}
         self._closed = False
 
@@ -187,6 +195,12 @@ class EnergyMonitor:
     def components(self) -> list[str]:
         """Top-level components measured (their energies make up the total)."""
         return list(self._top)
+
+    @property
+    def sample_interval_s(self) -> float:
+        """Seconds between background samples: ``1 / sample_hz``, or shorter where a meter's
+        counter could otherwise wrap twice between reads (its ``max_read_interval_s``)."""
+        return self._interval_s
 
     def begin_window(self, name: str, *, profile: bool = False) -> None:
         """Open window ``name``. A name that is already open is a ``ValueError``.
@@ -248,6 +262,8 @@ class EnergyMonitor:
             state.peak_rss_bytes = max(state.peak_rss_bytes, self.tree.rss_bytes())
             measurement = self._measurement(state, now, cuda_alloc, cuda_reserved, summary)
             self._trim_timeline()
+            if not self._open:  # meters that timed out are tried again in the next window
+                self._readers.reset()
         self.history.append(measurement)
         return measurement
 
@@ -291,7 +307,8 @@ class EnergyMonitor:
         self._stop.set()
         self._wake.set()
         if self._thread is not None:
-            self._thread.join(timeout=5)
+            self._thread.join(timeout=self.config.read_timeout_s + 1)
+        self._readers.close()
         self.meter_set.close()
 
     def __enter__(self) -> EnergyMonitor:
@@ -334,16 +351,10 @@ class EnergyMonitor:
 
     def _tick(self, *, sampled: bool) -> float:
         """Read all meters; update cumulative energies (and, for samples, peaks). Holds lock."""
-        readings = []
-        self._failed = {}
-        for meter in self.meter_set.meters:
-            try:
-                readings.append(meter.read())
-            except Exception as err:  # a flaky sensor: skip this read, keep the window going
-                message = f"{meter.name} read failed: {type(err).__name__}: {err}"
-                self.read_errors[meter.name] = message
-                for comp in [*meter.components(), *meter.nested_components()]:
-                    self._failed[comp] = message
+        readings, self._failed, timed_out = self._readers.read_all()
+        for comp, why in timed_out.items():  # unavailable for the rest of every open window
+            for state in self._open.values():
+                state.failed.setdefault(comp, f"during the window: {why}")
         now = time.perf_counter()
         dt = None if self._last_t is None else now - self._last_t
         memory: dict[str, int] = {}
@@ -360,6 +371,9 @@ class EnergyMonitor:
                     self._cum.setdefault(comp, 0.0)
                 self._last_power[comp] = power_w
             memory.update(reading.memory_bytes)
+            for comp, why in reading.suspect.items():
+                for state in self._open.values():
+                    state.suspect.setdefault(comp, [why, 0])[1] += 1
         self._last_t = now
         if sampled:
             self._record_sample(now, memory)
@@ -431,6 +445,10 @@ class EnergyMonitor:
             else:
                 energy = max(0.0, self._cum[comp] - state.start_energy[comp])
                 provenance = self._provenance[comp]
+                if comp in state.suspect:
+                    why, count = state.suspect[comp]
+                    more = f" (and {count - 1} more suspect reads)" if count > 1 else ""
+                    provenance = provenance.with_suspect(f"{why}{more}")
             components.append(
                 ComponentEnergy(
                     component=comp,

@@ -15,7 +15,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 
-from wattwise.energy.base import Availability, Provenance, Reading
+from wattwise.energy.base import DEVICE_WIDE, Availability, Provenance, Reading
 from wattwise.energy.nvml import parse_visible_devices
 from wattwise.errors import MeterError
 
@@ -88,7 +88,10 @@ class NvidiaSmiMeter:
         executable: Path or name of ``nvidia-smi`` (default: found on ``PATH``).
         required: When true (asked for by name), failure raises instead of ``unavailable``.
         visible_devices: A ``CUDA_VISIBLE_DEVICES`` value (default: the environment's).
-        timeout_s: Limit for one query.
+        timeout_s: Limit for one query, in seconds; a query that takes longer is killed and
+            raises ``TimeoutError`` (the monitor then reports the GPU unavailable for the rest
+            of the window). Below the monitor's own read timeout, so that the program is
+            killed rather than left running.
     """
 
     name = "nvidia-smi"
@@ -99,7 +102,7 @@ class NvidiaSmiMeter:
         *,
         required: bool = False,
         visible_devices: str | None = None,
-        timeout_s: float = 5.0,
+        timeout_s: float = 4.0,
     ):
         self.executable = shutil.which(executable or "nvidia-smi")
         self.timeout_s = timeout_s
@@ -114,18 +117,24 @@ class NvidiaSmiMeter:
             )
 
     def query(self) -> list[SmiRow]:
-        """Run one query (raises ``OSError``/``subprocess`` errors/``ValueError``)."""
-        result = subprocess.run(
-            [
-                self.executable or "nvidia-smi",
-                f"--query-gpu={','.join(QUERY_FIELDS)}",
-                "--format=csv,noheader,nounits",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=self.timeout_s,
-            check=False,
-        )
+        """Run one query (raises ``OSError``/``TimeoutError``/``subprocess`` errors/``ValueError``).
+
+        A query that takes longer than ``timeout_s`` is killed and raises ``TimeoutError``.
+        """
+        try:
+            result = subprocess.run(
+                [
+                    self.executable or "nvidia-smi",
+                    f"--query-gpu={','.join(QUERY_FIELDS)}",
+                    "--format=csv,noheader,nounits",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=self.timeout_s,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            raise TimeoutError(f"query timed out after {self.timeout_s:g} s (killed)") from None
         if result.returncode != 0:
             message = (result.stderr or result.stdout).strip().splitlines()
             raise OSError(f"nvidia-smi exited {result.returncode}: {' '.join(message)[:200]}")
@@ -162,7 +171,10 @@ class NvidiaSmiMeter:
 
     def provenance(self, component: str) -> Provenance:
         return Provenance.measured(
-            "nvidia-smi", f"{self._names[component]}: power.draw samples, integrated"
+            "nvidia-smi",
+            f"{self._names[component]}: power.draw samples, integrated; "
+            f"{DEVICE_WIDE.format(device='GPU')}",
+            scope="device",
         )
 
     def read(self) -> Reading:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from wattwise.energy.base import Availability, Provenance, Reading
+from wattwise.energy.base import DEVICE_WIDE, Availability, Provenance, Reading
 from wattwise.errors import MeterError
 
 
@@ -173,7 +173,10 @@ class NvmlMeter:
     def provenance(self, component: str) -> Provenance:
         gpu = next(g for g in self._gpus if g.component == component)
         how = "total-energy counter" if gpu.has_counter else "power samples, integrated"
-        return Provenance.measured("nvml", f"{gpu.name} (NVML index {gpu.nvml_index}): {how}")
+        detail = (
+            f"{gpu.name} (NVML index {gpu.nvml_index}): {how}; {DEVICE_WIDE.format(device='GPU')}"
+        )
+        return Provenance.measured("nvml", detail, scope="device")
 
     def read(self) -> Reading:
         nvml = self._nvml

@@ -9,6 +9,10 @@ finished :class:`TrialRecord` to ``on_done`` in the driver process, which writes
 workers never touch it. ``on_start(spec)`` is called in the driver just before a trial is handed
 to a worker (the sweep marks it ``running`` there).
 
+Executors that run several trials at once on a machine say so in every worker's environment
+(:func:`wattwise.energy.sharing.parallel_env`), so that device-wide energy (RAPL, a GPU that the
+workers share) is marked ``shared`` in each trial's measurements.
+
 Importing this module is cheap (no torch, no Ray): workers import the runner when they start.
 """
 
@@ -25,6 +29,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from wattwise.config import ExecutorSettings
+from wattwise.energy.sharing import parallel_env
 from wattwise.errors import ConfigError
 from wattwise.experiment.record import TrialRecord
 from wattwise.experiment.spec import TrialSpec
@@ -192,17 +197,30 @@ class _Worker:
 
 
 class _ProcessPool(_Closing):
-    """One long-lived worker process per slot; slot ``i`` runs with the environment ``envs[i]``.
+    """One long-lived worker process per slot; slot ``i`` runs with the environment ``envs[i]``
+    (plus, with several slots, :func:`~wattwise.energy.sharing.parallel_env`).
 
     A worker that dies (killed, segfault) fails its trial with the exit code and is replaced.
+
+    Args:
+        envs: The environment of each slot's worker.
+        labels: Each worker's name in failure reasons.
+        own_gpu: Each worker has a GPU of its own (its GPU energy is not shared).
     """
 
     name = "processes"
 
-    def __init__(self, envs: Sequence[Mapping[str, str]], labels: Sequence[str]) -> None:
+    def __init__(
+        self,
+        envs: Sequence[Mapping[str, str]],
+        labels: Sequence[str],
+        *,
+        own_gpu: bool = False,
+    ) -> None:
         if not envs:
             raise ConfigError("a worker pool needs at least one worker")
-        self.envs = [dict(env) for env in envs]
+        shared = parallel_env(len(envs), own_gpu=own_gpu)
+        self.envs = [{**shared, **env} for env in envs]
         self.labels = list(labels)
         self.slots = len(self.envs)
         self._workers: list[_Worker] = []
@@ -325,14 +343,19 @@ class LocalGpuExecutor(_ProcessPool):
         super().__init__(
             [{"CUDA_VISIBLE_DEVICES": visible[i]} for i in chosen],
             [f"GPU {i}" for i in chosen],
+            own_gpu=True,
         )
 
 
 # --- Ray --------------------------------------------------------------------------------------
 
 
-def _ray_trial(spec_dict: dict[str, Any], teacher_dir: str | None) -> dict[str, Any]:
-    """A Ray task: one trial in a Ray worker; returns the record as a dict (no store)."""
+def _ray_trial(
+    spec_dict: dict[str, Any], teacher_dir: str | None, env: Mapping[str, str]
+) -> dict[str, Any]:
+    """A Ray task: one trial in a Ray worker, run with ``env`` added to its environment;
+    returns the record as a dict (no store)."""
+    os.environ.update(env)
     from wattwise.experiment.runner import run_trial
 
     spec = TrialSpec.from_dict(spec_dict)
@@ -380,6 +403,9 @@ class RayExecutor(_Closing):
         cpus = int(resources.get("CPU", 1))
         self.slots = max(1, self.gpus if self.gpus else cpus)
         self._options = {"num_gpus": 1} if self.gpus else {"num_cpus": 1}
+        #: What each task adds to its environment: up to ``slots`` trials share a machine (at
+        #: most; on a cluster fewer share each node), each with a GPU of its own in GPU mode.
+        self.worker_env = parallel_env(self.slots, own_gpu=bool(self.gpus))
         self._task = ray.remote(_ray_trial).options(max_retries=0, **self._options)
 
     def run(
@@ -399,7 +425,7 @@ class RayExecutor(_Closing):
                 while queue and len(inflight) < self.slots:
                     spec = queue.popleft()
                     on_start(spec)
-                    inflight[self._task.remote(spec.to_dict(), where)] = spec
+                    inflight[self._task.remote(spec.to_dict(), where, self.worker_env)] = spec
                 done, _ = ray.wait(list(inflight), num_returns=1)
                 for ref in done:
                     spec = inflight.pop(ref)
