@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.analysis.analysis_fixtures import make_record, measurement
-from wattwise.analysis.costs import study_costs, teacher_shares, trial_costs
+from wattwise.analysis.costs import baseline_shares, study_costs, teacher_shares, trial_costs
 from wattwise.analysis.metrics import analyze
 from wattwise.energy.carbon import CarbonConfig
 
@@ -73,3 +73,43 @@ def test_measurement_is_shown_apart_and_never_in_co2e() -> None:
     costs = trial_costs(make_record("m", phases=phases), CARBON)
     assert costs.measurement_energy_j == 1000.0 and costs.cost_energy_j == 1000.0
     assert costs.co2e_g == pytest.approx(0.1) and costs.co2e_technique_g is None
+
+
+def compressed(trial_id: str, technique: str, *, trains: bool, key: str = "b-key"):
+    """A trial of a shared training (train once, compress many): 1200 J of training + test in
+    the trial that trained, none in the others; 30 J of technique and 10 J of inference each."""
+    phases = {
+        "recipe/x": measurement("recipe/x", 30.0),
+        "inference": measurement("inference", 10.0),
+    }
+    if trains:
+        phases["train"] = measurement("train", 1000.0)
+        phases["test"] = measurement("test", 200.0)
+    baseline = {"key": key, "trained_here": trains, "training_energy_j": 1200.0}
+    return make_record(trial_id, technique=technique, phases=phases,
+                       details={"baseline": baseline})  # fmt: skip
+
+
+def test_a_shared_training_is_charged_one_kth_and_counted_once() -> None:
+    records = [
+        compressed("base", "baseline", trains=True),
+        compressed("int8", "quantize:int8", trains=False),
+        compressed("prune", "prune:structured:0.5", trains=False),
+        compressed("alone", "baseline", trains=True, key="other"),
+    ]
+    shares = baseline_shares(records)
+    assert shares["int8"].energy_j == pytest.approx(400.0) and shares["int8"].trials == 3
+    for trial_id in ("base", "int8", "prune"):  # 1200 J / 3, whichever trial trained
+        costs = trial_costs(next(r for r in records if r.trial_id == trial_id), CARBON,
+                            baseline=shares[trial_id])  # fmt: skip
+        assert costs.training_energy_j == pytest.approx(400.0)
+        assert costs.cost_energy_j == pytest.approx(430.0)
+        assert costs.co2e_training_g == pytest.approx(400.0 / 3.6e6 * 360)
+    totals = study_costs(records, CARBON)
+    assert totals.trainings == 2 and totals.training_avoided_j == pytest.approx(2 * 1200.0)
+    assert totals.training_energy_j == pytest.approx(2400.0)  # each training once
+    analysis = analyze(records, CARBON)
+    charged = sum(t.cost_energy_j for t in analysis.trials)  # type: ignore[misc]
+    assert charged == pytest.approx(totals.cost_energy_j) == pytest.approx(2400.0 + 4 * 30)
+    # alone, a reusing trial is charged the whole training it compressed
+    assert trial_costs(records[1], CARBON).training_energy_j == 1200.0

@@ -414,3 +414,5 @@ def test_a_headline_without_a_significant_saving_says_so() -> None:
 def test_the_report_shows_the_study_totals(html: str, markdown: str) -> None:
     assert 'id="study-costs"' in html and "Training avoided by sharing" in html
     assert "measurement" in markdown and "Training avoided by sharing 0 teacher(s)" in markdown
+    assert "by training once and compressing many:" in " ".join(html.split())
+    assert "by training once and compressing many:" in markdown and "training(s) for" in markdown

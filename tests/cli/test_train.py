@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 
 from wattwise.cli import main
-from wattwise.train import load_checkpoint
+from wattwise.data import load_dataset
+from wattwise.errors import ModelError
+from wattwise.models import create_model
+from wattwise.train import TrainConfig, fit, load_checkpoint, save_checkpoint
+from wattwise.train.checkpoint import FORMAT
 
 
 def run_cli(argv: Sequence[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -134,3 +140,163 @@ def test_inspect_bad_input_is_exit_2(shape: str, capsys: pytest.CaptureFixture[s
 def test_inspect_unknown_model_is_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run_cli(["inspect", "resnet19"], capsys)
     assert_one_line_error(code, err, "resnet19")
+
+
+# --- wattwise optimize: checkpoints and teachers ------------------------------------------------
+DIGITS_SPEC = {"name": "small_cnn", "num_classes": 10, "in_channels": 1, "input_size": 8}
+
+
+def _payload(**changes: Any) -> dict[str, Any]:
+    """What save_checkpoint writes for a small_cnn on digits, with ``changes`` applied."""
+    model = create_model(**DIGITS_SPEC)
+    payload = {
+        "format": FORMAT,
+        "model": dict(DIGITS_SPEC),
+        "state_dict": model.state_dict(),
+        "train_config": {"seed": 0},
+        "dataset": {"name": "digits", "info": {"image_size": 8}},
+        "result": {"status": "ok"},
+    }
+    payload.update(changes)
+    return {k: v for k, v in payload.items() if v is not None}
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run folder whose checkpoint.pt holds small_cnn trained on digits for 3 epochs."""
+    torch.manual_seed(0)
+    model = create_model(**DIGITS_SPEC)
+    config = TrainConfig(epochs=3, lr=0.05, batch_size=32, hflip=False, num_threads=1)
+    result = fit(model, load_dataset("digits"), config)
+    assert result.test_accuracy is not None and result.test_accuracy > 0.85
+    run = tmp_path_factory.mktemp("run")
+    save_checkpoint(
+        run / "checkpoint.pt",
+        model,
+        model_spec=dict(DIGITS_SPEC),
+        train_config=config.to_dict(),
+        dataset={"name": "digits", "info": {"image_size": 8}},
+        result={"status": "ok", "test_accuracy": result.test_accuracy},
+    )
+    return run
+
+
+def test_optimize_distill_trains_the_named_teacher_first(
+    trained_run: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("COLUMNS", "400")
+    argv = ["optimize", "--checkpoint", str(trained_run), "--recipe", "distill:small_cnn"]
+    argv += ["--distill-epochs", "2", "--inference-s", "0.2", "--rounds", "2", "--threads", "1"]
+    code, out, err = run_cli([*argv, "--out", str(tmp_path / "opt")], capsys)
+    assert code == 0, err
+    assert "note: teacher small_cnn: trained first for 2 epochs on digits" in out
+    record = json.loads((tmp_path / "opt" / "recipe.json").read_text())
+    distilled = record["variants"][1]
+    assert distilled["step"] == "distill:small_cnn"
+    # an untrained small_cnn tests at about 10 % (chance); this teacher learned digits first
+    assert distilled["details"]["teacher_test_accuracy"] > 0.3
+
+
+def test_optimize_distill_self_teaches_with_the_checkpoint(
+    trained_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["optimize", "--checkpoint", str(trained_run), "--recipe", "distill:self"]
+    argv += ["--distill-epochs", "1", "--inference-s", "0.2", "--rounds", "2", "--threads", "1"]
+    code, _, err = run_cli([*argv, "--out", str(tmp_path / "opt")], capsys)
+    assert code == 0, err
+    record = json.loads((tmp_path / "opt" / "recipe.json").read_text())
+    baseline, distilled = record["variants"]
+    assert distilled["details"]["teacher_test_accuracy"] == pytest.approx(baseline["accuracy"])
+
+
+def _write_bad_checkpoint(case: str, run: Path) -> Path:
+    """A run folder with a malformed checkpoint.pt of the given kind."""
+    path = run / "checkpoint.pt"
+    run.mkdir()
+    if case == "empty":
+        path.write_bytes(b"")
+    elif case == "truncated":
+        torch.save(_payload(), path)
+        path.write_bytes(path.read_bytes()[:2000])
+    elif case == "folder":
+        path.mkdir()
+    elif case == "pickled objects":
+        torch.save(_payload(result={"finished": datetime.datetime(2024, 1, 1)}), path)
+    elif case == "missing keys":
+        torch.save(_payload(state_dict=None, result=None), path)
+    elif case == "model spec without num_classes":
+        torch.save(_payload(model={"name": "small_cnn"}), path)
+    elif case == "model spec not a mapping":
+        torch.save(_payload(model="small_cnn"), path)
+    elif case == "state_dict of another width":
+        other = create_model(**DIGITS_SPEC, width=2.0).state_dict()
+        torch.save(_payload(state_dict=other), path)
+    elif case == "no dataset name":
+        torch.save(_payload(dataset={}), path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("case", "fragment"),
+    [
+        ("empty", "empty"),
+        ("truncated", "truncated"),
+        ("folder", "folder"),
+        ("pickled objects", "weights_only=True and refuses it"),
+        ("missing keys", "state_dict, result"),
+        ("model spec without num_classes", "num_classes"),
+        ("model spec not a mapping", "model spec"),
+        ("state_dict of another width", "another shape"),
+        ("no dataset name", "dataset"),
+    ],
+)
+def test_optimize_malformed_checkpoint_is_one_model_error_line(
+    case: str, fragment: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _write_bad_checkpoint(case, tmp_path / "run")
+    argv = ["optimize", "--checkpoint", str(tmp_path / "run"), "--recipe", "bf16"]
+    code, _, err = run_cli([*argv, "--out", str(tmp_path / "opt")], capsys)
+    assert_one_line_error(code, err, fragment, str(path))
+    assert "weights_only=False" not in err and "\x1b" not in err  # no PyTorch advice
+    if case != "no dataset name":
+        with pytest.raises(ModelError):
+            load_checkpoint(path).build_model()
+
+
+def test_inspect_refuses_a_huge_input_before_allocating(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, _, err = run_cli(["inspect", "small_cnn", "--input", "3x200000x200000"], capsys)
+    assert_one_line_error(code, err, "3x200000x200000", "elements")
+
+
+def test_train_with_missing_data_says_pass_download(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "400")
+    argv = ["train", "--dataset", "fashion_mnist", "--data-root", str(tmp_path / "data")]
+    argv += ["--epochs", "1", "--out", str(tmp_path / "run")]
+    code, out, err = run_cli(argv, capsys)
+    assert code == 1, err  # the run is recorded as failed, with the reason
+    assert "or pass --download" in out and "download=True" not in out + err
+
+
+def test_optimize_with_missing_data_says_pass_download(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = {"name": "small_cnn", "num_classes": 10, "in_channels": 1, "input_size": 28}
+    run = tmp_path / "run"
+    run.mkdir()
+    payload = _payload(
+        model=spec,
+        state_dict=create_model(**spec).state_dict(),
+        dataset={"name": "fashion_mnist", "info": {"image_size": 28}},
+    )
+    torch.save(payload, run / "checkpoint.pt")
+    argv = ["optimize", "--checkpoint", str(run), "--recipe", "bf16"]
+    code, _, err = run_cli([*argv, "--data-root", str(tmp_path / "data")], capsys)
+    assert_one_line_error(code, err, "Fashion-MNIST", "or pass --download")
+    assert "download=True" not in err

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from wattwise.data import load_dataset
+from wattwise.data import download_hint, load_dataset
 from wattwise.data._common import stratified_split
+from wattwise.errors import DatasetError
 
 
 def test_val_split_is_stratified_disjoint_and_seeded() -> None:
@@ -33,3 +34,17 @@ def test_val_fraction_controls_loaded_val_split() -> None:
     assert some.info.std == pytest.approx(
         pixels.std(dim=(0, 2, 3), correction=0).tolist(), abs=1e-9
     )
+
+
+@pytest.mark.parametrize("name", ["cifar10", "fashion_mnist", "medmnist:pathmnist"])
+def test_the_download_hint_speaks_the_callers_language(name: str, tmp_path) -> None:
+    """The Python API says ``download=True``; the command line says ``--download``."""
+    with pytest.raises(DatasetError) as api:
+        load_dataset(name, tmp_path)
+    assert str(api.value).endswith("or pass download=True")
+    with download_hint("pass --download"), pytest.raises(DatasetError) as cli:
+        load_dataset(name, tmp_path)
+    assert str(cli.value).endswith("or pass --download")
+    assert "download=True" not in str(cli.value)
+    with pytest.raises(DatasetError, match="download=True"):  # the block restored the API's
+        load_dataset(name, tmp_path)

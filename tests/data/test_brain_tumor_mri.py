@@ -80,3 +80,24 @@ def test_decoded_once_then_cached(tmp_path: Path, write_brain) -> None:
     assert len(list((tmp_path / ".wattwise-cache").glob("brain_tumor_mri-*.pt"))) == 1
     second = load_dataset("brain_tumor_mri", tmp_path, image_size=16)
     assert torch.equal(first.train.images, second.train.images)
+
+
+def _apple_double(name: str) -> bytes:
+    """A macOS AppleDouble sidecar (``._<name>``): magic, version, one Finder-info entry."""
+    header = b"\x00\x05\x16\x07" + b"\x00\x02\x00\x00" + b"Mac OS X        " + b"\x00\x01"
+    entry = b"\x00\x00\x00\x09" + b"\x00\x00\x00\x32" + b"\x00\x00\x00\x20"
+    return header + entry + b"\x00" * 32 + name.encode()
+
+
+def test_macos_sidecar_and_hidden_files_are_skipped(tmp_path: Path, write_brain) -> None:
+    """A folder copied from a Mac holds ``._x.jpg`` AppleDouble files and ``.DS_Store``."""
+    folder = write_brain(tmp_path)
+    for image in list(folder.rglob("*.jpg")):
+        (image.parent / f"._{image.name}").write_bytes(_apple_double(image.name))
+    for sub in [folder, *folder.iterdir(), *folder.glob("*/*")]:
+        (sub / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1" + b"\x00" * 64)
+    (folder / "Training" / "._glioma").write_bytes(_apple_double("glioma"))
+    splits = load_dataset("brain_tumor_mri", tmp_path, val_fraction=0.0)
+    assert splits.info.class_names == CLASSES
+    assert splits.train.images.shape == (12, 1, 64, 64)
+    assert splits.test.images.shape == (8, 1, 64, 64)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import datetime
+import logging
 import os
 from pathlib import Path
 
@@ -106,3 +108,28 @@ def test_verify_runs_even_on_a_cache_hit(tmp_path: Path, write_cifar, count_read
     with pytest.raises(DatasetError, match=r"data_batch_1.*md5"):
         load_dataset("cifar10", tmp_path, verify=True)  # the fixture is not the published data
     assert len(count_reads) == 1
+
+
+@pytest.mark.parametrize("damage", ["truncated", "pickled objects", "garbage", "empty"])
+def test_a_corrupt_cache_entry_is_one_log_line(
+    damage: str, tmp_path: Path, write_cifar, count_reads, caplog: pytest.LogCaptureFixture
+) -> None:
+    write_cifar(tmp_path)
+    load_dataset("cifar10", tmp_path)
+    (entry,) = _entries(tmp_path)
+    if damage == "truncated":
+        entry.write_bytes(entry.read_bytes()[:4000])
+    elif damage == "pickled objects":
+        torch.save({"format": 1, "when": datetime.datetime(2024, 1, 1)}, entry)
+    elif damage == "garbage":
+        entry.write_bytes(b"garbage")
+    else:
+        entry.write_bytes(b"")
+    with caplog.at_level(logging.WARNING, logger="wattwise.data.cache"):
+        splits = load_dataset("cifar10", tmp_path)
+    assert len(count_reads) == 2 and len(splits.test) == 30  # decoded again
+    (record,) = caplog.records
+    message = record.getMessage()
+    assert "\n" not in message and "\x1b" not in message, message
+    assert "weights_only=False" not in message and str(entry) in message
+    assert message.endswith("decoding the dataset again")

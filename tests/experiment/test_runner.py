@@ -251,3 +251,46 @@ def test_failure_reasons():
     assert failure_reason(RuntimeError("CUDA out of memory"), None).startswith("out of memory")
     assert failure_reason(ValueError("")) == "ValueError"
     assert len(failure_reason(ValueError("x" * 5000))) == runner_module.MAX_REASON
+
+
+def test_trials_that_share_a_training_train_once_and_compress_the_same_weights(tmp_path):
+    """Train once, compress many: baseline and pruning trials with the same dataset, model,
+    training settings and seed share one training; another seed, learning rate or a distill
+    step trains anew. The weights are reused from the cache, and from disk by a new process."""
+    base, pruned = specs(techniques=["baseline", "prune:structured:0.5"])
+    (other_seed,) = specs(seeds=[1])
+    (other_lr,) = specs(learning_rates=[0.02])
+    cache: dict[Any, Any] = {}
+    teachers = tmp_path / "teachers"
+    first = run_trial(base, data_cache=cache, teacher_dir=teachers)
+    assert first.status == "ok" and {"train", "test"} <= set(first.phases)
+    trained = first.details["baseline"]
+    assert trained["trained_here"] and trained["trained_by_trial"] == first.trial_id
+    assert trained["training_energy_j"] == pytest.approx(
+        first.phases["train"]["total_energy_j"] + first.phases["test"]["total_energy_j"]
+    )
+    (saved,) = (tmp_path / "baselines").glob("*.pt")
+    assert saved.stem == trained["key"]
+
+    second = run_trial(pruned, data_cache=cache, teacher_dir=teachers)
+    assert second.status == "ok", second.reason
+    assert "train" not in second.phases and "test" not in second.phases  # its joules: once
+    assert second.training_energy_j == 0
+    reused = second.details["baseline"]
+    assert not reused["trained_here"] and reused["key"] == trained["key"]
+    assert reused["trained_by_trial"] == first.trial_id
+    assert second.history == first.history and second.train_energy_j == first.train_energy_j
+    assert second.details["train"]["reused"] is True
+    # the same weights: the pruned trial's baseline variant is the first trial's model
+    assert second.variants[0].accuracy == first.variants[0].accuracy
+    assert {"recipe/prune:structured:0.5", "inference"} <= set(second.phases)
+
+    from_disk = run_trial(pruned, data_cache={}, teacher_dir=teachers)
+    assert not from_disk.details["baseline"]["trained_here"]
+    assert from_disk.variants[0].accuracy == first.variants[0].accuracy
+    for spec in (other_seed, other_lr):
+        fresh = run_trial(spec, data_cache=cache, teacher_dir=teachers)
+        assert fresh.details["baseline"]["trained_here"] and "train" in fresh.phases
+        assert fresh.details["baseline"]["key"] != trained["key"]
+    alone = run_trial(pruned)  # no cache, no study folder: nothing to reuse from
+    assert alone.details["baseline"]["trained_here"] and "train" in alone.phases

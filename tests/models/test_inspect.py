@@ -157,3 +157,48 @@ def test_bad_shape_and_batch_size_are_config_errors() -> None:
         count_macs(model, (3, 32))
     with pytest.raises(ConfigError):
         count_macs(model, (3, 32, 32), batch_size=0)
+
+
+def test_a_huge_input_is_refused_before_anything_is_allocated() -> None:
+    with pytest.raises(ConfigError, match="elements") as info:
+        parse_input_shape("3x200000x200000")
+    assert "3x200000x200000" in str(info.value) and "\n" not in str(info.value)
+    model = nn.Flatten()
+    with pytest.raises(ConfigError, match="elements"):
+        count_flops(model, (3, 200000, 200000))
+    with pytest.raises(ConfigError, match="elements"):  # the batch counts too
+        count_flops(model, (3, 2048, 2048), batch_size=64)
+    assert parse_input_shape("3x4096x4096") == (3, 4096, 4096)  # large, but sane
+
+
+class _Allocating(nn.Module):
+    """Fails in forward as an allocation does when memory runs out."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__()
+        self.error = error
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        raise self.error
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        RuntimeError(
+            "[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate "
+            "memory: you tried to allocate 480000000000 bytes. Error code 12"
+        ),
+        RuntimeError("DefaultCPUAllocator: not enough memory: you tried to allocate 8 GB"),
+        MemoryError(),
+    ],
+)
+def test_running_out_of_memory_while_counting_is_one_line(error: BaseException) -> None:
+    with pytest.raises(ConfigError, match="not enough memory") as info:
+        inspect_model(_Allocating(error), (3, 64, 64))
+    assert "3x64x64" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_other_runtime_errors_are_not_taken_for_memory() -> None:
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        count_flops(_Allocating(RuntimeError("shape mismatch")), (3, 8, 8))

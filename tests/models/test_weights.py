@@ -10,7 +10,15 @@ import torch
 from torch import nn
 
 from wattwise.errors import ModelError
-from wattwise.models import create_model, load_state_dict_adapted, read_state_dict
+from wattwise.models import (
+    check_model_spec,
+    create_model,
+    create_model_from_spec,
+    load_state_dict_adapted,
+    load_state_dict_exact,
+    load_torch_file,
+    read_state_dict,
+)
 
 
 def _outputs_equal(a: nn.Module, b: nn.Module, x: torch.Tensor) -> bool:
@@ -213,3 +221,92 @@ def test_torchvision_download_path_adapts_head_and_channels(
 def test_torchvision_weights_need_width_one() -> None:
     with pytest.raises(ModelError, match=r"width 1\.0"):
         create_model("resnet18", num_classes=10, width=0.5, weights="DEFAULT")
+
+
+def _write(case: str, path: Path) -> None:
+    if case == "empty":
+        path.write_bytes(b"")
+    elif case == "truncated":
+        torch.save(create_model("small_cnn", num_classes=10).state_dict(), path)
+        path.write_bytes(path.read_bytes()[:1500])
+    elif case == "folder":
+        path.mkdir()
+    elif case == "pickled objects":
+        torch.save({"layer": nn.Linear(2, 2)}, path)
+    elif case == "text":
+        path.write_bytes(b"not a checkpoint at all\n")
+
+
+@pytest.mark.parametrize(
+    ("case", "why"),
+    [
+        ("empty", "it is empty (0 bytes), not a file written by torch.save"),
+        ("truncated", "it is truncated or corrupt"),
+        ("folder", "it is a folder, not a file"),
+        (
+            "pickled objects",
+            "it contains objects that are not plain tensors; wattwise loads checkpoints with "
+            "weights_only=True and refuses it",
+        ),
+        ("text", "it is not a file written by torch.save"),
+        ("absent", "not found"),
+    ],
+)
+def test_an_unreadable_file_is_one_model_error_line(case: str, why: str, tmp_path: Path) -> None:
+    path = tmp_path / "file.pt"
+    _write(case, path)
+    with pytest.raises(ModelError) as info:
+        load_torch_file(path, "checkpoint")
+    message = str(info.value)
+    assert message.startswith(f"cannot read checkpoint {path}: {why}")
+    assert "\n" not in message and "\x1b" not in message and "weights_only=False" not in message
+
+
+def test_a_weights_file_that_is_empty_says_so(tmp_path: Path) -> None:
+    path = tmp_path / "empty.pth"
+    path.write_bytes(b"")
+    with pytest.raises(ModelError, match=r"is empty \(0 bytes\)"):
+        create_model("small_cnn", num_classes=10, weights=path)
+
+
+def test_exact_load_refuses_what_does_not_fit() -> None:
+    model = create_model("small_cnn", num_classes=10)
+    state = create_model("small_cnn", num_classes=10).state_dict()
+    load_state_dict_exact(model, state, source="checkpoint c.pt")
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in state.items())
+    wider = create_model("small_cnn", num_classes=10, width=2).state_dict()
+    with pytest.raises(ModelError, match="of another shape") as info:
+        load_state_dict_exact(model, wider, source="checkpoint c.pt", model_name="small_cnn")
+    assert str(info.value).startswith("the weights of checkpoint c.pt do not fit small_cnn")
+    partial = dict(list(state.items())[1:])
+    with pytest.raises(ModelError, match="1 missing from the source"):
+        load_state_dict_exact(model, partial)
+    with pytest.raises(ModelError, match="1 not in the model"):
+        load_state_dict_exact(model, {**state, "extra": torch.zeros(1)})
+    with pytest.raises(ModelError, match="not a state_dict of tensors"):
+        load_state_dict_exact(model, {**state, "epoch": 3})  # type: ignore[dict-item]
+
+
+@pytest.mark.parametrize(
+    ("spec", "match"),
+    [
+        ("small_cnn", "must be a mapping"),
+        ({"num_classes": 10}, "must be a mapping"),
+        ({"name": "small_cnn"}, "lacks num_classes"),
+        ({"name": "small_cnn", "num_classes": 10, 3: 1}, "not texts"),
+        ({"name": "nope", "num_classes": 10}, "unknown model 'nope'"),
+        ({"name": "small_cnn", "num_classes": 10, "depth": 3}, "unsupported option"),
+        ({"name": "small_cnn", "num_classes": "10"}, "num_classes must be a positive integer"),
+    ],
+)
+def test_a_bad_model_spec_is_one_model_error_line(spec: object, match: str) -> None:
+    with pytest.raises(ModelError, match=match) as info:
+        create_model_from_spec(spec, source="checkpoint c.pt")
+    assert str(info.value).startswith("checkpoint c.pt: ") and "\n" not in str(info.value)
+
+
+def test_a_model_spec_builds_the_model() -> None:
+    spec = {"name": "small_cnn", "num_classes": 4, "in_channels": 1, "width": 0.5}
+    model = create_model_from_spec(spec)
+    assert model(torch.zeros(2, 1, 8, 8)).shape == (2, 4)
+    assert check_model_spec(spec) == spec and check_model_spec(spec) is not spec

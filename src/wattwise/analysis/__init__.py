@@ -32,6 +32,7 @@ _LAZY = {
     "trial_costs": "wattwise.analysis.costs",
     "study_costs": "wattwise.analysis.costs",
     "teacher_shares": "wattwise.analysis.costs",
+    "baseline_shares": "wattwise.analysis.costs",
     # intervals of the decisions
     "Interval": "wattwise.analysis.intervals",
     "wilson": "wattwise.analysis.intervals",
@@ -83,6 +84,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from wattwise.analysis.costs import (
         StudyCosts,
         TrialCosts,
+        baseline_shares,
         co2e_g,
         study_costs,
         teacher_shares,
@@ -162,6 +164,7 @@ __all__ = [
     "accuracy_per_j_per_image",
     "accuracy_per_kj_train",
     "analyze",
+    "baseline_shares",
     "build_report",
     "co2e_g",
     "compare_groups",

@@ -7,7 +7,8 @@ category, and the study's totals.
     study_costs(records, carbon)              # the study's totals, each teacher counted once
 
 The categories come from the record (:func:`~wattwise.experiment.record.phase_category`):
-training (the trial's own ``train`` and ``test`` phases), technique (``recipe/<step>``,
+training (the trial's own ``train`` and ``test`` phases; a trained baseline that k trials
+compress is charged 1/k to each, see :func:`baseline_shares`), technique (``recipe/<step>``,
 ``teacher_logits``, and the teacher's training) and measurement (the benchmark windows). A
 distillation teacher shared by the k trials whose ``details["teacher"]["key"]`` is the same is
 charged ``details["teacher"]["train_energy_j"] / k`` to each, and once to the study. Efficiency
@@ -18,7 +19,7 @@ is shown apart, never in a CO2e total.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,7 +35,8 @@ def as_record(record: TrialRecord | Mapping[str, Any]) -> TrialRecord:
 
 @dataclass(frozen=True)
 class TeacherShare(Result):
-    """What one trial is charged for a distillation teacher: ``train_energy_j / trials``."""
+    """What one trial is charged for a training it shares — a distillation teacher, or a
+    trained baseline that several techniques compress: ``train_energy_j / trials``."""
 
     key: str
     train_energy_j: float
@@ -53,14 +55,39 @@ def _teacher(record: TrialRecord) -> tuple[str, float] | None:
     return (str(teacher["key"]), energy) if energy is not None else None
 
 
+def _baseline(record: TrialRecord) -> tuple[str, float] | None:
+    baseline = record.details.get("baseline")
+    if not isinstance(baseline, Mapping) or not baseline.get("key"):
+        return None  # a distilled student, or a record from before trainings were shared
+    energy = finite(baseline.get("training_energy_j"))
+    return (str(baseline["key"]), energy) if energy is not None else None
+
+
 def teacher_shares(records: Iterable[TrialRecord | Mapping[str, Any]]) -> dict[str, TeacherShare]:
     """Trial id -> its share of the teacher it distilled from, over the ``ok`` ``records``: the
     teacher's training energy (``details["teacher"]["train_energy_j"]``) / the number of trials
     with the same ``details["teacher"]["key"]``. Trials without a trained teacher are absent."""
+    return _shares(records, _teacher)
+
+
+def baseline_shares(
+    records: Iterable[TrialRecord | Mapping[str, Any]],
+) -> dict[str, TeacherShare]:
+    """Trial id -> its share of the trained baseline it compressed (train once, compress many;
+    :mod:`wattwise.experiment.baselines`), over the ``ok`` ``records``: the training's energy
+    (``details["baseline"]["training_energy_j"]``: phases ``train`` + ``test`` of the trial that
+    trained it) / the number of trials with the same ``details["baseline"]["key"]``."""
+    return _shares(records, _baseline)
+
+
+def _shares(
+    records: Iterable[TrialRecord | Mapping[str, Any]],
+    read: Callable[[TrialRecord], tuple[str, float] | None],
+) -> dict[str, TeacherShare]:
     users: dict[str, list[str]] = defaultdict(list)
     energy: dict[str, float] = {}
     for rec in map(as_record, records):
-        found = _teacher(rec) if rec.status == "ok" else None
+        found = read(rec) if rec.status == "ok" else None
         if found is not None:
             users[found[0]].append(rec.trial_id)
             energy.setdefault(found[0], found[1])
@@ -111,6 +138,7 @@ def trial_costs(
     record: TrialRecord | Mapping[str, Any],
     carbon: CarbonConfig | None = None,
     teacher: TeacherShare | None = None,
+    baseline: TeacherShare | None = None,
 ) -> TrialCosts:
     """The costs of one trial (see :class:`TrialCosts`).
 
@@ -119,14 +147,20 @@ def trial_costs(
         carbon: The study's carbon settings; ``None``: ``CarbonConfig()`` (world average, PUE 1).
         teacher: Its teacher share (:func:`teacher_shares`); ``None``: a trained teacher is
             charged in full, as if no other trial shared it.
+        baseline: Its share of a shared trained baseline (:func:`baseline_shares`): its
+            training energy is then that share, whichever trial ran the training; ``None``: the
+            training it records is charged in full.
     """
     rec = as_record(record)
     carbon = carbon or CarbonConfig()
     if teacher is None and (found := _teacher(rec)) is not None:
         teacher = TeacherShare(found[0], found[1], 1)
+    if baseline is None and (found := _baseline(rec)) is not None:
+        baseline = TeacherShare(found[0], found[1], 1)
     share = teacher.energy_j if teacher is not None else 0.0
-    training, technique = rec.training_energy_j, rec.technique_energy_j + share
-    known_training = _has_energy(rec, "training")
+    training = baseline.energy_j if baseline is not None else rec.training_energy_j
+    technique = rec.technique_energy_j + share
+    known_training = baseline is not None or _has_energy(rec, "training")
     known_technique = teacher is not None or _has_energy(rec, "technique")
     co2e_training = carbon.estimate(training).co2e_g if known_training else None
     co2e_technique = carbon.estimate(technique).co2e_g if known_technique else None
@@ -167,6 +201,9 @@ class StudyCosts(Result):
         teachers: How many distinct teachers were trained.
         teacher_training_avoided_j: Training the shared teachers saved: ``(k - 1) x`` a teacher's
             training energy for a teacher shared by k trials.
+        trainings: How many distinct trainings the study ran (each shared baseline once).
+        training_avoided_j: Training that reusing trained baselines saved: ``(k - 1) x`` the
+            training energy of a baseline that k trials compressed.
     """
 
     trials: int
@@ -181,6 +218,8 @@ class StudyCosts(Result):
     co2e_g: float
     teachers: int
     teacher_training_avoided_j: float
+    trainings: int = 0
+    training_avoided_j: float = 0.0
 
 
 def study_costs(
@@ -191,7 +230,10 @@ def study_costs(
     ok = [r for r in map(as_record, records) if r.status == "ok"]
     shares = teacher_shares(ok)
     teachers = {s.key: s for s in shares.values()}
-    training = sum(r.training_energy_j for r in ok)
+    trained = baseline_shares(ok)
+    baselines = {s.key: s for s in trained.values()}
+    training = sum(r.training_energy_j for r in ok if r.trial_id not in trained)
+    training += sum(s.train_energy_j for s in baselines.values())
     technique = sum(r.technique_energy_j for r in ok)
     teacher = sum(s.train_energy_j for s in teachers.values())
     measurement = sum(r.measurement_energy_j for r in ok)
@@ -210,4 +252,6 @@ def study_costs(
         teacher_training_avoided_j=sum(
             (s.trials - 1) * s.train_energy_j for s in teachers.values()
         ),
+        trainings=len(baselines) + sum(1 for r in ok if r.trial_id not in trained),
+        training_avoided_j=sum((s.trials - 1) * s.train_energy_j for s in baselines.values()),
     )

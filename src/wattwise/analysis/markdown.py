@@ -48,7 +48,9 @@ def _headline(data: ReportData) -> list[str]:
             f"{_kj(c.teacher_energy_j)} kJ, each once), measurement {_kj(c.measurement_energy_j)}"
             f" kJ (not in CO2e); CO2e {fmt(c.co2e_g)} g (training {fmt(c.co2e_training_g)} g, "
             f"technique {fmt(c.co2e_technique_g)} g). Training avoided by sharing "
-            f"{c.teachers} teacher(s): {_kj(c.teacher_training_avoided_j)} kJ."
+            f"{c.teachers} teacher(s): {_kj(c.teacher_training_avoided_j)} kJ; by training "
+            f"once and compressing many: {c.trainings} training(s) for {c.trials} trial(s), "
+            f"{_kj(c.training_avoided_j)} kJ."
         )
         out.append("")
     return out

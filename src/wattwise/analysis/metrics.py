@@ -32,7 +32,14 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from wattwise.analysis.base import Result, finite
-from wattwise.analysis.costs import StudyCosts, as_record, co2e_g, study_costs, teacher_shares
+from wattwise.analysis.costs import (
+    StudyCosts,
+    as_record,
+    baseline_shares,
+    co2e_g,
+    study_costs,
+    teacher_shares,
+)
 from wattwise.analysis.intervals import accuracy_interval
 from wattwise.analysis.trials import (
     Payback,
@@ -218,14 +225,14 @@ def summarize(
     ``records``); a :class:`TrialMetrics` already holds its CO2e."""
     items = list(records)
     raw = [r for r in items if not isinstance(r, TrialMetrics)]
-    shares = teacher_shares(raw)
+    shares, trained = teacher_shares(raw), baseline_shares(raw)
     groups: dict[tuple[Any, ...], list[TrialMetrics]] = defaultdict(list)
     for item in items:
         if isinstance(item, TrialMetrics):
             m = item
         else:
             rec = as_record(item)
-            m = trial_metrics(rec, carbon, shares.get(rec.trial_id))
+            m = trial_metrics(rec, carbon, shares.get(rec.trial_id), trained.get(rec.trial_id))
         if m.status == "ok":
             groups[tuple(getattr(m, k) for k in CONFIG_KEYS)].append(m)
     return [_summary(dict(zip(CONFIG_KEYS, key, strict=True)), ts) for key, ts in groups.items()]
@@ -342,8 +349,10 @@ def analyze(records: Records, carbon: CarbonConfig | None = None) -> Analysis:
     :class:`Analysis`); ``carbon`` as in :func:`~wattwise.analysis.costs.trial_costs`."""
     carbon = carbon or CarbonConfig()
     ok = tuple(r for r in map(as_record, records) if r.status == "ok")
-    shares = teacher_shares(ok)
-    trials = tuple(trial_metrics(r, carbon, shares.get(r.trial_id)) for r in ok)
+    shares, trained = teacher_shares(ok), baseline_shares(ok)
+    trials = tuple(
+        trial_metrics(r, carbon, shares.get(r.trial_id), trained.get(r.trial_id)) for r in ok
+    )
     variants = tuple(summarize(trials))
     fronts = {by: pareto_fronts(variants, by) for by in ("train", "inference")}
     return Analysis(ok, trials, variants, fronts, carbon, study_costs(ok, carbon))

@@ -105,17 +105,18 @@ def trial_metrics(
     record: TrialRecord | Mapping[str, Any],
     carbon: CarbonConfig | None = None,
     teacher: TeacherShare | None = None,
+    baseline: TeacherShare | None = None,
 ) -> TrialMetrics:
     """The metrics of one trial: its stored numbers, its ratio properties, the energy per
-    correct prediction, its costs and CO2e (with ``carbon`` and its ``teacher`` share, see
-    :func:`~wattwise.analysis.costs.trial_costs`), its Wilson accuracy interval and its final
-    variant's comparison."""
+    correct prediction, its costs and CO2e (with ``carbon``, its ``teacher`` share and its
+    share of a shared trained ``baseline``, see :func:`~wattwise.analysis.costs.trial_costs`),
+    its Wilson accuracy interval and its final variant's comparison."""
     rec = as_record(record)
     spec = rec.spec
     classes = num_classes(rec)
     images = images_in_test_split(rec)
     acc = accuracy_interval([(rec.accuracy, images)])
-    costs = trial_costs(rec, carbon, teacher)
+    costs = trial_costs(rec, carbon, teacher, baseline)
     final = rec.final_variant
     compared = final if final is not None and final.saving is not None else None
     return TrialMetrics(

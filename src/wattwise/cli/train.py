@@ -21,7 +21,7 @@ from wattwise.cli._base import (
     positive_int,
     write_json,
 )
-from wattwise.errors import ConfigError
+from wattwise.errors import ConfigError, ModelError
 
 
 def register(subparsers: Any) -> None:
@@ -29,7 +29,7 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser("train", help="train a model on a dataset, measuring every epoch")
     _add_train_options(p)
     add_meter_options(p)
-    p.set_defaults(func=cmd_train)
+    p.set_defaults(func=_in_cli_words(cmd_train))
 
     p = subparsers.add_parser("optimize", help="apply a compression recipe to a trained run")
     p.add_argument("--checkpoint", required=True, help="a run folder or its checkpoint.pt")
@@ -39,6 +39,7 @@ def register(subparsers: Any) -> None:
         help='steps, e.g. "prune:structured:0.5,quantize:int8", or a YAML file listing them',
     )
     p.add_argument("--data-root", help="data folder (default $WATTWISE_DATA)")
+    p.add_argument("--download", action="store_true", help="fetch missing dataset files")
     p.add_argument("--finetune-epochs", type=int, default=2, help="after pruning (default 2)")
     p.add_argument("--finetune-lr", type=positive_float("--finetune-lr"), default=0.01)
     p.add_argument("--distill-epochs", type=positive_int("--distill-epochs"), default=5)
@@ -88,7 +89,19 @@ def register(subparsers: Any) -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", help="folder for recipe.json (default: next to the checkpoint)")
     add_meter_options(p)
-    p.set_defaults(func=cmd_optimize)
+    p.set_defaults(func=_in_cli_words(cmd_optimize))
+
+
+def _in_cli_words(command: Any) -> Any:
+    """``command``, with dataset messages offering this command line's ``--download``."""
+
+    def run(args: argparse.Namespace) -> int:
+        from wattwise.data import download_hint
+
+        with download_hint("pass --download"):
+            return int(command(args))
+
+    return run
 
 
 def _add_train_options(p: argparse.ArgumentParser) -> None:
@@ -221,12 +234,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"batch {spec.batch_size}, lr {spec.lr:g}"
     )
     records: list[Any] = []
+    bar = TrainBar(console)
 
     def on_epoch(record: Any) -> None:
         records.append(record)
         console.print(epoch_table([record], header=len(records) == 1))
 
-    record = train_and_save(spec, out, on_epoch=on_epoch, progress=TrainBar(console))
+    record = train_and_save(spec, out, on_epoch=on_epoch, progress=bar)
     train = record.phases.get("train")
     if train is not None:
         console.print(measurement_table(Measurement.from_dict(train)))
@@ -267,14 +281,18 @@ def cmd_optimize(args: argparse.Namespace) -> int:
         device=args.device,
     )
     checkpoint = load_checkpoint(args.checkpoint)
+    model = checkpoint.build_model()  # a checkpoint that cannot be used fails before the data
+    dataset_name = checkpoint.dataset.get("name")
+    if not isinstance(dataset_name, str):
+        raise ModelError(f"checkpoint {checkpoint.path} does not name its dataset (dataset.name)")
     info = checkpoint.dataset.get("info", {})
     data = load_dataset(
-        checkpoint.dataset["name"],
+        dataset_name,
         args.data_root,
         image_size=info.get("image_size"),
         seed=int(checkpoint.train_config.get("seed", 0)),
+        download=args.download,
     )
-    model = checkpoint.build_model()
     console = Console()
     console.print(f"[bold]optimize[/bold] {checkpoint.path}: {format_recipe(configs)}")
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 # Importing the reader modules registers them.
 from . import brain_tumor_mri, cifar10, digits, fashion_mnist, medmnist, synthetic  # noqa: F401
+from ._common import download_hint
 from .api import list_datasets, load_dataset
 from .cache import CACHE_DIRNAME, clear_cache
 from .loader import AugmentConfig, TensorLoader, augment_batch
@@ -43,6 +44,7 @@ __all__ = [
     "augment_batch",
     "clear_cache",
     "default_data_root",
+    "download_hint",
     "list_datasets",
     "load_dataset",
     "register_dataset",

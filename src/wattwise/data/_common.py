@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import logging
 import urllib.error
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import torch
@@ -18,6 +20,32 @@ log = logging.getLogger(__name__)
 
 #: Images per chunk when resizing (bounds the temporary float copy).
 _CHUNK = 2048
+
+#: How the caller asks for missing files to be fetched, in its own words: the Python API's
+#: ``download=True`` unless a :func:`download_hint` block says otherwise (the CLI: ``--download``).
+_DOWNLOAD_HINT: contextvars.ContextVar[str] = contextvars.ContextVar(
+    "download_hint", default="pass download=True"
+)
+
+
+@contextlib.contextmanager
+def download_hint(text: str) -> Iterator[None]:
+    """Within the block, dataset messages end with ``or <text>`` where they offer a download.
+
+    Args:
+        text: How this caller asks for a download, e.g. ``"pass --download"`` (the command
+            line) or ``"set download: true"`` (a study file).
+    """
+    token = _DOWNLOAD_HINT.set(text)
+    try:
+        yield
+    finally:
+        _DOWNLOAD_HINT.reset(token)
+
+
+def or_download(how: str) -> str:
+    """``how`` to obtain a dataset by hand, followed by how the caller asks for a download."""
+    return f"{how}, or {_DOWNLOAD_HINT.get()}"
 
 
 def require_file(path: Path, what: str, how: str) -> Path:

@@ -9,10 +9,12 @@ Expected layout under the data root (the Kaggle archive unzipped)::
             glioma/  meningioma/  notumor/  pituitary/
 
 Class names come from the sub-folders of ``Training/`` (sorted); ``Testing/`` must have the same
-ones. Every image is decoded with PIL, converted to grey (``color="grayscale"``, the default:
-MRI is grey) or RGB (``color="rgb"``) and resized, stretched, to ``image_size`` (default 64) with
-bilinear filtering. Decoding is the one per-image loop of this package; the result is cached.
-Kaggle needs a login, so there is no automatic download.
+ones. Hidden entries are skipped: ``.DS_Store`` and the ``._<name>`` AppleDouble files that macOS
+writes next to every file copied to a foreign disk. Every image is decoded with PIL, converted
+to grey (``color="grayscale"``, the default: MRI is grey) or RGB (``color="rgb"``) and resized,
+stretched, to ``image_size`` (default 64) with bilinear filtering. Decoding is the one
+per-image loop of this package; the result is cached. Kaggle needs a login, so there is no
+automatic download.
 """
 
 from __future__ import annotations
@@ -44,15 +46,22 @@ def _how(folder: Path) -> str:
     )
 
 
+def _visible(path: Path) -> bool:
+    """Not a hidden entry (``.DS_Store``, macOS ``._<name>`` AppleDouble sidecars)."""
+    return not path.name.startswith(".")
+
+
 def _class_folders(split_dir: Path, how: str) -> dict[str, list[Path]]:
     if not split_dir.is_dir():
         raise DatasetError(
             f"{_WHAT}: expected folder {split_dir.name!r} in {split_dir.parent}, not found; {how}"
         )
     classes: dict[str, list[Path]] = {}
-    for sub in sorted(p for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
+    for sub in sorted(p for p in split_dir.iterdir() if p.is_dir() and _visible(p)):
         files = sorted(
-            p for p in sub.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+            p
+            for p in sub.iterdir()
+            if p.is_file() and _visible(p) and p.suffix.lower() in IMAGE_SUFFIXES
         )
         if not files:
             raise DatasetError(

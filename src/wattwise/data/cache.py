@@ -6,7 +6,7 @@ only; nothing is executed). The options key hashes the dataset name, the variant
 that change decoded content and ``image_size``; the source key hashes the relative path, size and
 modification time of every source file, so replacing or touching a file invalidates the entry.
 Writing a new entry removes older entries with the same options key. A cache that cannot be
-written (read-only root) or read (corrupt file) is logged and skipped, never fatal.
+written (read-only root) or read (corrupt file) is logged in one line and skipped, never fatal.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import pickle
+import re
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -134,8 +135,25 @@ def load_cached(path: Path) -> RawDataset | None:
             test_note=str(obj["test_note"]),
         )
     except (OSError, RuntimeError, ValueError, KeyError, EOFError, pickle.UnpicklingError) as err:
-        log.warning("ignoring unreadable dataset cache %s: %s", path, err)
+        log.warning(
+            "ignoring unreadable dataset cache %s (%s); decoding the dataset again",
+            path,
+            _reason(err),
+        )
         return None
+
+
+def _reason(err: BaseException) -> str:
+    """Why ``torch.load`` failed, in a few words on one line (torch's text runs to many)."""
+    if isinstance(err, pickle.UnpicklingError):
+        if "Unsupported global" in str(err):
+            return "it holds objects that are not plain tensors, refused by weights_only=True"
+        return "not a file written by torch.save"
+    if isinstance(err, EOFError) or "zip archive" in str(err):
+        return f"truncated or corrupt: {type(err).__name__}"
+    lines = re.sub(r"\x1b\[[0-9;]*m", "", str(err)).strip().splitlines()
+    first = lines[0].split(". ")[0] if lines else ""
+    return f"{type(err).__name__}: {first}"[:200] if first else type(err).__name__
 
 
 def clear_cache(root: str | Path | None = None, name: str | None = None) -> int:

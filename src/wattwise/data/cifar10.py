@@ -30,7 +30,7 @@ import torch
 
 from wattwise.errors import DatasetError
 
-from ._common import corrupt, fetch, require_file, verify_md5
+from ._common import corrupt, fetch, or_download, require_file, verify_md5
 from .registry import DatasetReader, register_dataset
 from .types import RawDataset, TensorSplit
 
@@ -151,9 +151,8 @@ class Cifar10Reader(DatasetReader):
     summary = "CIFAR-10, 32x32 RGB, 10 classes (python pickle batches)"
 
     def how_to_obtain(self, folder: Path) -> str:
-        return (
-            f"download {URL} (md5 {ARCHIVE_MD5}) and extract it into {folder.parent}, "
-            "or pass download=True"
+        return or_download(
+            f"download {URL} (md5 {ARCHIVE_MD5}) and extract it into {folder.parent}"
         )
 
     def source_files(self, folder: Path, image_size: int | None) -> list[Path]:

@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from ._common import corrupt, fetch, require_file, verify_md5
+from ._common import corrupt, fetch, or_download, require_file, verify_md5
 from .registry import DatasetReader, register_dataset
 from .types import RawDataset, TensorSplit
 
@@ -128,7 +128,7 @@ class FashionMnistReader(DatasetReader):
 
     @staticmethod
     def how_to_obtain(folder: Path) -> str:
-        return f"download the four .gz files from {MIRRORS[0]} into {folder}, or pass download=True"
+        return or_download(f"download the four .gz files from {MIRRORS[0]} into {folder}")
 
     def source_files(self, folder: Path, image_size: int | None) -> list[Path]:
         how = self.how_to_obtain(folder)

@@ -29,7 +29,7 @@ import torch
 
 from wattwise.errors import DatasetError
 
-from ._common import corrupt, fetch, nchw_from_nhwc, require_file, verify_md5
+from ._common import corrupt, fetch, nchw_from_nhwc, or_download, require_file, verify_md5
 from .medmnist_info import MEDMNIST_2D, SIZES, ZENODO_RECORD
 from .registry import DatasetReader, register_dataset
 from .types import RawDataset, TensorSplit
@@ -100,9 +100,9 @@ class MedMnistReader(DatasetReader):
         return folder / file_name(str(self.variant), size), size
 
     def how_to_obtain(self, path: Path) -> str:
-        return (
+        return or_download(
             f"download {ZENODO_RECORD}{path.name} into {path.parent} "
-            "(or run `pip install medmnist` and copy it from ~/.medmnist), or pass download=True"
+            "(or run `pip install medmnist` and copy it from ~/.medmnist)"
         )
 
     def source_files(self, folder: Path, image_size: int | None) -> list[Path]:

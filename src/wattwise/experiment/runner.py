@@ -10,7 +10,10 @@ value:
 
 1. **data**: the dataset is loaded once per (dataset, root, image size, validation share, seed)
    and kept in ``data_cache`` (a dict the caller owns and may clear).
-2. **train**: the model is trained with ``fit``. A technique that starts with ``distill:<teacher>``
+2. **train**: the model is trained with ``fit`` — once per training: a trial whose training
+   (:func:`~wattwise.experiment.spec.training_key`) another trial of the study already ran
+   reuses those weights from ``data_cache`` or the study's ``baselines/`` folder
+   (:mod:`wattwise.experiment.baselines`). A technique that starts with ``distill:<teacher>``
    trains the student by the ``distill`` technique instead; a named teacher is trained first,
    with the trial's own training settings, once per (teacher, data, settings) and reused from
    ``data_cache`` and ``teacher_dir`` (see :mod:`wattwise.experiment.teachers`).
@@ -24,6 +27,10 @@ trial's training: training and validation passes), ``test`` (final test evaluati
 ``recipe/<step>`` (what each step cost: fine-tuning, calibration, compiling), ``inference/<step>``
 (each intermediate variant) and ``inference`` (the final model). Nothing is counted twice.
 
+Size: about 510 lines: the one pipeline, phase by phase, with the bookkeeping of what a trial
+measured so far (``_Trial``), so that a trial that fails half-way keeps it; splitting the phases
+over modules would scatter one sequence.
+
 Any exception — missing data, out of memory, divergence, a bug — ends the trial as ``failed``
 with a one-line reason; what was measured before is kept. ``KeyboardInterrupt`` is not caught:
 an interrupted trial stays ``running`` in the store and runs again on resume.
@@ -32,8 +39,6 @@ an interrupted trial stays ``running`` in the store and runs again on resume.
 from __future__ import annotations
 
 import contextlib
-import os
-import platform
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -47,6 +52,13 @@ from wattwise.data import DatasetSplits, load_dataset
 from wattwise.energy.base import Measurement
 from wattwise.energy.monitor import EnergyMonitor
 from wattwise.errors import ConfigError, WattwiseError
+from wattwise.experiment.baselines import (
+    BASELINE_DIR,
+    TrainedBaseline,
+    find_baseline,
+    keep_baseline,
+)
+from wattwise.experiment.environment import environment
 from wattwise.experiment.record import TrialRecord, VariantRecord
 from wattwise.experiment.spec import TrialSpec
 from wattwise.experiment.teachers import (
@@ -72,6 +84,7 @@ from wattwise.train.device import (
     resolve_device,
 )
 from wattwise.train.loop import EpochRecord, TrainProgress, TrainResult, fit
+from wattwise.train.predict import predictions
 from wattwise.validation import dump
 
 __all__ = [
@@ -328,17 +341,53 @@ def _execute(
         trial.details["model_spec"] = model_spec
         torch.manual_seed(spec.seed)
         model = create_model(**model_spec, weights=spec.weights)
-        if first is not None:
-            result = _distill(trial, first, model, data, monitor, cache, teacher_dir, on_epoch)
+        shared = Path(teacher_dir).parent / BASELINE_DIR if teacher_dir is not None else None
+        reused = find_baseline(spec, cache, shared) if first is None else None
+        if reused is not None:  # train once, compress many: another trial trained these weights
+            model.load_state_dict(reused.state)
+            _record_reused(trial, reused)
         else:
-            result = fit(model, data, tc, monitor=monitor, progress=progress, on_epoch=on_epoch)
-        _record_training(trial, result)
+            if first is not None:
+                result = _distill(trial, first, model, data, monitor, cache, teacher_dir, on_epoch)
+            else:
+                result = fit(model, data, tc, monitor=monitor, progress=progress, on_epoch=on_epoch)
+            _record_training(trial, result)
         if checkpoint is not None:  # a diverged model is kept too, with its status
             _save_trained(checkpoint, model, model_spec, trial)
-        if result.status != "ok":
+        if reused is None and result.status != "ok":
             why = result.reason or result.status
             raise TrialFailure(why if result.status == "oom" else f"{result.status}: {why}")
+        if reused is None and first is None:
+            kept = keep_baseline(spec, model, model_spec, _training_summary(trial), cache, shared)
+            trial.details["baseline"] = kept.details(trained_here=True)
         _apply_recipe(trial, model, data, rest, str(device), model_spec, monitor, on_epoch)
+
+
+def _training_summary(trial: _Trial) -> dict[str, Any]:
+    """What the trials that reuse this trial's trained weights record of their training."""
+    phases = [trial.phases[p] for p in ("train", "test") if p in trial.phases]
+    return {
+        "trained_by_trial": trial.spec.trial_id,
+        "training_energy_j": sum(m.total_energy_j for m in phases),
+        "train_energy_j": trial.train_energy_j,
+        "train_energy_provenance": trial.train_energy_provenance,
+        "history": list(trial.history),
+        "train": dict(trial.details["train"]),
+        "memory_cap": trial.memory_cap.to_dict() if trial.memory_cap is not None else None,
+    }
+
+
+def _record_reused(trial: _Trial, baseline: TrainedBaseline) -> None:
+    """A trial that reuses another trial's training: its history and results, none of its
+    phases (their joules are in the trial that trained; analysis charges 1/k to each)."""
+    summary = baseline.summary
+    trial.history = list(summary.get("history") or [])
+    trial.details["train"] = {**(summary.get("train") or {}), "reused": True}
+    trial.details["baseline"] = baseline.details(trained_here=False)
+    if summary.get("memory_cap") is not None:
+        trial.memory_cap = MemoryCap.from_dict(summary["memory_cap"])
+    trial.train_energy_j = summary.get("train_energy_j")
+    trial.train_energy_provenance = summary.get("train_energy_provenance")
 
 
 def _record_training(trial: _Trial, result: TrainResult) -> None:
@@ -358,6 +407,9 @@ def _record_training(trial: _Trial, result: TrainResult) -> None:
         "best_epoch": result.best_epoch,
         "epochs_run": len(result.history),
     }
+    # [prediction] what was predicted after each of the first epochs (what `train` showed live)
+    made = predictions(result.history, result.config.epochs)
+    trial.details["prediction"] = [p.to_dict() for p in made]
     # the trial's own training only: the teacher's pass and training are technique energy
     trial.train_energy_j = result.train_energy_j
     trial.train_energy_provenance = result.fit.total_provenance if result.fit else None
@@ -457,31 +509,6 @@ def _distill(
         "teacher_test_accuracy": outcome.teacher_test_accuracy,  # type: ignore[union-attr]
     }
     return outcome.train  # type: ignore[union-attr,no-any-return]
-
-
-def environment(device: str | None = None, monitor: EnergyMonitor | None = None) -> dict[str, Any]:
-    """Software and hardware a trial ran on (host, CPU model, threads, torch/CUDA, GPUs)."""
-    from wattwise import __version__
-    from wattwise.energy.cpu_model import cpu_model_name
-
-    info: dict[str, Any] = {
-        "wattwise": __version__,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "platform": platform.platform(),
-        "hostname": platform.node(),
-        "cpu_model": cpu_model_name(),
-        "torch_threads": torch.get_num_threads(),
-        "cuda_available": torch.cuda.is_available(),
-        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
-    }
-    if torch.cuda.is_available():
-        info["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
-    if device is not None:
-        info["device"] = device
-    if monitor is not None:
-        info["energy_components"] = monitor.components
-    return info
 
 
 def _reset_compiler() -> None:

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
 from wattwise.data import DatasetSplits
@@ -27,9 +26,10 @@ from wattwise.energy.base import Measurement
 from wattwise.energy.monitor import EnergyMonitor
 from wattwise.experiment.spec import TrialSpec, trial_hash
 from wattwise.models import create_model
+from wattwise.optimize.distill_config import SELF_TEACHER
+from wattwise.optimize.distill_teacher import train_teacher
 from wattwise.train.checkpoint import load_checkpoint, save_checkpoint
 from wattwise.train.config import TrainConfig
-from wattwise.train.loop import fit
 
 #: Folder (below the study folder) of trained distillation teachers, shared by trials.
 TEACHER_DIR = "teachers"
@@ -96,7 +96,11 @@ def teacher_for(
         TrialFailure: The teacher's training diverged or ran out of memory.
     """
     tc: TrainConfig = spec.train
-    teacher_spec = model_spec_for(name, data.info)
+    teacher_spec = (  # "self": the trial's own model, trained as the trial trains it
+        model_spec_for(spec.model, data.info, spec.width)
+        if name == SELF_TEACHER
+        else model_spec_for(name, data.info)
+    )
     key = trial_hash(
         {
             "teacher": teacher_spec,
@@ -114,9 +118,7 @@ def teacher_for(
         entry = (checkpoint.state_dict, checkpoint.result)
     training = None
     if entry is None:
-        torch.manual_seed(tc.seed)
-        module = create_model(**teacher_spec)
-        result = fit(module, data, tc, monitor=monitor)
+        module, result = train_teacher(teacher_spec, data, tc, monitor=monitor)
         if result.status != "ok" or result.fit is None:
             raise TrialFailure(f"teacher {name} {result.status}: {result.reason}")
         training = result.fit
@@ -131,7 +133,7 @@ def teacher_for(
         state = {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
         entry = (state, summary)
         if path is not None:
-            _save(path, module, teacher_spec, tc, spec, summary)
+            save_shared(path, module, teacher_spec, tc, spec, summary)
     state, summary = entry
     if cache is not None:
         cache[("teacher", key)] = entry
@@ -140,7 +142,7 @@ def teacher_for(
     return Teacher(module, {"model": teacher_spec, **summary}, key, path, training)
 
 
-def _save(
+def save_shared(
     path: Path,
     teacher: nn.Module,
     teacher_spec: dict[str, Any],
@@ -148,7 +150,9 @@ def _save(
     spec: TrialSpec,
     summary: dict[str, Any],
 ) -> None:
-    """Writes the teacher atomically under a unique temporary name (workers may race)."""
+    """Writes a model that trials share (a teacher, a trained baseline) as a wattwise checkpoint,
+    atomically under a unique temporary name (workers may race); a folder that cannot be
+    written costs time, not results."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}")
     try:
         save_checkpoint(

@@ -28,13 +28,21 @@ from wattwise.models.registry import (
     DEFAULT_BN_MOMENTUM,
     ModelEntry,
     ModelRegistry,
+    check_model_spec,
     create_model,
+    create_model_from_spec,
     list_models,
     register_model,
     registry,
 )
 from wattwise.models.small_cnn import SmallCNN
-from wattwise.models.weights import WeightsReport, load_state_dict_adapted, read_state_dict
+from wattwise.models.weights import (
+    WeightsReport,
+    load_state_dict_adapted,
+    load_state_dict_exact,
+    load_torch_file,
+    read_state_dict,
+)
 
 __all__ = [
     "DEFAULT_BN_MOMENTUM",
@@ -43,14 +51,18 @@ __all__ = [
     "ModelStats",
     "SmallCNN",
     "WeightsReport",
+    "check_model_spec",
     "count_flops",
     "count_macs",
     "count_parameters",
     "create_model",
+    "create_model_from_spec",
     "format_stats",
     "inspect_model",
     "list_models",
     "load_state_dict_adapted",
+    "load_state_dict_exact",
+    "load_torch_file",
     "parse_input_shape",
     "read_state_dict",
     "register_model",

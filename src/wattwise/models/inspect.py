@@ -5,6 +5,9 @@ with ``torch.utils.flop_counter.FlopCounterMode``, which reports FLOPs = 2 x MAC
 convolutions and matrix products (the only operations it counts; BatchNorm, activations, pooling
 and additions are not counted). torchvision's published "GFLOPS" (e.g. 1.814 for ResNet-18 at
 224 px) are **MACs**; compare them with :func:`count_macs`, not :func:`count_flops`.
+
+Counting runs the model once on a zero batch: an input over :data:`MAX_INPUT_ELEMENTS` is refused
+before anything is allocated, and running out of memory is one :class:`ConfigError` line.
 """
 
 from __future__ import annotations
@@ -26,6 +29,9 @@ InputShape = tuple[int, int, int]
 
 _SHAPE_SEPARATORS = re.compile(r"\s*[x×X,]\s*")
 
+#: The most input elements (batch x C x H x W) counted: 2**26, 256 MiB as float32 (3x4729x4729).
+MAX_INPUT_ELEMENTS = 2**26
+
 
 def parse_input_shape(text: str) -> InputShape:
     """Parse ``"CxHxW"`` (``"3x224x224"``; ``,`` or ``×`` also separate) into a tuple.
@@ -45,7 +51,26 @@ def parse_input_shape(text: str) -> InputShape:
             f"invalid input shape {text!r}: expected CxHxW with positive integers, e.g. 3x224x224"
         )
     channels, height, width = (int(p) for p in parts)
+    _check_size(f"input shape {text!r}", channels * height * width)
     return channels, height, width
+
+
+def _check_size(what: str, elements: int) -> None:
+    if elements > MAX_INPUT_ELEMENTS:
+        raise ConfigError(
+            f"{what} has {elements:,} elements, more than the {MAX_INPUT_ELEMENTS:,} "
+            "(256 MiB as float32) wattwise runs a model on to count it; use a smaller input"
+        )
+
+
+def _is_out_of_memory(err: BaseException) -> bool:
+    """MemoryError, or an allocator's RuntimeError (CPU "can't allocate memory" / "not enough
+    memory", CUDA "out of memory")."""
+    text = str(err).lower()
+    return isinstance(err, MemoryError) or (
+        isinstance(err, RuntimeError)
+        and any(s in text for s in ("allocate memory", "not enough memory", "out of memory"))
+    )
 
 
 def _as_shape(input_shape: Sequence[int] | str) -> InputShape:
@@ -54,6 +79,7 @@ def _as_shape(input_shape: Sequence[int] | str) -> InputShape:
     shape = tuple(input_shape)
     if len(shape) != 3 or not all(isinstance(d, int) and d > 0 for d in shape):
         raise ConfigError(f"input_shape must be (C, H, W) positive integers, got {input_shape!r}")
+    _check_size(f"input shape {'x'.join(map(str, shape))}", shape[0] * shape[1] * shape[2])
     return shape  # type: ignore[return-value]
 
 
@@ -119,14 +145,28 @@ def count_flops(
 
     Returns:
         Floating-point operations for the batch.
+
+    Raises:
+        ConfigError: A bad shape or batch size, an input over :data:`MAX_INPUT_ELEMENTS`, or
+            not enough memory to run the model on it.
     """
     shape = _as_shape(input_shape)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
-    example = _example_input(model, shape, batch_size)
+    text = "x".join(map(str, shape))
+    _check_size(f"a batch of {batch_size} at {text}", batch_size * shape[0] * shape[1] * shape[2])
     counter = FlopCounterMode(display=False)
-    with _eval_mode(model), torch.no_grad(), counter:
-        model(example)
+    try:
+        example = _example_input(model, shape, batch_size)
+        with _eval_mode(model), torch.no_grad(), counter:
+            model(example)
+    except (MemoryError, RuntimeError) as err:
+        if not _is_out_of_memory(err):
+            raise
+        raise ConfigError(
+            f"not enough memory to run {type(model).__name__} on a batch of {batch_size} at "
+            f"{text} ({type(err).__name__}); use a smaller input"
+        ) from err
     return int(counter.get_total_flops())
 
 

@@ -228,6 +228,45 @@ def create_model(
     return model
 
 
+def check_model_spec(spec: object, source: str = "model spec") -> dict[str, Any]:
+    """A model spec as checkpoints and records store it, ``{"name": <model name>,
+    **create_model arguments}``, as a new dict (its arguments are checked when it is built).
+
+    Raises:
+        ModelError: One line naming ``source``: not such a mapping, no ``name``, a key that is
+            not a text.
+    """
+    if not isinstance(spec, Mapping) or not isinstance(spec.get("name"), str):
+        shown = repr(spec)
+        shown = shown if len(shown) <= 60 else shown[:57] + "..."
+        raise ModelError(
+            f"{source}: the model spec must be a mapping with the model's 'name' and its "
+            f"create_model arguments, got {shown}"
+        )
+    if not all(isinstance(key, str) for key in spec):
+        raise ModelError(f"{source}: the model spec has keys that are not texts: {list(spec)}")
+    return dict(spec)
+
+
+def create_model_from_spec(spec: object, *, source: str = "model spec") -> nn.Module:
+    """:func:`create_model` from a model spec (see :func:`check_model_spec`).
+
+    Raises:
+        ModelError: One line naming ``source``: a spec that is not one, an unknown model or an
+            argument that ``create_model`` refuses.
+    """
+    args = check_model_spec(spec, source)
+    name = args.pop("name")
+    if "num_classes" not in args:
+        raise ModelError(f"{source}: the model spec of {name!r} lacks num_classes")
+    try:
+        return create_model(name, **args)
+    except ModelError as err:
+        raise ModelError(f"{source}: {err}") from err
+    except TypeError as err:  # an argument create_model itself does not take
+        raise ModelError(f"{source}: the model spec does not fit create_model ({err})") from err
+
+
 def _check_positive_int(label: str, value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ModelError(f"{label} must be a positive integer, got {value!r}")

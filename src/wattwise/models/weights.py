@@ -4,6 +4,11 @@ All three go through :func:`load_state_dict_adapted`, which loads every tensor t
 re-derives the first conv for a different input channel count, skips the head and stem tensors
 that no longer fit (recorded in a :class:`WeightsReport`) and refuses anything else that does
 not fit: a checkpoint of another architecture or width is an error, not a silent partial load.
+:func:`load_state_dict_exact` is the strict form (a checkpoint of this very model).
+
+Files are read by :func:`load_torch_file` (``weights_only=True``): every way a file can be
+wrong (missing, a folder, empty, truncated, not from ``torch.save``, holding pickled objects)
+is one :class:`~wattwise.errors.ModelError` line, without PyTorch's multi-line advice.
 """
 
 from __future__ import annotations
@@ -192,6 +197,55 @@ def fetch_torchvision_state_dict(
         ) from err
 
 
+def load_torch_file(
+    path: str | os.PathLike[str], kind: str, *, trusted: bool = False, refused: str = ""
+) -> Any:
+    """``torch.load`` a file onto the CPU, ``weights_only=True`` unless ``trusted``.
+
+    Args:
+        path: The file.
+        kind: What it should be, for messages (``checkpoint``, ``weights file``).
+        trusted: Unpickle arbitrary objects (runs code from the file: only for files you made).
+        refused: Said after "contains objects that are not plain tensors" (e.g. the fix).
+
+    Raises:
+        ModelError: One line, ``cannot read <kind> <path>: <why>``.
+    """
+    source = Path(path)
+
+    def error(why: str) -> ModelError:
+        return ModelError(f"cannot read {kind} {source}: {why}")
+
+    if source.is_dir():
+        raise error("it is a folder, not a file")
+    try:
+        if source.stat().st_size == 0:
+            raise error("it is empty (0 bytes), not a file written by torch.save")
+        return torch.load(source, map_location="cpu", weights_only=not trusted)
+    except ModelError:
+        raise
+    except FileNotFoundError as err:
+        raise error("not found") from err
+    except pickle.UnpicklingError as err:
+        if "Unsupported global" in str(err):
+            raise error(
+                f"it contains objects that are not plain tensors{refused}; wattwise loads "
+                f"{kind}s with weights_only=True and refuses it"
+            ) from err
+        raise error("it is not a file written by torch.save (or it is corrupt)") from err
+    except (EOFError, RuntimeError) as err:  # the zip reader or unpickler ran out of data
+        raise error(f"it is truncated or corrupt ({_first_sentence(err)})") from err
+    except Exception as err:  # garbage input fails in many ways, differently across versions
+        raise error(f"it is not a file written by torch.save ({_first_sentence(err)})") from err
+
+
+def _first_sentence(err: BaseException) -> str:
+    """``Type: first sentence of the message`` on one line, without terminal escapes."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(err)).strip().splitlines()
+    first = text[0].split(". ")[0].rstrip(".") if text else ""
+    return f"{type(err).__name__}: {first}" if first else type(err).__name__
+
+
 def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     """Read a state_dict saved with ``torch.save`` (``weights_only=True``: no code is run).
 
@@ -208,19 +262,12 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
         ModelError: The file cannot be read or does not hold a state_dict.
     """
     path = Path(path)
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError as err:
-        raise ModelError(f"weights file {str(path)!r} not found") from err
-    except pickle.UnpicklingError as err:
-        raise ModelError(
-            f"weights file {str(path)!r} is not a state_dict (it holds objects other than "
-            "tensors, e.g. a whole pickled model); save torch.save(model.state_dict(), path)"
-        ) from err
-    except Exception as err:  # garbage input fails in many ways, differently across versions
-        raise ModelError(
-            f"weights file {str(path)!r} is not a file written by torch.save ({err})"
-        ) from err
+    obj = load_torch_file(
+        path,
+        "weights file",
+        refused=" (it is not a state_dict, e.g. a whole pickled model; save "
+        "torch.save(model.state_dict(), path))",
+    )
     state = _as_state_dict(obj)
     if state is None:
         raise ModelError(
@@ -312,19 +359,7 @@ def load_state_dict_adapted(
     absent = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]
     missing = [k for k in absent if _under(k, stem) or _under(k, head)]
     absent = [k for k in absent if k not in missing]
-    problems = []
-    if mismatched:
-        problems.append(f"{len(mismatched)} of another shape (e.g. {mismatched[0]})")
-    if absent:
-        problems.append(f"{len(absent)} missing from the source (e.g. {absent[0]})")
-    if unexpected:
-        problems.append(f"{len(unexpected)} not in the model (e.g. {unexpected[0]})")
-    if problems:
-        raise ModelError(
-            f"weights {source} do not fit {model_name}: tensors "
-            + "; ".join(problems)
-            + "; were they saved from the same model name and width?"
-        )
+    _check_fit(f"weights {source}", model_name, mismatched, absent, unexpected)
     model.load_state_dict(loadable, strict=False)
     report = WeightsReport(
         source=source,
@@ -342,3 +377,49 @@ def load_state_dict_adapted(
         list(report.skipped) or "none",
     )
     return report
+
+
+def load_state_dict_exact(
+    model: nn.Module,
+    state: Mapping[str, torch.Tensor],
+    *,
+    source: str = "<mapping>",
+    model_name: str = "model",
+) -> None:
+    """Load ``state`` into ``model`` strictly: every tensor of the model, each of its shape, and
+    nothing else (a checkpoint of this very model).
+
+    Raises:
+        ModelError: One line saying how many tensors do not fit, with an example of each kind.
+    """
+    if not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ModelError(f"{source}: not a state_dict of tensors")
+    own = model.state_dict()
+    mismatched = [
+        f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}"
+        for k, v in state.items()
+        if k in own and v.shape != own[k].shape
+    ]
+    absent = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    _check_fit(f"the weights of {source}", model_name, mismatched, absent, unexpected)
+    model.load_state_dict(state)
+
+
+def _check_fit(
+    weights: str, model_name: str, mismatched: list[str], absent: list[str], unexpected: list[str]
+) -> None:
+    """Raises one :class:`ModelError` line when any tensor of ``weights`` does not fit."""
+    problems = []
+    if mismatched:
+        problems.append(f"{len(mismatched)} of another shape (e.g. {mismatched[0]})")
+    if absent:
+        problems.append(f"{len(absent)} missing from the source (e.g. {absent[0]})")
+    if unexpected:
+        problems.append(f"{len(unexpected)} not in the model (e.g. {unexpected[0]})")
+    if problems:
+        raise ModelError(
+            f"{weights} do not fit {model_name}: tensors "
+            + "; ".join(problems)
+            + "; were they saved from the same model name and width?"
+        )

@@ -15,6 +15,12 @@ are looked up by row index in every step ("offline KD"): a KD epoch then costs w
 does. With augmentation on, the student sees an augmented image but the teacher's logits are for
 the plain one (a standard approximation); ``precompute_teacher=False`` runs the teacher on the
 augmented batch in every step instead (exact, and costlier). See docs/distill.md.
+
+The teacher is always a trained model: ``self`` is a copy of the student as it arrives (the model
+being optimized), a checkpoint or weights that fill every tensor are used as they are, and a
+registry teacher without such weights is trained first, on the same data with the student's
+settings, in the window ``distill/teacher_train``, charged to the step
+(:mod:`wattwise.optimize.distill_teacher`).
 """
 
 from __future__ import annotations
@@ -29,13 +35,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from wattwise.data.loader import TensorLoader
-from wattwise.data.types import DatasetInfo, DatasetSplits
+from wattwise.data.types import DatasetSplits
 from wattwise.energy.base import Measurement
 from wattwise.energy.monitor import EnergyMonitor
 from wattwise.errors import ConfigError
 from wattwise.optimize.base import PreparedModel, TechniqueContext, register_technique
-from wattwise.optimize.distill_config import DistillConfig
+from wattwise.optimize.distill_config import SELF_TEACHER, DistillConfig
 from wattwise.optimize.distill_config import is_checkpoint_path as is_checkpoint_path
+from wattwise.optimize.distill_teacher import build_teacher as build_teacher
+from wattwise.optimize.distill_teacher import freeze_teacher, ready_teacher
 from wattwise.train.config import TrainConfig
 from wattwise.train.device import autocast, num_threads, resolve_device
 from wattwise.train.loop import TrainResult, evaluate, fit
@@ -88,45 +96,6 @@ def _head_input(model: nn.Module, enabled: bool = True) -> Iterator[list[torch.T
         yield captured
     finally:
         handle.remove()
-
-
-def freeze_teacher(teacher: nn.Module, device: torch.device | str | None = None) -> nn.Module:
-    """Moves ``teacher`` to ``device`` (if given), sets eval mode and turns gradients off."""
-    if device is not None:
-        teacher.to(device)
-    teacher.eval()
-    teacher.requires_grad_(False)
-    return teacher
-
-
-def build_teacher(
-    config: DistillConfig, info: DatasetInfo, device: torch.device | str = "cpu"
-) -> nn.Module:
-    """The teacher ``config`` names, frozen (eval mode, no gradients) on ``device``.
-
-    Raises:
-        ConfigError: If the teacher's classes or input channels do not match the dataset's.
-        ModelError / WattwiseError: If the model cannot be built or the checkpoint read.
-    """
-    from wattwise.models import create_model
-    from wattwise.train.checkpoint import load_checkpoint
-
-    if config.teacher_checkpoint is not None:
-        checkpoint = load_checkpoint(config.teacher_checkpoint)
-        spec, model = checkpoint.model_spec, checkpoint.build_model()
-        source = str(checkpoint.path)
-    else:
-        dataset_args = {"num_classes": info.num_classes, "in_channels": info.in_channels}
-        spec = {**dataset_args, "input_size": info.image_size, **config.teacher_kwargs}
-        model = create_model(config.teacher, **spec)  # type: ignore[arg-type]
-        source = f"model {config.teacher!r}"
-    for key in ("num_classes", "in_channels"):
-        want = getattr(info, key)
-        if spec.get(key, want) != want:
-            raise ConfigError(
-                f"the teacher ({source}) has {key}={spec[key]} but {info.name} has {want}"
-            )
-    return freeze_teacher(model, device)
 
 
 @dataclass
@@ -314,6 +283,9 @@ class DistillResult:
         config: The distillation settings.
         teacher_pass: What the precomputed teacher pass cost (``None`` when not precomputed).
         teacher_test_accuracy / teacher_test_loss: The teacher on ``data.test``.
+        teacher_training: The teacher's own training, when it was trained first here.
+        teacher_train: Its window ``distill/teacher_train`` (training and test pass).
+        student_start_accuracy: The student on ``data.test`` before distillation.
     """
 
     train: TrainResult
@@ -321,14 +293,42 @@ class DistillResult:
     teacher_pass: Measurement | None
     teacher_test_accuracy: float
     teacher_test_loss: float
+    teacher_training: TrainResult | None = None
+    teacher_train: Measurement | None = None
+    student_start_accuracy: float | None = None
 
     @property
     def total_energy_j(self) -> float | None:
-        """Training energy plus the teacher pass (J): what distillation cost end to end."""
+        """Training energy plus the teacher pass and the teacher's training (J): what
+        distillation cost end to end."""
         if self.train.train_energy_j is None:
             return None
-        extra = self.teacher_pass.total_energy_j if self.teacher_pass is not None else 0.0
+        extra = sum(m.total_energy_j for m in (self.teacher_pass, self.teacher_train) if m)
         return self.train.train_energy_j + extra
+
+    def teacher_note(self, dataset: str) -> str:
+        """One line: where the teacher came from, its test accuracy, when it was trained first
+        (on ``dataset``) for how long and at what cost, and whether it tests below the student
+        as distillation started."""
+        config, accuracy = self.config, f"test accuracy {self.teacher_test_accuracy:.1%}"
+        trained, window = self.teacher_training, self.teacher_train
+        if config.teacher == SELF_TEACHER:
+            text = f"teacher self: the model being optimized, {accuracy}"
+        elif config.teacher_checkpoint is not None:
+            text = f"teacher {config.teacher_checkpoint} (checkpoint): {accuracy}"
+        elif trained is None or window is None:
+            text = f"teacher {config.teacher}: {accuracy}"
+        else:
+            text = (
+                f"teacher {config.teacher}: trained first for {len(trained.history)} epochs on "
+                f"{dataset} (this step's settings: lr {trained.config.lr:g}, batch "
+                f"{trained.config.batch_size}), {accuracy}, {window.total_energy_j:.3g} J "
+                f"({window.total_provenance}) charged to this step"
+            )
+        start = self.student_start_accuracy
+        if start is not None and self.teacher_test_accuracy < start:
+            text += f"; below the student before distillation ({start:.1%}): expect less accuracy"
+        return text
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -337,6 +337,9 @@ class DistillResult:
             "teacher_pass": self.teacher_pass and self.teacher_pass.to_dict(timeline=False),
             "teacher_test_accuracy": self.teacher_test_accuracy,
             "teacher_test_loss": self.teacher_test_loss,
+            "teacher_training": self.teacher_training and self.teacher_training.to_dict(),
+            "teacher_train": self.teacher_train and self.teacher_train.to_dict(timeline=False),
+            "student_start_accuracy": self.student_start_accuracy,
             "total_energy_j": self.total_energy_j,
         }
 
@@ -353,19 +356,25 @@ def distill(
 ) -> DistillResult:
     """Trains ``student`` (in place) on ``data`` with knowledge distillation.
 
-    Builds the teacher on the training device (or takes ``teacher``), tests it, precomputes its
-    outputs (in the monitor's window ``distill/teacher_logits``) unless ``precompute_teacher``
-    is off, then runs :func:`wattwise.train.fit` with the distillation step.
+    Makes the teacher on the training device (or takes ``teacher``): a copy of ``student`` for
+    ``self``, the checkpoint, or the registry model with its weights, trained first (window
+    ``distill/teacher_train``) unless the weights fill all its tensors. Then tests it,
+    precomputes its outputs (window ``distill/teacher_logits``) unless ``precompute_teacher``
+    is off, and runs :func:`wattwise.train.fit` with the distillation step.
 
     Args:
-        student: The model to train; its weights are updated in place.
+        student: The model to train; its weights are updated in place (for ``self``, the
+            teacher is a copy of them as they arrive: pass a trained model).
         data: The dataset.
         train_config: Training settings (device, epochs, lr, precision, threads...).
         distill_config: The teacher and the loss settings.
-        teacher: A trained teacher to use instead of building the config's (e.g. one a study
+        teacher: A trained teacher to use instead of making the config's (e.g. one a study
             trained and cached); it is frozen and moved to the training device.
         monitor: The EnergyMonitor to measure with (default: a new one, closed at the end).
         on_epoch: Called with each ``EpochRecord`` of the student's training.
+
+    Raises:
+        ConfigError: A teacher trained first did not train (diverged, out of memory).
     """
     device = resolve_device(train_config.device)
     own_monitor = monitor is None
@@ -377,12 +386,16 @@ def distill(
         "precision": tc.precision,
         "channels_last": tc.channels_last,
     }
+    trained = window = None
     try:
         with num_threads(tc.num_threads):
+            student.to(device)
+            _, student_start = evaluate(student, data.test, mean=info.mean, std=info.std, **run)
             if teacher is None:
-                teacher = build_teacher(distill_config, info, device)
-            else:
-                freeze_teacher(teacher, device)
+                teacher, trained, window = ready_teacher(
+                    distill_config, student, data, tc, device, monitor
+                )
+            freeze_teacher(teacher, device)
             if tc.channels_last:
                 teacher.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
             teacher_loss, teacher_accuracy = evaluate(
@@ -415,6 +428,9 @@ def distill(
         teacher_pass=outputs.measurement if outputs is not None else None,
         teacher_test_accuracy=teacher_accuracy,
         teacher_test_loss=teacher_loss,
+        teacher_training=trained,
+        teacher_train=window,
+        student_start_accuracy=student_start,
     )
 
 
@@ -435,4 +451,10 @@ def _apply_distill(model: nn.Module, config: DistillConfig, ctx: TechniqueContex
     text = (
         f"distilled from {config.teacher_source} (T={config.temperature:g}, alpha={config.alpha:g})"
     )
-    return PreparedModel(model.eval(), applied=config.to_step(), description=text, report=result)
+    return PreparedModel(
+        model.eval(),
+        applied=config.to_step(),
+        description=text,
+        notes=(result.teacher_note(ctx.data.info.name),),
+        report=result,
+    )

@@ -35,13 +35,17 @@ def is_checkpoint_path(text: str) -> bool:
     return "/" in text or "\\" in text or text.endswith(CHECKPOINT_SUFFIXES)
 
 
+#: The teacher that is the model being optimized (``distill:self``).
+SELF_TEACHER = "self"
+
+
 def _check_teacher_name(name: str | None) -> str | None:
     from wattwise.models import list_models
 
-    if name is not None and name not in list_models():
+    if name is not None and name != SELF_TEACHER and name not in list_models():
         raise ValueError(
             f"unknown teacher model {name!r}; choose from: {', '.join(list_models())}, "
-            "or give a checkpoint path"
+            f"{SELF_TEACHER} (the model being optimized), or give a checkpoint path"
         )
     return name
 
@@ -49,16 +53,20 @@ def _check_teacher_name(name: str | None) -> str | None:
 @config_dataclass
 class DistillConfig(TechniqueConfig):
     """How to distill (step ``distill:<teacher>[:<temperature>[:<alpha>]][:key=value...]``;
-    the teacher is a registered model name or a checkpoint path).
+    the teacher is ``self``, a registered model name or a checkpoint path). A teacher is always
+    a trained model, never a random network (see docs/distill.md).
 
     Attributes:
         temperature: Softmax temperature ``T`` (> 0) of both teacher and student in the KD term.
         alpha: Weight of the KD term; the label cross-entropy gets ``1 - alpha`` (in [0, 1]).
-        teacher: Registered model name of the teacher (see ``wattwise.models.list_models``).
+        teacher: ``self`` (the model being optimized: the student's weights as distillation
+            starts, e.g. the checkpoint of ``wattwise optimize``) or the registered model name
+            of the teacher (see ``wattwise.models.list_models``). A registered teacher without
+            weights that fill all its tensors is trained first, on the same data with the
+            student's training settings (in a study, with the trial's settings).
         teacher_kwargs: ``create_model`` arguments for ``teacher``; ``num_classes``,
-            ``in_channels`` and ``input_size`` default to the dataset's. Give trained weights
-            here (``weights="path/to/state_dict.pt"``): a random teacher teaches nothing
-            (in a study, a named teacher is trained first with the trial's settings).
+            ``in_channels`` and ``input_size`` default to the dataset's. Trained weights go
+            here (``weights="path/to/state_dict.pt"``); then the teacher is not trained again.
         teacher_checkpoint: A wattwise checkpoint (file or run folder) to load the teacher from;
             exactly one of ``teacher`` and ``teacher_checkpoint`` is set.
         precompute_teacher: Compute the teacher's logits once, over the un-augmented training
@@ -86,7 +94,7 @@ class DistillConfig(TechniqueConfig):
                 ("teacher",), "give exactly one of teacher (a model name) and teacher_checkpoint"
             )
         kwargs = self.teacher_kwargs
-        if "name" in kwargs or (kwargs and not self.teacher):
+        if "name" in kwargs or (kwargs and self.teacher in (None, SELF_TEACHER)):
             raise KeyedError(
                 ("teacher_kwargs",),
                 "teacher_kwargs must be create_model arguments (without 'name') of a registry "

@@ -10,6 +10,7 @@ Keys: ``format``, ``model`` (registry name and ``create_model`` arguments), ``st
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,10 +18,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from wattwise.errors import WattwiseError
+from wattwise.errors import ModelError
 from wattwise.train.config import current_keys
 
 FORMAT = "wattwise-checkpoint/1"
+#: The keys a checkpoint holds besides ``format`` (all mappings).
+KEYS = ("model", "state_dict", "train_config", "dataset", "result")
 
 
 @dataclass
@@ -35,13 +38,17 @@ class Checkpoint:
     result: dict[str, Any]
 
     def build_model(self) -> nn.Module:
-        """Rebuild the architecture from the registry and load the weights."""
-        from wattwise.models import create_model
+        """Rebuild the architecture from the registry and load the weights.
 
-        spec = dict(self.model_spec)
-        name = spec.pop("name")
-        model = create_model(name, **spec)
-        model.load_state_dict(self.state_dict)
+        Raises:
+            ModelError: The model spec cannot be built or the weights do not fit it.
+        """
+        from wattwise.models import create_model_from_spec, load_state_dict_exact
+
+        source = f"checkpoint {self.path}"
+        model = create_model_from_spec(self.model_spec, source=source)
+        name = self.model_spec["name"]
+        load_state_dict_exact(model, self.state_dict, source=source, model_name=name)
         return model
 
 
@@ -75,18 +82,29 @@ def save_checkpoint(
 def load_checkpoint(path: str | os.PathLike[str], *, trusted: bool = False) -> Checkpoint:
     """Read a checkpoint (``weights_only=True`` unless ``trusted``). The keys the previous
     version wrote (``gpu_memory_gb`` in ``train_config`` and ``result["memory_cap"]``) are read
-    under their current names."""
+    under their current names.
+
+    Raises:
+        ModelError: One line: no file, a file that is not a complete wattwise checkpoint.
+    """
+    from wattwise.models import check_model_spec, load_torch_file
+
     source = Path(path)
     if source.is_dir():
         source = source / "checkpoint.pt"
-    if not source.is_file():
-        raise WattwiseError(f"no checkpoint at {source}")
-    try:
-        payload = torch.load(source, map_location="cpu", weights_only=not trusted)
-    except Exception as err:
-        raise WattwiseError(f"cannot read checkpoint {source}: {err}".splitlines()[0]) from err
+    if not source.exists():
+        raise ModelError(f"no checkpoint at {source}")
+    payload = load_torch_file(source, "checkpoint", trusted=trusted)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise WattwiseError(f"{source} is not a wattwise checkpoint ({FORMAT})")
+        raise ModelError(f"{source} is not a wattwise checkpoint ({FORMAT})")
+    missing = [key for key in KEYS if key not in payload]
+    if missing:
+        raise ModelError(f"checkpoint {source} lacks {', '.join(missing)} (damaged or hand-made?)")
+    check_model_spec(payload["model"], f"checkpoint {source}")
+    for key in KEYS[1:]:
+        if not isinstance(payload[key], Mapping):
+            kind = type(payload[key]).__name__
+            raise ModelError(f"checkpoint {source}: {key} is a {kind}, not a mapping")
     result = dict(payload["result"])
     if isinstance(result.get("memory_cap"), dict):
         result["memory_cap"] = current_keys(result["memory_cap"])
