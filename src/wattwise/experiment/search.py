@@ -4,12 +4,17 @@
 batch of points, runs every point once per seed, and tells Optuna the mean of each objective over
 the seeds' ``ok`` records (a point with none fails). The search lives in its own SQLite file, so
 that a resumed study counts the trials it finished and finishes those a killed run left open.
+A point is evaluated once: a proposal that repeats one is recorded as a failed duplicate, which
+the sampler ignores and the count leaves out, and a search never asks for more points than the
+grid has.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping, Sequence
+import itertools
+import math
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +38,12 @@ SEARCH_AXES = {
     "epochs": "epochs",
     "gpu_memory_gib": "gpu_memory_gib",
 }
+
+
+#: User attribute of an Optuna trial that repeated an evaluated point (its number).
+DUPLICATE = "duplicate_of"
+#: Repeated proposals in a row after which the first unevaluated grid point is taken.
+MAX_REPEATS = 20
 
 
 @dataclass(frozen=True)
@@ -101,12 +112,19 @@ class OptunaSearch:
         self._seeds = tuple(config.seeds)
         self._index = {_point(spec): spec for spec in expand_grid(config)}
         trials = self._study.get_trials(deepcopy=False)
-        done = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.FAIL)]
+        done = [
+            t
+            for t in trials
+            if t.state in (TrialState.COMPLETE, TrialState.FAIL) and DUPLICATE not in t.user_attrs
+        ]
         # left RUNNING by a killed run: asked again before anything new
         self._stale = [t for t in trials if t.state == TrialState.RUNNING]
+        self._seen = {self._key(t.params): t.number for t in [*done, *self._stale]}
         self.finished = tuple(SearchPoint(t.number, self._specs(t.params)) for t in done)
-        self.remaining = max(0, search.n_trials - len(done))
-        self.total = search.n_trials * len(self._seeds)
+        points = math.prod(len(v) for v in self._axes.values())
+        # never more points than the grid has: a point is evaluated once, never repeated
+        self.remaining = max(0, min(search.n_trials, points) - len(done))
+        self.total = (len(done) + self.remaining) * len(self._seeds)
 
     def ask(self, count: int) -> list[SearchPoint]:
         """Up to ``count`` points to run (at most :attr:`remaining`): first those a killed run
@@ -117,14 +135,37 @@ class OptunaSearch:
                 old = self._stale.pop(0)
                 points.append(SearchPoint(old.number, self._specs(old.params)))
                 continue
+            points.append(self._new_point())
+        return points
+
+    def _new_point(self) -> SearchPoint:
+        """A point no trial has evaluated: a proposal the sampler repeats is recorded as a
+        failed duplicate (ignored by the sampler, not counted) and another is asked for; after
+        :data:`MAX_REPEATS` repeats in a row the first unevaluated grid point is taken."""
+        for _ in range(MAX_REPEATS):
             trial = self._study.ask()
             params = {
                 name: trial.suggest_categorical(name, list(values))
                 for name, values in self._axes.items()
                 if len(values) > 1
             }
-            points.append(SearchPoint(trial.number, self._specs(params)))
-        return points
+            key = self._key(params)
+            if key not in self._seen:
+                self._seen[key] = trial.number
+                return SearchPoint(trial.number, self._specs(params))
+            trial.set_user_attr(DUPLICATE, self._seen[key])
+            self._study.tell(trial.number, state=TrialState.FAIL)
+        free = next(p for p in self._grid() if self._key(p) not in self._seen)
+        self._study.enqueue_trial(free)
+        return self._new_point()
+
+    def _grid(self) -> Iterator[dict[str, Any]]:
+        varied = {name: values for name, values in self._axes.items() if len(values) > 1}
+        for combo in itertools.product(*varied.values()):
+            yield dict(zip(varied, combo, strict=True))
+
+    def _key(self, params: Mapping[str, Any]) -> tuple[Any, ...]:
+        return tuple(params.get(name, values[0]) for name, values in self._axes.items())
 
     def tell(self, point: SearchPoint, records: Sequence[TrialRecord | None]) -> None:
         """Tells Optuna what ``point`` scored from its seeds' stored records."""

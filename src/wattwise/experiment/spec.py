@@ -13,6 +13,7 @@ built.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import json
@@ -104,10 +105,8 @@ class TrialSpec:
 
     @property
     def steps(self) -> tuple[TechniqueConfig, ...]:
-        """The technique as recipe steps (technique configs)."""
-        from wattwise.optimize import parse_recipe
-
-        return parse_recipe(self.technique)
+        """The technique as recipe steps (technique configs; frozen, so shared between specs)."""
+        return _steps(self.technique)
 
     def identity(self) -> dict[str, Any]:
         """The content that ``trial_id`` hashes."""
@@ -172,6 +171,14 @@ def trial_hash(content: Mapping[str, Any]) -> str:
     """First 16 hex digits of the SHA-256 of ``content`` as canonical JSON (sorted keys)."""
     text = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+@functools.lru_cache(maxsize=512)
+def _steps(technique: str) -> tuple[TechniqueConfig, ...]:
+    """Parsed once per technique text: a grid of 31,104 trials has a handful of techniques."""
+    from wattwise.optimize import parse_recipe
+
+    return tuple(parse_recipe(technique))
 
 
 def expand_grid(config: StudyConfig) -> list[TrialSpec]:
