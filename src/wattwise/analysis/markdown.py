@@ -104,6 +104,7 @@ def render_markdown(data: ReportData, plot_files: Sequence[str] = ()) -> str:
         ],
     )  # fmt: skip
     out += _statistics(data)
+    out += _predictions(data)
     if data.failed:
         out += ["## Failed trials (excluded from the statistics)", ""]
         out += _md_table(
@@ -114,6 +115,36 @@ def render_markdown(data: ReportData, plot_files: Sequence[str] = ()) -> str:
         out += ["## Plots", ""] + [f"- [{_md(p)}](plots/{_md(p)})" for p in plot_files] + [""]
     out += ["The full report with every table is report.html.", ""]
     return "\n".join(out)
+
+
+def _predictions(data: ReportData) -> list[str]:
+    """The prediction error of the live predictions of training energy and time."""
+    pr = data.predictions
+    out = ["## Predictions", ""]
+    if pr is None or not pr.summaries:
+        return [*out, "No trial stored a prediction.", ""]
+    left = [f"{pr.stopped_early} stopped early"] if pr.stopped_early else []
+    left += [f"{pr.without} without a prediction"] if pr.without else []
+    because = f" (left out: {', '.join(left)})" if left else ""
+    out.append(
+        "Total energy and time of the `train` phase (training + validation passes) as predicted "
+        "after each of the first epochs; error = (predicted − measured) / measured, over the ok "
+        f"trials that ran all their epochs{because}."
+    )
+    out.append("")
+    return out + _md_table(
+        ["after epoch", "trials", "energy: mean abs. error", "energy: in interval",
+         "time: mean abs. error", "time: in interval"],
+        [
+            (s.after_epoch, s.n, _pct1(s.energy_mae), f"{s.energy_covered} of {s.energy_n}",
+             _pct1(s.duration_mae), f"{s.duration_covered} of {s.duration_n}")
+            for s in pr.summaries
+        ],
+    )  # fmt: skip
+
+
+def _pct1(value: float | None) -> str:
+    return "—" if value is None else f"{value * 100:.1f} %"
 
 
 def _statistics(data: ReportData) -> list[str]:

@@ -44,6 +44,7 @@ from wattwise.analysis.metrics import (
     paybacks,
 )
 from wattwise.analysis.plots import render_plots, write_plots
+from wattwise.analysis.prediction import PredictionReport, prediction_summary
 from wattwise.analysis.provenance import ProvenanceSummary, energy_provenance, environment_summary
 from wattwise.analysis.recommendation import (
     RATIO_CAVEAT,
@@ -283,6 +284,7 @@ class ReportData:
     headline: tuple[str, ...] = ()  # the primary recommendations, one sentence each
     noisy: tuple[str, ...] = ()  # trials measured under noise, with why
     costs: StudyCosts | None = None  # the study's totals, each teacher counted once
+    predictions: PredictionReport | None = None  # how well the live predictions held
 
 
 def report_data(
@@ -322,6 +324,7 @@ def report_data(
         headline=headline(recommendations[by]),
         noisy=noise_warnings(analysis),
         costs=analysis.costs,
+        predictions=prediction_summary(study.records),
     )
 
 

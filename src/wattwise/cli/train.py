@@ -239,6 +239,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     def on_epoch(record: Any) -> None:
         records.append(record)
         console.print(epoch_table([record], header=len(records) == 1))
+        bar.on_record(record)  # the predicted total, after each of the first epochs
 
     record = train_and_save(spec, out, on_epoch=on_epoch, progress=bar)
     train = record.phases.get("train")
