@@ -7,6 +7,8 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -178,6 +180,55 @@ def test_unreadable_file(tmp_path: Path) -> None:
     binary.write_bytes(b"\xff\xfe\x00name")
     with pytest.raises(ConfigError, match="cannot read the study config"):
         load_study_config(binary)
+
+
+def test_a_fifo_is_refused_at_once_without_being_opened(tmp_path: Path) -> None:
+    fifo = tmp_path / "study.yaml"
+    os.mkfifo(fifo)
+    errors: list[BaseException] = []
+
+    def load() -> None:
+        try:
+            load_study_config(fifo)
+        except BaseException as err:  # handed to the test thread
+            errors.append(err)
+
+    reader = threading.Thread(target=load, daemon=True)
+    reader.start()
+    reader.join(timeout=2)
+    if reader.is_alive():  # blocked opening the FIFO: release it, then fail
+        fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        os.close(fd)
+        reader.join(timeout=5)
+        pytest.fail("load_study_config blocked on a FIFO")
+    (err,) = errors
+    assert isinstance(err, ConfigError)
+    assert str(err) == f"{fifo}: cannot read the study config: not a regular file (a FIFO)"
+
+
+@pytest.mark.skipif(not Path("/dev/null").exists(), reason="needs /dev/null")
+def test_a_device_is_refused_without_being_read() -> None:
+    # /dev/null, not /dev/zero: a regression must not read a device without end
+    with pytest.raises(ConfigError, match="not a regular file \\(a character device\\)"):
+        load_study_config("/dev/null")
+
+
+def test_a_relative_output_dir_lies_next_to_the_study_file(tmp_path: Path, monkeypatch) -> None:
+    (tmp_path / "studies").mkdir()
+    path = write(tmp_path / "studies", "name: s\noutput_dir: ../results\n")
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert load_study_config(path).output_dir == str(tmp_path / "results")
+    relative = Path("..") / "studies" / "study.yaml"  # a relative study path, too
+    assert load_study_config(relative).output_dir == str(tmp_path / "results")
+    absolute = write(tmp_path, f"name: s\noutput_dir: {tmp_path / 'abs'}\n")
+    assert load_study_config(absolute).output_dir == str(tmp_path / "abs")
+    default = write(tmp_path / "studies", "name: s\n", "default.yaml")
+    assert load_study_config(default).output_dir == str(tmp_path / "studies" / "results")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    home = write(tmp_path, "name: s\noutput_dir: ~/runs\n", "home.yaml")
+    assert load_study_config(home).output_dir == str(tmp_path / "home" / "runs")
 
 
 def test_python_tags_are_refused_and_never_run(tmp_path: Path) -> None:

@@ -15,7 +15,11 @@ section is a :func:`~wattwise.validation.config_dataclass`, so every validation 
 
 from __future__ import annotations
 
+import dataclasses
+import errno
+import os
 import re
+import stat
 from collections.abc import Mapping
 from dataclasses import field
 from pathlib import Path
@@ -401,16 +405,21 @@ _SafeLoader.add_implicit_resolver(
 def load_study_config(path: str | Path) -> StudyConfig:
     """Reads and validates a study file.
 
+    A relative ``output_dir`` (also the default, ``results``) is taken relative to the folder of
+    the study file, not the current directory, so that a study resumes the same results from
+    wherever it is run; the returned config holds it as an absolute path (``~`` expanded).
+
     Args:
         path: A YAML file whose top level is a mapping (see docs/experiments.md).
 
     Raises:
-        ConfigError: Unreadable file, invalid YAML (or a tag that builds Python objects), a top
+        ConfigError: Unreadable file, or not a regular file (a folder, a FIFO, a device: refused
+            before it is opened), invalid YAML (or a tag that builds Python objects), a top
             level that is not a mapping, or any invalid value; one line naming the key.
     """
     source = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = _read_regular_file(Path(path))
     except (OSError, UnicodeDecodeError) as err:
         why = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
         raise ConfigError(f"{source}: cannot read the study config: {why}") from None
@@ -423,7 +432,42 @@ def load_study_config(path: str | Path) -> StudyConfig:
         raise ConfigError(
             f"{source}: the study config must be a YAML mapping (key: value), got {got}"
         )
-    return validate(StudyConfig, data, source)
+    config = validate(StudyConfig, data, source)
+    return dataclasses.replace(config, output_dir=_beside(Path(path), config.output_dir))
+
+
+#: ``stat`` tests of what is not a regular file, and the words for it.
+_FILE_KINDS = (
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _read_regular_file(path: Path) -> str:
+    """The UTF-8 text of a regular file. Anything else is refused before it is opened (a FIFO
+    would block, a device might never end); the descriptor is checked again after opening,
+    without blocking, in case the path changed in between."""
+
+    def refuse(mode: int) -> None:
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
+        if not stat.S_ISREG(mode):
+            kind = next((word for test, word in _FILE_KINDS if test(mode)), "not a file")
+            raise OSError(0, f"not a regular file ({kind})")
+
+    refuse(os.stat(path).st_mode)
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    with open(fd, "rb") as handle:
+        refuse(os.fstat(fd).st_mode)
+        return handle.read().decode("utf-8")
+
+
+def _beside(study_file: Path, output_dir: str) -> str:
+    """``output_dir`` relative to the study file's folder, absolute (``~`` expanded)."""
+    expanded = os.path.expanduser(output_dir)
+    return os.path.normpath(os.path.join(os.path.abspath(study_file.parent), expanded))
 
 
 def _yaml_problem(err: yaml.YAMLError) -> str:

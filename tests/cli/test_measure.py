@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -175,6 +177,64 @@ def test_monitor_returns_the_commands_exit_code(tmp_path, capsys):
     assert code == 3
     assert "exited with code 3" in err
     assert json.loads(target.read_text())["exit_code"] == 3
+
+
+def _error_lines(err: str) -> list[str]:
+    return [line for line in err.splitlines() if line.startswith("wattwise: error:")]
+
+
+def test_a_json_that_cannot_be_written_keeps_the_commands_exit_code(tmp_path, capsys, monkeypatch):
+    """The disk fills up while the command runs: no file (not even an empty one) is left, one
+    line says what was not written, and the exit code is still the command's."""
+    target = tmp_path / "out" / "m.json"
+
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", full)
+    argv = [
+        "monitor",
+        "--meters",
+        "cpu-estimate",
+        "--json",
+        str(target),
+        "--",
+        "sh",
+        "-c",
+        "exit 3",
+    ]
+    code, _, err = run(argv, capsys)
+    assert code == 3, err
+    (line,) = _error_lines(err)
+    assert f"cannot write {target}: No space left on device" in line
+    assert "exited with code 3" in line and "Traceback" not in err
+    assert not target.exists() and os.listdir(target.parent) == []  # no partial, no temporary
+
+
+def test_a_json_folder_that_vanished_while_the_command_ran(tmp_path, capsys):
+    folder = tmp_path / "out"
+    folder.mkdir()
+    target = folder / "m.json"
+    script = f"rm -r '{folder}' && echo x > '{folder}'; exit 0"  # the folder is now a file
+    code, _, err = run(["monitor", "--json", str(target), "--", "sh", "-c", script], capsys)
+    assert code == 0, err
+    (line,) = _error_lines(err)
+    assert f"cannot write {target}" in line
+    assert folder.read_text() == "x\n"
+
+
+def test_inspect_json_that_cannot_be_written_leaves_no_file(tmp_path, capsys, monkeypatch):
+    target = tmp_path / "model.json"
+    target.write_text("old")
+
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", full)
+    argv = ["inspect", "small_cnn", "--input", "1x8x8", "--num-classes", "10", "--json"]
+    line = _assert_one_error_line(*run([*argv, str(target)], capsys))
+    assert f"cannot write {target}: No space left on device" in line
+    assert target.read_text() == "old" and os.listdir(tmp_path) == ["model.json"]
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])

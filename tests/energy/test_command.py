@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -140,6 +141,28 @@ def test_ctrl_c_is_left_to_the_child_and_handlers_are_put_back(monitor, tmp_path
     assert early == []  # ignored while the child ran: no KeyboardInterrupt here
     assert result.exit_code == 0  # only this process got it: the child finished
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_just_after_the_child_started_is_handled_as_during_the_wait(
+    monitor, monkeypatch, early, sig
+):
+    """Ctrl-C or SIGTERM between the spawn and the wait: no KeyboardInterrupt (or death) here
+    with the child left running unmeasured; the exit status is still the command's."""
+    real = subprocess.Popen
+
+    def popen(*args: object, **kwargs: object) -> subprocess.Popen[bytes]:
+        proc = real(*args, **kwargs)  # type: ignore[call-overload]
+        os.kill(os.getpid(), sig)  # lands before run_command waits
+        return proc
+
+    monkeypatch.setattr(subprocess, "Popen", popen)
+    result = run_command(["sh", "-c", "sleep 0.5; exit 3"], monitor)
+    assert early == []
+    if sig == signal.SIGINT:
+        assert result.exit_code == 3  # left to the child, which only this process got
+    else:
+        assert result.signal == signal.SIGTERM  # forwarded once the child existed
 
 
 def test_outside_the_main_thread_it_waits_without_signal_handlers(monitor):

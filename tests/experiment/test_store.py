@@ -162,6 +162,22 @@ def test_resume_skips_finished_trials_and_retries_unfinished_ones(store: Results
     assert store.finish_trial(ok_record("ok", accuracy=0.5)).attempts == 2
 
 
+def test_a_finished_ok_record_is_never_replaced_by_a_later_finish(store: ResultsStore) -> None:
+    """Two runs of one trial (two sweeps that both began it): the first ``ok`` stays."""
+    store.begin_trial("t", spec())
+    store.begin_trial("t", spec(), rerun=True)  # a second run starts before the first ends
+    first = store.finish_trial(ok_record("t", accuracy=0.9))
+    with pytest.raises(StoreError, match="already finished ok") as err:
+        store.finish_trial(ok_record("t", accuracy=0.1))
+    assert "\n" not in str(err.value)
+    with pytest.raises(StoreError, match="already finished ok"):
+        store.finish_trial(ok_record("t", status="failed", reason="boom", accuracy=None))
+    assert store.get("t") == first
+    # a run begun after the ok record (rerun=True, --no-resume) may replace it
+    store.begin_trial("t", spec(), rerun=True)
+    assert store.finish_trial(ok_record("t", accuracy=0.5)).accuracy == 0.5
+
+
 def test_failed_trial_with_reason(store: ResultsStore) -> None:
     store.begin_trial("t", spec())
     record = store.fail_trial("t", "CUDA out of memory.\nTried to allocate 2.00 GiB")

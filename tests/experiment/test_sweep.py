@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import threading
+import time
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -12,11 +15,18 @@ import optuna
 import pytest
 
 from wattwise.config import StudyConfig, load_study_config
-from wattwise.errors import ConfigError
+from wattwise.errors import ConfigError, WattwiseError
 from wattwise.experiment import ResultsStore
 from wattwise.experiment.executors import LocalExecutor
 from wattwise.experiment.spec import expand_grid
-from wattwise.experiment.sweep import StudyInterrupted, describe_trial, run_study
+from wattwise.experiment.sweep import (
+    LOCK_FILE,
+    StudyInterrupted,
+    StudyLocked,
+    describe_trial,
+    run_study,
+)
+from wattwise.files import FileLock
 
 
 def config(tmp_path: Path, **changes: Any) -> StudyConfig:
@@ -213,8 +223,12 @@ def search(tmp_path: Path, n_trials: int) -> StudyConfig:
 
 
 def optuna_trials(tmp_path: Path) -> list[Any]:
+    """The search's evaluated points (proposals that repeated one are left out)."""
+    from wattwise.experiment.search import DUPLICATE
+
     storage = f"sqlite:///{tmp_path / 'sweep' / 'optuna.sqlite'}"
-    return optuna.load_study(study_name="sweep", storage=storage).get_trials()
+    trials = optuna.load_study(study_name="sweep", storage=storage).get_trials()
+    return [t for t in trials if DUPLICATE not in t.user_attrs]
 
 
 def test_optuna_search_runs_every_seed_and_resumes_by_counting(tmp_path):
@@ -259,3 +273,75 @@ def test_search_objectives_must_match_a_resumed_search(tmp_path):
     )
     with pytest.raises(ConfigError, match="other objectives"):
         run_study(other)
+
+
+# --- one sweep per study; nothing written before the study is validated ------------------------
+
+
+class _Idle(LocalExecutor):
+    """Runs nothing: for tests about what run_study does around the trials."""
+
+    def run(self, specs: Sequence[Any], *, on_start: Any, on_done: Any, **kwargs: Any) -> None:
+        pass
+
+
+def test_a_study_another_sweep_holds_is_refused_naming_the_holder(tmp_path):
+    study = config(tmp_path)
+    summary = run_study(study)
+    before = record_json(summary.store_path)
+    holder = FileLock(summary.study_dir / LOCK_FILE)
+    assert holder.acquire()  # another sweep of this study is running
+    try:
+        with pytest.raises(StudyLocked) as err:
+            run_study(study, resume=False)  # would rerun (replace) every trial
+        message = str(err.value)
+        assert "\n" not in message and f"pid {os.getpid()} on " in message and "since" in message
+        assert record_json(summary.store_path) == before  # the ok records survive
+    finally:
+        holder.release()
+    assert run_study(study, executor=_Idle()).skipped == 2  # released: the study runs again
+
+
+def test_wait_blocks_until_the_other_sweep_ends(tmp_path):
+    study = config(tmp_path)
+    folder = tmp_path / "sweep"
+    folder.mkdir()
+    holder = FileLock(folder / LOCK_FILE)
+    assert holder.acquire()
+    timer = threading.Timer(0.3, holder.release)
+    timer.start()
+    started = time.monotonic()
+    summary = run_study(study, executor=_Idle(), wait=True)
+    timer.join()
+    assert time.monotonic() - started >= 0.25 and summary.total == 2
+
+
+def test_a_study_pointed_at_another_studys_folder_changes_nothing_there(tmp_path):
+    other = config(tmp_path, name="other", seeds=[0, 1])
+    run_study(other, executor=_Idle())
+    folder = tmp_path / "other"
+    files = {name: (folder / name).read_bytes() for name in sorted(os.listdir(folder))}
+    with pytest.raises(WattwiseError, match="holds study 'other', not 'sweep'"):
+        run_study(config(tmp_path), study_dir=folder)
+    # study.yaml and the store byte for byte, and no new file (lock, -wal, -shm)
+    assert {name: (folder / name).read_bytes() for name in sorted(os.listdir(folder))} == files
+
+
+def test_a_search_that_cannot_resume_leaves_study_yaml_as_it_was(tmp_path):
+    run_study(search(tmp_path, 1))
+    before = (tmp_path / "sweep" / "study.yaml").read_bytes()
+    study = search(tmp_path, 1)
+    other = replace(
+        study, search=replace(study.search, objectives=("accuracy",), directions=("maximize",))
+    )
+    with pytest.raises(ConfigError, match="other objectives"):
+        run_study(other)
+    assert (tmp_path / "sweep" / "study.yaml").read_bytes() == before
+
+
+def test_the_resolved_study_yaml_resumes_the_folder_it_lies_in(tmp_path, monkeypatch):
+    folder = tmp_path / "runs" / "sweep"  # not <output_dir>/<name>: the folder was given
+    run_study(config(tmp_path, output_dir="elsewhere"), study_dir=folder, executor=_Idle())
+    monkeypatch.chdir(tmp_path / "runs")
+    resolved = load_study_config(folder / "study.yaml")
+    assert Path(resolved.output_dir) == folder.parent and Path(resolved.output_dir).is_absolute()

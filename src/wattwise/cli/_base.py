@@ -18,6 +18,8 @@ from wattwise.validation import KeyedError, format_loc, validate_nested
 EXIT_USAGE = 2
 #: Stopped by Ctrl-C (128 + SIGINT), after what finished was saved.
 EXIT_INTERRUPTED = 130
+#: Stopped by SIGTERM (128 + SIGTERM), after what finished was saved (``sweep``, ``demo``).
+EXIT_TERMINATED = 143
 
 #: The sampling interval without ``--interval`` or ``--sample-hz`` (seconds).
 DEFAULT_INTERVAL_S = 0.1

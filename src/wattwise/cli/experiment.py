@@ -1,17 +1,27 @@
 """``wattwise sweep``, ``wattwise results`` and ``wattwise demo``: run a study (resuming where it
 stopped), list and export its trials, run the bundled demo study.
 
-Ctrl-C during a sweep or the demo exits with 130 after what finished is committed.
+Ctrl-C (SIGINT) during a sweep or the demo exits with 130, SIGTERM with 143 (128 + the signal,
+as a shell reports a process the signal ended), both after what finished is committed and with
+one ``interrupted`` line. A signal that comes once the command is done, while Python shuts down,
+is ignored: it cannot change the outcome, and Python would otherwise die of it (it restores the
+default handlers before tearing its modules down).
 """
 
 from __future__ import annotations
 
 import argparse
+import atexit
+import contextlib
+import functools
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from wattwise.cli._base import EXIT_INTERRUPTED
+from wattwise.cli._base import EXIT_INTERRUPTED, EXIT_TERMINATED
 from wattwise.errors import ConfigError
 
 EXECUTORS = ("local", "local-gpus", "ray")
@@ -24,8 +34,10 @@ def register(subparsers: Any) -> None:
         "sweep",
         help="run a study (grid or Optuna search); resumes where it stopped",
         description="Run every trial of a study YAML and keep each result in "
-        "<output_dir>/<name>/results.sqlite. Finished trials are skipped (resume); "
-        "Ctrl-C stops after committing what finished (exit code 130).",
+        "<output_dir>/<name>/results.sqlite (a relative output_dir is relative to the study "
+        "file). Finished trials are skipped (resume); Ctrl-C stops after committing what "
+        "finished (exit code 130; SIGTERM: 143). One sweep at a time per study: a second one "
+        "is refused, or waits with --wait.",
     )
     p.add_argument("study", metavar="STUDY.yaml", help="the study configuration")
     p.add_argument(
@@ -41,6 +53,11 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--address", help="the study's executor.address (with --executor ray)")
     p.add_argument("--out", metavar="DIR", help="study folder (default <output_dir>/<name>)")
+    p.add_argument(
+        "--wait",
+        action="store_true",
+        help="when another sweep runs this study, wait for it to end instead of refusing",
+    )
     p.set_defaults(func=cmd_sweep)
 
     p = subparsers.add_parser(
@@ -91,34 +108,121 @@ def _with_executor(config: Any, kind: str | None, address: str | None) -> Any:
     return replace(config, executor=settings)
 
 
+class _Announced:
+    """A :class:`~wattwise.cli.progress.StudyProgress` that also names the store it resumes."""
+
+    def __init__(self, progress: Any, store_path: Path, *, resume: bool) -> None:
+        self.progress = progress
+        self.store_path = store_path
+        self.resume = resume
+
+    def on_study_start(self, study: str, total: int, done: int, executor: str) -> None:
+        self.progress.on_study_start(study, total, done, executor)
+        if not self.resume:
+            line = f"running all {total} trials again into {self.store_path} (--no-resume)"
+        elif done:
+            line = f"resumed {self.store_path}: {done} of {total} trials already done"
+        else:
+            line = f"starting {self.store_path}: none of {total} trials done yet"
+        self.progress.console.print(line, highlight=False, soft_wrap=True, markup=False)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.progress, name)
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from wattwise.cli.progress import StudyProgress
     from wattwise.config import load_study_config
-    from wattwise.experiment.sweep import StudyInterrupted, run_study
+    from wattwise.experiment.store import STORE_FILE
+    from wattwise.experiment.sweep import StudyInterrupted, StudyLocked, run_study, study_dir_of
 
     config = _with_executor(load_study_config(args.study), args.executor, args.address)
-    try:
-        with StudyProgress() as reporter:
-            run_study(
-                config,
-                resume=not args.no_resume,
-                retry_failed=args.retry_failed,
-                study_dir=args.out,
-                reporter=reporter,
+    folder = Path(args.out) if args.out else study_dir_of(config)
+    with _stop_signals() as received:
+        try:
+            with StudyProgress() as progress:
+                reporter = _Announced(progress, folder / STORE_FILE, resume=not args.no_resume)
+                sweep = functools.partial(
+                    run_study,
+                    config,
+                    resume=not args.no_resume,
+                    retry_failed=args.retry_failed,
+                    study_dir=args.out,
+                    reporter=reporter,
+                )
+                try:
+                    sweep()
+                except StudyLocked as locked:
+                    if not args.wait:
+                        raise
+                    progress.console.print(
+                        f"waiting for the sweep of study {config.name} "
+                        f"({locked.holder.describe()}) to end; Ctrl-C stops waiting",
+                        highlight=False,
+                        soft_wrap=True,
+                        markup=False,
+                    )
+                    sweep(wait=True)
+        except StudyInterrupted as stop:
+            s = stop.summary
+            how = f" by {received[0].name}" if received else ""
+            Console(stderr=True).print(
+                f"wattwise: interrupted{how}: {s.ok} ok and {s.failed} failed of {s.total} "
+                f"trials are stored in {s.store_path}; trials in progress stay 'running' and run "
+                f"again when you resume: wattwise sweep {args.study}"
+                + (f" --out {args.out}" if args.out else ""),
+                highlight=False,
+                soft_wrap=True,
+                markup=False,
             )
-    except StudyInterrupted as stop:
-        s = stop.summary
-        Console(stderr=True).print(
-            f"wattwise: interrupted: {s.ok} ok and {s.failed} failed of {s.total} trials are "
-            f"stored in {s.store_path}; trials in progress stay 'running' and run again when "
-            f"you resume: wattwise sweep {args.study}" + (f" --out {args.out}" if args.out else ""),
-            highlight=False,
-            soft_wrap=True,
-        )
-        return EXIT_INTERRUPTED
+            return _interrupted_code(received)
+        except KeyboardInterrupt:  # before the study ran (e.g. during --wait) or after it ended
+            how = f" by {received[0].name}" if received else ""
+            print(f"wattwise: interrupted{how}", file=sys.stderr)
+            return _interrupted_code(received)
     return 0
+
+
+@contextlib.contextmanager
+def _stop_signals() -> Iterator[list[signal.Signals]]:
+    """While a study runs, SIGTERM stops it as Ctrl-C does: it raises ``KeyboardInterrupt`` in
+    the main thread, so that the sweep commits what finished and reports. The list that is
+    yielded receives the signal (empty: Ctrl-C). Once the command is done, a late SIGINT or
+    SIGTERM is ignored while Python shuts down (:func:`_ignore_stop_signals`, at exit).
+
+    Outside the main thread (no signal handlers there) nothing changes.
+    """
+    received: list[signal.Signals] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+
+    def on_term(signum: int, _frame: Any) -> None:
+        received.append(signal.Signals(signum))
+        raise KeyboardInterrupt
+
+    atexit.unregister(_ignore_stop_signals)  # registered once, however many sweeps ran
+    atexit.register(_ignore_stop_signals)
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield received
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _ignore_stop_signals() -> None:
+    """At exit: SIGINT and SIGTERM are ignored from here on. Python resets its handlers to the
+    defaults before it tears its modules down (which takes a while with torch loaded), and a
+    Ctrl-C then would end a finished sweep "by the signal" instead of with its exit code."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(OSError, ValueError):
+            signal.signal(sig, signal.SIG_IGN)
+
+
+def _interrupted_code(received: list[signal.Signals]) -> int:
+    return EXIT_TERMINATED if received and received[0] == signal.SIGTERM else EXIT_INTERRUPTED
 
 
 # --- results --------------------------------------------------------------------------------
@@ -186,17 +290,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
         "baseline, structured pruning, int8, distillation and a combined recipe, "
         "2 learning rates x 2 seeds"
     )
-    try:
-        with StudyProgress(console) as reporter:
-            result = run_demo(out, reporter=reporter)
-    except KeyboardInterrupt as stop:
-        summary = getattr(stop, "summary", None)
-        where = summary.store_path if summary is not None else out
-        print(
-            f"wattwise: interrupted; finished trials are in {where}; run the demo again to resume",
-            file=sys.stderr,
-        )
-        return EXIT_INTERRUPTED
+    with _stop_signals() as received:
+        try:
+            with StudyProgress(console) as reporter:
+                result = run_demo(out, reporter=reporter)
+        except KeyboardInterrupt as stop:
+            summary = getattr(stop, "summary", None)
+            where = summary.store_path if summary is not None else out
+            how = f" by {received[0].name}" if received else ""
+            print(
+                f"wattwise: interrupted{how}; finished trials are in {where}; run the demo "
+                "again to resume",
+                file=sys.stderr,
+            )
+            return _interrupted_code(received)
     for line in result.where():
         console.print(line, highlight=False, soft_wrap=True)
     return 0

@@ -4,6 +4,7 @@ measure, what a command costs, and what a model is."""
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from wattwise.cli._base import (
@@ -16,7 +17,7 @@ from wattwise.cli._base import (
     positive_int,
     write_json,
 )
-from wattwise.errors import ConfigError
+from wattwise.errors import ConfigError, WattwiseError
 
 MONITOR_USAGE = "wattwise monitor [options] -- COMMAND [ARGS...]"
 
@@ -65,7 +66,8 @@ def cmd_devices(args: argparse.Namespace) -> int:
 
 
 def cmd_monitor(args: argparse.Namespace) -> int:
-    """Runs the command under an EnergyMonitor; exits with the command's exit code."""
+    """Runs the command under an EnergyMonitor; exits with the command's exit code, also when
+    the JSON file cannot be written after the command ran (one line says so)."""
     from rich.console import Console
 
     from wattwise.cli.render import command_status, measurement_table
@@ -82,14 +84,23 @@ def cmd_monitor(args: argparse.Namespace) -> int:
         check_writable(args.json)
     with EnergyMonitor(config) as monitor:
         result = run_command(command, monitor, name=args.name)
+    # from here on the exit code is the command's, whatever cannot be shown or written
     console = Console(stderr=True)
     console.print(measurement_table(result.measurement))
     status = command_status(result)
     if status is not None:
         console.print(status)
     if args.json:
-        write_json(args.json, result.to_dict(timeline=not args.no_timeline))
-        console.print(f"measurement written to {args.json}")
+        try:
+            write_json(args.json, result.to_dict(timeline=not args.no_timeline))
+        except WattwiseError as err:  # e.g. the disk filled up while the command ran
+            print(
+                f"wattwise: error: {err}; the measurement was not saved "
+                f"(the command exited with code {result.exit_code})",
+                file=sys.stderr,
+            )
+        else:
+            console.print(f"measurement written to {args.json}")
     return result.exit_code
 
 

@@ -7,19 +7,22 @@
         result = run_command(["python", "train.py"], monitor)
     result.exit_code, result.measurement.total_energy_j
 
-Like ``time``, the command keeps the terminal's Ctrl-C: while it runs, SIGINT is ignored here
+Like ``time``, the command keeps the terminal's Ctrl-C: while it runs, SIGINT does nothing here
 (the terminal sends it to the whole foreground process group, so the command receives it) and a
-SIGTERM sent to this process is forwarded to the command. When the command ends, the window is
-closed and the result is returned whatever the exit status. The window measures this process's
-tree, which contains the command and everything it starts.
+SIGTERM sent to this process is forwarded to the command. Both handlers are in place from just
+before the command is started (a SIGTERM that comes before the command exists is forwarded as
+soon as it does), so no signal can end this process with the command left running unmeasured.
+When the command ends, the window is closed and the result is returned whatever the exit status.
+The window measures this process's tree, which contains the command and everything it starts.
 """
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import subprocess
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -102,13 +105,15 @@ def run_command(
         raise ConfigError("no command to run")
     key = name or default_name(argv)
     monitor.begin_window(key)
-    try:
-        proc = subprocess.Popen(argv)
-    except OSError as err:
-        monitor.end_window(key)
-        raise ConfigError(_spawn_error(argv[0], err)) from None
-    monitor.tree.refresh_children()  # count the child from its first sample on
-    returncode = _wait(proc)
+    with _signals_for_the_child() as forward:
+        try:
+            proc = subprocess.Popen(argv)
+        except OSError as err:
+            monitor.end_window(key)
+            raise ConfigError(_spawn_error(argv[0], err)) from None
+        forward.started(proc)
+        monitor.tree.refresh_children()  # count the child from its first sample on
+        returncode = proc.wait()
     return CommandResult(tuple(argv), returncode, monitor.end_window(key))
 
 
@@ -120,17 +125,45 @@ def _spawn_error(program: str, err: OSError) -> str:
     return f"cannot run {program}: {err.strerror or err}"  # e.g. a script without a #! line
 
 
-def _wait(proc: subprocess.Popen[bytes]) -> int:
-    """Waits for ``proc``; in the main thread, with SIGINT ignored and SIGTERM forwarded.
+class _Forward:
+    """The SIGTERM handler: sends the signal to the child, or keeps it until the child exists."""
 
-    Signal handlers can only be set in the main thread; elsewhere this is a plain wait.
+    def __init__(self) -> None:
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.pending: list[int] = []
+
+    def __call__(self, sig: int, _frame: Any) -> None:
+        if self.proc is None:
+            self.pending.append(sig)
+        else:
+            self.proc.send_signal(sig)
+
+    def started(self, proc: subprocess.Popen[bytes]) -> None:
+        self.proc = proc
+        while self.pending:
+            proc.send_signal(self.pending.pop(0))
+
+
+@contextlib.contextmanager
+def _signals_for_the_child() -> Iterator[_Forward]:
+    """In the main thread: SIGINT does nothing and SIGTERM goes to the child, until the block
+    ends; then the previous handlers are back. Elsewhere (no handlers can be set) nothing.
+
+    SIGINT gets a handler that does nothing rather than ``SIG_IGN``: an ignored signal would be
+    inherited by the command (which must keep its Ctrl-C), a handler is reset when it starts.
     """
+    forward = _Forward()
     if threading.current_thread() is not threading.main_thread():
-        return proc.wait()
-    previous_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    previous_term = signal.signal(signal.SIGTERM, lambda sig, _frame: proc.send_signal(sig))
+        yield forward
+        return
+    previous_int = signal.signal(signal.SIGINT, _leave_to_the_child)
+    previous_term = signal.signal(signal.SIGTERM, forward)
     try:
-        return proc.wait()
+        yield forward
     finally:
         signal.signal(signal.SIGINT, previous_int)
         signal.signal(signal.SIGTERM, previous_term)
+
+
+def _leave_to_the_child(_sig: int, _frame: Any) -> None:
+    """SIGINT while the command runs: the command got it too (it is in the foreground group)."""

@@ -18,8 +18,10 @@ Durability: WAL journal with ``synchronous=FULL``. Every write is one ``BEGIN IM
 committed trial in it; FULL also keeps the last commits through a power cut. A trial costs minutes
 of compute and one fsync per commit costs milliseconds, so there is nothing to gain from NORMAL.
 
-Several processes may write one store (a local multi-GPU executor): each opens its own
-``ResultsStore``; writers queue on SQLite's lock for up to ``timeout_s``. A store object may also
+Several processes may write one store: each opens its own ``ResultsStore``; writers queue on
+SQLite's lock for up to ``timeout_s``. A sweep, though, is the only writer of its study: it holds
+the study's lock (:mod:`wattwise.experiment.sweep`) and its workers hand records to it. A
+finished ``ok`` record is never replaced except by a run begun after it. A store object may also
 be shared by threads, and it reconnects in a forked child. WAL needs a local filesystem (not NFS).
 
 Reading only (``read_only=True``): nothing is written, not even SQLite's ``-wal``/``-shm`` files,
@@ -28,7 +30,7 @@ it is read as an immutable file; when a writer is active, or the file changes un
 the reader reads through the writer's WAL (SQLite ``mode=ro``). A store of the previous layout
 (schema 1) is read as it is; opening it for writing migrates it in place, in one transaction.
 
-Size: about 540 lines, one class whose connection handling (write transactions, read-only and
+Size: about 570 lines, one class whose connection handling (write transactions, read-only and
 immutable reads, reconnects after fork or change) every query relies on; the table layout and
 migration live in :mod:`wattwise.experiment.store_schema`.
 """
@@ -299,15 +301,16 @@ class ResultsStore:
             row = conn.execute("SELECT value FROM meta WHERE key = 'study'").fetchone()
             if study is not None:
                 if row is not None and row[0] != study:
-                    raise StoreError(
-                        f"{self.path} holds study {row[0]!r}, not {study!r}; "
-                        "use another output folder"
-                    )
+                    raise _other_study(self.path, row[0], study)
                 conn.execute("INSERT OR REPLACE INTO meta VALUES ('study', ?)", (study,))
             if config_yaml is not None:
                 conn.execute(
                     "INSERT OR REPLACE INTO meta VALUES ('config_yaml', ?)", (config_yaml,)
                 )
+
+    def set_config_yaml(self, config_yaml: str) -> None:
+        """Keeps ``config_yaml`` as the resolved study config (replacing an older one)."""
+        self._claim(None, config_yaml)
 
     def meta(self) -> dict[str, str]:
         """``schema_version``, ``created_unix_s`` and, once set, ``study`` and ``config_yaml``."""
@@ -358,10 +361,15 @@ class ResultsStore:
         """Stores a finished (``ok`` or ``failed``) record in one transaction.
 
         The attempt count is the store's; an empty ``spec`` or ``study`` keeps the stored one and
-        a missing ``finished_unix_s`` is set to now.
+        a missing ``finished_unix_s`` is set to now. A trial whose stored record is ``ok`` keeps
+        it: only a run begun after it (``begin_trial(..., rerun=True)``) may replace it.
 
         Returns:
             The record as stored.
+
+        Raises:
+            StoreError: The trial already finished ``ok`` (another run of it finished first);
+                nothing is written.
         """
         if record.status == "running":
             raise ValueError(
@@ -370,9 +378,14 @@ class ResultsStore:
             )
         with self._write() as conn:
             row = conn.execute(
-                "SELECT attempts, spec_json, study FROM trials WHERE trial_id = ?",
+                "SELECT attempts, spec_json, study, status FROM trials WHERE trial_id = ?",
                 (record.trial_id,),
             ).fetchone()
+            if row is not None and row[3] == "ok":
+                raise StoreError(
+                    f"trial {record.trial_id} already finished ok in {self.path}; another run "
+                    "of it (a second sweep of this study?) is not stored over it"
+                )
             spec = dict(record.spec) or (json.loads(row[1]) if row else {})
             record = replace(
                 record,
@@ -517,6 +530,25 @@ class ResultsStore:
         buffer = io.BytesIO()
         frame.to_parquet(buffer, index=False)
         return _export(path, buffer.getvalue(), len(frame))
+
+
+def check_study(path: str | Path, study: str) -> None:
+    """Refuses a store at ``path`` that belongs to another study, reading only (nothing is
+    written, not even a ``-wal`` file); no store there passes.
+
+    Raises:
+        StoreError: The store holds another study, or ``path`` is not a results store.
+    """
+    if not Path(path).exists():
+        return
+    with ResultsStore(path, read_only=True) as store:
+        held = store.study
+    if held is not None and held != study:
+        raise _other_study(Path(path), held, study)
+
+
+def _other_study(path: Path, held: str, study: str) -> StoreError:
+    return StoreError(f"{path} holds study {held!r}, not {study!r}; use another output folder")
 
 
 def _export(path: str | Path, data: bytes, rows: int) -> int:

@@ -6,16 +6,26 @@
     summary = run_study(load_study_config("study.yaml"))     # resumes by default
 
 The study folder (``<output_dir>/<name>``, or ``study_dir``) holds ``study.yaml`` (the resolved
-config), ``results.sqlite`` (one row per trial), ``teachers/`` (trained distillation teachers)
-and, for an Optuna search (:mod:`wattwise.experiment.search`), ``optuna.sqlite``. Trials
-finished in an earlier run are skipped; a trial left ``running`` by a killed or interrupted run
-is run again. ``run_study`` prints nothing: it tells a :class:`StudyReporter` what happens (the
-command line draws a live bar from it). See docs/experiments.md, "Running studies".
+config), ``results.sqlite`` (one row per trial), ``teachers/`` (trained distillation teachers),
+``sweep.lock`` and, for an Optuna search (:mod:`wattwise.experiment.search`), ``optuna.sqlite``.
+Trials finished in an earlier run are skipped; a trial left ``running`` by a killed or
+interrupted run is run again. ``run_study`` prints nothing: it tells a :class:`StudyReporter`
+what happens (the command line draws a live bar from it). See docs/experiments.md, "Running
+studies".
+
+One sweep at a time: ``run_study`` holds the study's :data:`LOCK_FILE` (a
+:class:`~wattwise.files.FileLock`, released by the OS when the process ends, however it ends)
+from before it opens the store until it returns; a second sweep of the study is refused with
+:class:`StudyLocked`, naming the holder, or waits (``wait=True``). Its workers never write the
+store (the executors hand records to this process), so this lock covers every write. Nothing is
+written to the folder before the study is checked against it: the store must belong to this
+study, and a search must be able to resume.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -24,16 +34,19 @@ from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
 from wattwise.config import StudyConfig, resolved_yaml
-from wattwise.errors import ConfigError
+from wattwise.errors import ConfigError, WattwiseError
 from wattwise.experiment.executors import Executor, create_executor
 from wattwise.experiment.record import TrialRecord
 from wattwise.experiment.search import OptunaSearch
 from wattwise.experiment.spec import TrialSpec, expand_grid, training_key
-from wattwise.experiment.store import CONFIG_FILE, STORE_FILE, ResultsStore
+from wattwise.experiment.store import CONFIG_FILE, STORE_FILE, ResultsStore, check_study
 from wattwise.experiment.teachers import TEACHER_DIR
+from wattwise.files import FileLock, LockHolder, write_text_atomic
 
 #: The Optuna study's storage inside a study folder.
 OPTUNA_FILE = "optuna.sqlite"
+#: The lock a running sweep holds in its study folder.
+LOCK_FILE = "sweep.lock"
 
 
 class Highlight(NamedTuple):
@@ -90,6 +103,19 @@ class StudyInterrupted(KeyboardInterrupt):
     def __init__(self, summary: StudySummary) -> None:
         super().__init__(f"study {summary.study} interrupted")
         self.summary = summary
+
+
+class StudyLocked(WattwiseError):
+    """Another sweep is running this study (``holder`` says which process)."""
+
+    def __init__(self, study: str, folder: Path, holder: LockHolder) -> None:
+        super().__init__(
+            f"study {study} is being run by another sweep ({holder.describe()}) in {folder}; "
+            "wait for it to end (or pass --wait), or stop it first"
+        )
+        self.study = study
+        self.folder = folder
+        self.holder = holder
 
 
 class StudyReporter(Protocol):
@@ -159,6 +185,7 @@ def run_study(
     reporter: StudyReporter | None = None,
     retry_failed: bool = False,
     study_dir: str | Path | None = None,
+    wait: bool = False,
 ) -> StudySummary:
     """Runs a study: every grid point, or ``search.n_trials`` Optuna trials.
 
@@ -171,20 +198,40 @@ def run_study(
         reporter: Told the plan, each trial's start and end, and the summary (default: none).
         retry_failed: Also run trials that failed in an earlier run.
         study_dir: The study folder (default ``<output_dir>/<name>``).
+        wait: When another sweep runs this study, wait for it to end (default: refuse).
 
     Returns:
         The :class:`StudySummary`.
 
     Raises:
         ConfigError: The study folder cannot be created or written, or a search cannot resume.
+        StudyLocked: Another sweep runs this study (without ``wait``).
+        StoreError: The folder's store belongs to another study, or cannot be used.
         StudyInterrupted: Ctrl-C (a ``KeyboardInterrupt``), after what finished was committed.
     """
     started = time.perf_counter()
     folder = Path(study_dir) if study_dir is not None else study_dir_of(config)
-    store_path, _ = _prepare(folder, config)
+    _make_folder(folder)
+    check_study(folder / STORE_FILE, config.name)  # another study's folder: refused untouched
+    lock = _lock(folder, config.name, wait)
+    try:
+        return _run_locked(config, folder, started, resume, executor, reporter, retry_failed)
+    finally:
+        lock.release()
+
+
+def _run_locked(
+    config: StudyConfig,
+    folder: Path,
+    started: float,
+    resume: bool,
+    executor: Executor | None,
+    reporter: StudyReporter | None,
+    retry_failed: bool,
+) -> StudySummary:
     reporter = reporter if reporter is not None else _Silent()
     own = executor is None
-    store = ResultsStore(store_path, study=config.name, config_yaml=resolved_yaml(config))
+    store = ResultsStore(folder / STORE_FILE, study=config.name)  # refuses another study's
     state = _State(config, folder, store, reporter, resume, retry_failed)
     try:
         executor = executor or create_executor(config.executor)
@@ -205,7 +252,7 @@ def run_study(
     return summary
 
 
-def _prepare(folder: Path, config: StudyConfig) -> tuple[Path, Path]:
+def _make_folder(folder: Path) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -214,14 +261,37 @@ def _prepare(folder: Path, config: StudyConfig) -> tuple[Path, Path]:
         ) from None
     if not os.access(folder, os.W_OK | os.X_OK):
         raise ConfigError(f"the study folder {folder} is not writable")
-    config_path = folder / CONFIG_FILE
-    tmp = folder / f".{CONFIG_FILE}.{os.getpid()}.tmp"
+
+
+def _lock(folder: Path, study: str, wait: bool) -> FileLock:
+    """The study's lock, held; :class:`StudyLocked` when another sweep holds it."""
+    lock = FileLock(folder / LOCK_FILE)
     try:
-        tmp.write_text(resolved_yaml(config), encoding="utf-8")
-        os.replace(tmp, config_path)
+        if not lock.acquire(blocking=wait):
+            raise StudyLocked(study, folder, lock.holder())
+    except OSError as err:
+        raise ConfigError(f"cannot lock the study folder {folder}: {err.strerror or err}") from None
+    return lock
+
+
+def recorded_config(config: StudyConfig, folder: Path) -> StudyConfig:
+    """The study as ``study.yaml`` records it: in a folder named after the study, ``output_dir``
+    is the folder's parent (absolute), so that ``wattwise sweep <folder>/study.yaml`` resumes
+    this folder wherever it is run from."""
+    if folder.name != config.name:
+        return config
+    return dataclasses.replace(config, output_dir=os.path.abspath(folder.parent))
+
+
+def _write_config(folder: Path, config: StudyConfig, store: ResultsStore) -> None:
+    """``study.yaml`` and the store's copy of it: written once the study is known to fit."""
+    text = resolved_yaml(recorded_config(config, folder))
+    config_path = folder / CONFIG_FILE
+    try:
+        write_text_atomic(config_path, text)
     except OSError as err:
         raise ConfigError(f"cannot write {config_path}: {err.strerror or err}") from None
-    return folder / STORE_FILE, config_path
+    store.set_config_yaml(text)
 
 
 @dataclass
@@ -243,6 +313,7 @@ class _State:
         return self.skipped + self.ran
 
     def begin(self, executor: Executor) -> None:
+        _write_config(self.folder, self.config, self.store)
         self.reporter.on_study_start(self.config.name, self.total, self.skipped, executor.name)
 
     def pending(self, specs: Sequence[TrialSpec]) -> list[TrialSpec]:
@@ -253,8 +324,8 @@ class _State:
     def run(self, executor: Executor, specs: Sequence[TrialSpec]) -> None:
         store, reporter = self.store, self.reporter
 
-        def on_start(spec: TrialSpec) -> None:
-            store.begin_trial(spec.trial_id, spec, rerun=True)
+        def on_start(spec: TrialSpec) -> None:  # without resume, a finished trial runs again
+            store.begin_trial(spec.trial_id, spec, rerun=not self.resume)
             reporter.on_trial_start(spec, self.done, self.total)
 
         def on_done(record: TrialRecord) -> None:
