@@ -389,3 +389,50 @@ def test_a_ctrl_c_after_the_sweep_finished_does_not_change_its_exit_code(tmp_pat
     )
     assert result.returncode == 0, result.stderr
     assert "2 finished earlier, 0 to run" in result.stdout
+
+
+def test_dry_run_prints_the_plan_runs_nothing_and_a_sweep_reuses_trainings(tmp_path, capsys):
+    study = write_study(tmp_path, name="plan")
+    text = study.read_text().replace("techniques: [baseline]",
+                                      "techniques: [baseline, prune:structured:0.5]")  # fmt: skip
+    study.write_text(text)
+    code, out, err = run(["sweep", str(study), "--dry-run"], capsys)
+    assert code == 0 and err == ""
+    assert "study plan: 4 trial(s), 4 to run" in out
+    assert "trainings after reuse: 2 for 4 trial(s) (2 still to train)" in out
+    assert "ready to run" in out and not (tmp_path / "results").exists()  # nothing written
+    code, out, _ = run(["sweep", str(study)], capsys)
+    assert code == 0 and "reuse avoided" in out
+    with ResultsStore(tmp_path / "results" / "plan" / "results.sqlite", read_only=True) as s:
+        reused = [r for r in s.records() if not r.details["baseline"]["trained_here"]]
+    assert len(reused) == 2 and all("train" not in r.phases for r in reused)
+    assert len(list((tmp_path / "results" / "plan" / "baselines").glob("*.pt"))) == 2
+    code, out, _ = run(["sweep", str(study), "--dry-run"], capsys)
+    assert "4 trial(s), 0 to run" in out and "estimate for the pending trials: 0 min" in out
+
+
+def test_missing_data_is_refused_before_any_trial_runs(tmp_path, capsys):
+    study = write_study(tmp_path, name="nodata")
+    study.write_text(study.read_text().replace("datasets: [digits]", "datasets: [fashion_mnist]")
+                     + f"data_root: {tmp_path / 'data'}\n")  # fmt: skip
+    code, out, err = run(["sweep", str(study), "--dry-run"], capsys)
+    assert code == 2 and "problem: Fashion-MNIST: expected file" in out
+    assert err.count("\n") == 1 and "1 problem(s)" in err
+    code, out, err = run(["sweep", str(study)], capsys)
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
+    assert "Fashion-MNIST" in err and "or set download: true in the study" in err
+    assert not (tmp_path / "results" / "nodata").exists()  # no trial, no store
+
+
+def test_failed_trials_are_listed_with_the_retry_hint(tmp_path, capsys, monkeypatch):
+    from wattwise.experiment import runner
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("injected failure")
+
+    monkeypatch.setattr(runner, "fit", boom)
+    study = write_study(tmp_path, name="fails")
+    code, out, _ = run(["sweep", str(study)], capsys)
+    assert code == 0
+    assert out.count("injected failure") >= 2
+    assert f"2 failed trial(s); run them again: wattwise sweep {study} --retry-failed" in out

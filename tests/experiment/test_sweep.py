@@ -25,6 +25,7 @@ from wattwise.experiment.sweep import (
     StudyLocked,
     describe_trial,
     run_study,
+    study_dir_of,
 )
 from wattwise.files import FileLock
 
@@ -72,25 +73,40 @@ def test_grid_runs_every_trial_then_resume_skips_them(tmp_path):
     assert record_json(summary.store_path) == before  # nothing rewritten
 
 
-def test_failed_trial_is_recorded_and_the_study_goes_on(tmp_path):
-    study = config(
-        tmp_path,
-        datasets=["fashion_mnist", "digits"],
-        learning_rates=[0.05],
-        data_root=str(tmp_path / "no-data"),
-    )
+def test_failed_trial_is_recorded_and_the_study_goes_on(tmp_path, monkeypatch):
+    from wattwise.experiment import runner
+
+    real_fit = runner.fit
+
+    def fit(model, data, config, **kwargs):
+        if config.lr == 0.1:
+            raise RuntimeError("diverged on purpose")
+        return real_fit(model, data, config, **kwargs)
+
+    monkeypatch.setattr(runner, "fit", fit)
+    study = config(tmp_path, learning_rates=[0.05, 0.1])
     summary = run_study(study)
     assert (summary.ok, summary.failed) == (1, 1)
+    (listed,) = summary.failed_trials
     with ResultsStore(summary.store_path) as store:
         (failed,) = store.records("failed")
-        assert failed.spec["dataset"] == "fashion_mnist"
-        assert failed.reason.startswith("DatasetError")
-        assert store.records("ok")[0].spec["dataset"] == "digits"
+        assert failed.spec["lr"] == 0.1
+        assert failed.reason == "RuntimeError: diverged on purpose" == listed[2]
+        assert listed[0] == failed.trial_id and "lr0.1" in listed[1]
+        assert store.records("ok")[0].spec["lr"] == 0.05
     assert run_study(study).ran == 0  # a failure is a result
     retried = run_study(study, retry_failed=True)
     assert retried.ran == 1
     with ResultsStore(summary.store_path) as store:
         assert store.records("failed")[0].attempts == 2
+
+
+def test_a_study_whose_data_is_missing_is_refused_before_any_trial(tmp_path):
+    study = config(tmp_path, datasets=["fashion_mnist", "digits"],
+                   data_root=str(tmp_path / "no-data"))  # fmt: skip
+    with pytest.raises(ConfigError, match="Fashion-MNIST: expected file"):
+        run_study(study)
+    assert not study_dir_of(study).exists()  # nothing ran, nothing was written
 
 
 def test_a_trial_left_running_is_run_again_and_no_resume_reruns_all(tmp_path):

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from wattwise.cli._base import EXIT_INTERRUPTED, EXIT_TERMINATED
+from wattwise.cli._base import EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_USAGE
 from wattwise.errors import ConfigError
 
 EXECUTORS = ("local", "local-gpus", "ray")
@@ -57,6 +57,12 @@ def register(subparsers: Any) -> None:
         "--wait",
         action="store_true",
         help="when another sweep runs this study, wait for it to end instead of refusing",
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the plan (trials, trainings after reuse, teachers, an estimate) and check "
+        "data and checkpoints; run nothing (exit 2 when a check fails)",
     )
     p.set_defaults(func=cmd_sweep)
 
@@ -131,15 +137,25 @@ class _Announced:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    from wattwise.data import download_hint
+
+    with download_hint("set download: true in the study"):  # the study's own vocabulary
+        return _sweep(args)
+
+
+def _sweep(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from wattwise.cli.progress import StudyProgress
+    from wattwise.cli.render import failed_lines
     from wattwise.config import load_study_config
     from wattwise.experiment.store import STORE_FILE
     from wattwise.experiment.sweep import StudyInterrupted, StudyLocked, run_study, study_dir_of
 
     config = _with_executor(load_study_config(args.study), args.executor, args.address)
     folder = Path(args.out) if args.out else study_dir_of(config)
+    if args.dry_run:
+        return _dry_run(config, folder / STORE_FILE)
     with _stop_signals() as received:
         try:
             with StudyProgress() as progress:
@@ -153,7 +169,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                     reporter=reporter,
                 )
                 try:
-                    sweep()
+                    summary = sweep()
                 except StudyLocked as locked:
                     if not args.wait:
                         raise
@@ -164,7 +180,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                         soft_wrap=True,
                         markup=False,
                     )
-                    sweep(wait=True)
+                    summary = sweep(wait=True)
+                retry = f"wattwise sweep {args.study} --retry-failed" + (
+                    f" --out {args.out}" if args.out else ""
+                )
+                for line in failed_lines(summary, retry):
+                    progress.console.print(line, highlight=False, soft_wrap=True)
         except StudyInterrupted as stop:
             s = stop.summary
             how = f" by {received[0].name}" if received else ""
@@ -182,6 +203,24 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             how = f" by {received[0].name}" if received else ""
             print(f"wattwise: interrupted{how}", file=sys.stderr)
             return _interrupted_code(received)
+    return 0
+
+
+def _dry_run(config: Any, store_path: Path) -> int:
+    """``sweep --dry-run``: the plan against what the store (read-only) already holds."""
+    from wattwise.experiment.plan import plan_study
+    from wattwise.experiment.store import ResultsStore
+
+    records = []
+    if store_path.is_file():
+        with ResultsStore(store_path, read_only=True) as store:
+            records = store.records()
+    plan = plan_study(config, records)
+    for line in plan.lines():
+        print(line)
+    if plan.problems:
+        print(f"wattwise: error: {len(plan.problems)} problem(s), see above", file=sys.stderr)
+        return EXIT_USAGE
     return 0
 
 

@@ -434,9 +434,28 @@ def study_summary_table(summary: Any) -> Table:
             f"{fmt_energy(low.value)} ({low.provenance})  {low.label}  [{low.trial_id}]",
         )
     table.add_row("time", f"{summary.duration_s:.1f} s")
+    if summary.ok:
+        co2e = f", CO2e {summary.co2e_g:.3g} g" if summary.co2e_g is not None else ""
+        table.add_row("energy (all phases)", f"{fmt_energy(summary.energy_j)}{co2e}")
+        table.add_row(
+            "trainings",
+            f"{summary.trainings} for {summary.ok} ok trials; reuse avoided "
+            f"{fmt_energy(summary.training_avoided_j)}",
+        )
     table.add_row("results", str(summary.store_path))
     table.add_row("resolved config", str(summary.config_path))
     return table
+
+
+def failed_lines(summary: Any, retry: str) -> list[str]:
+    """The failed trials of a study, one line each, and how to run them again (``retry``: the
+    command)."""
+    if not summary.failed_trials:
+        return []
+    lines = [f"[red]failed[/red] {escape(label)} [{tid}]: {escape(reason)}"
+             for tid, label, reason in summary.failed_trials]  # fmt: skip
+    lines.append(f"{len(lines)} failed trial(s); run them again: {escape(retry)}")
+    return lines
 
 
 def study_start_line(study: str, total: int, done: int, executor: str) -> str:

@@ -36,6 +36,7 @@ from typing import Any, NamedTuple, Protocol
 from wattwise.config import StudyConfig, resolved_yaml
 from wattwise.errors import ConfigError, WattwiseError
 from wattwise.experiment.executors import Executor, create_executor
+from wattwise.experiment.plan import plan_study
 from wattwise.experiment.record import TrialRecord
 from wattwise.experiment.search import OptunaSearch
 from wattwise.experiment.spec import TrialSpec, expand_grid, training_key
@@ -76,6 +77,12 @@ class StudySummary:
         best_accuracy: The ``ok`` trial with the highest accuracy.
         lowest_train_energy: The ``ok`` trial with the lowest training energy (joules).
         interrupted: The run was stopped by Ctrl-C.
+        energy_j: Energy of the study's ``ok`` trials, every phase (training, technique,
+            measurement; each shared training once, in the trial that ran it).
+        co2e_g: CO2e of their training and technique energy (the study's carbon settings).
+        trainings: Distinct trainings among them; ``training_avoided_j``: the training energy
+            that reusing trained baselines saved (one training's energy per reusing trial).
+        failed_trials: ``(trial id, configuration, reason)`` of every failed trial.
     """
 
     study: str
@@ -94,6 +101,11 @@ class StudySummary:
     best_accuracy: Highlight | None = None
     lowest_train_energy: Highlight | None = None
     interrupted: bool = False
+    energy_j: float = 0.0
+    co2e_g: float | None = None
+    trainings: int = 0
+    training_avoided_j: float = 0.0
+    failed_trials: tuple[tuple[str, str, str], ...] = ()
 
 
 class StudyInterrupted(KeyboardInterrupt):
@@ -204,12 +216,15 @@ def run_study(
         The :class:`StudySummary`.
 
     Raises:
-        ConfigError: The study folder cannot be created or written, or a search cannot resume.
+        ConfigError: The plan finds a problem (missing data or checkpoints, GPU caps on a CPU:
+            :func:`~wattwise.experiment.plan.plan_study`), the study folder cannot be created
+            or written, or a search cannot resume.
         StudyLocked: Another sweep runs this study (without ``wait``).
         StoreError: The folder's store belongs to another study, or cannot be used.
         StudyInterrupted: Ctrl-C (a ``KeyboardInterrupt``), after what finished was committed.
     """
     started = time.perf_counter()
+    plan_study(config).check()  # missing data, GPU caps on a CPU...: refused before anything
     folder = Path(study_dir) if study_dir is not None else study_dir_of(config)
     _make_folder(folder)
     check_study(folder / STORE_FILE, config.name)  # another study's folder: refused untouched
@@ -413,7 +428,32 @@ def _summary(state: _State, started: float, *, interrupted: bool = False) -> Stu
             lowest, lowest_j, lowest.train_energy_provenance if lowest else None
         ),
         interrupted=interrupted,
+        **_costs(state.config, done),
+        failed_trials=tuple(
+            (r.trial_id, describe_trial(r.spec), r.reason or "")
+            for r in records
+            if r.status == "failed"
+        ),
     )
+
+
+def _costs(config: StudyConfig, done: list[TrialRecord]) -> dict[str, Any]:
+    """The study's energy, CO2e and what training once per shared training avoided."""
+    energy = sum(r.total_energy_j for r in done)
+    counted = sum(r.training_energy_j + r.technique_energy_j + r.teacher_energy_j for r in done)
+    reused = [b for r in done if isinstance(b := r.details.get("baseline"), Mapping)]
+    avoided = sum(
+        float(b.get("training_energy_j") or 0.0) for b in reused if not b.get("trained_here")
+    )
+    trained = {b.get("key") for b in reused} | {r.trial_id for r in done
+                                                   if not r.details.get("baseline")}  # fmt: skip
+    carbon = config.measurement.monitor_config().carbon
+    return {
+        "energy_j": energy,
+        "co2e_g": carbon.estimate(counted).co2e_g if done else None,
+        "trainings": len(trained),
+        "training_avoided_j": avoided,
+    }
 
 
 def _lowest_training(records: list[TrialRecord]) -> tuple[TrialRecord | None, float | None]:
