@@ -1,8 +1,12 @@
 """Terminal presentation: rich tables and lines for every command, and number formatting.
 
 Each function turns a library value (a Measurement, a device description, epoch records, recipe
-variants, trial records, a study summary) into something ``rich`` prints; nothing here measures
-or decides. Live displays (progress bars) are in :mod:`wattwise.cli.progress`.
+variants, search candidates, trial records, a study summary) into something ``rich`` prints;
+nothing here measures or decides.
+
+Size: about 540 lines: the presentation of every command in one place, so that every table
+formats numbers, units and markup the same way; each function is small and independent. Live
+displays (progress bars) are in :mod:`wattwise.cli.progress`.
 """
 
 from __future__ import annotations
@@ -490,3 +494,43 @@ def trial_line(record: Any, done: int, total: int) -> str:
         flagged = sum(v.noisy for v in record.variants)
         parts.append(f"[yellow]noisy ({flagged} of {len(record.variants)} variants)[/yellow]")
     return "  ".join(parts)
+
+
+def candidate_line(c: Any) -> str:
+    """``prune:structured:0.5... ft 1: 95.2 %, 2.31x (2.10-2.54), within the floor``."""
+    if c.reason:
+        return f"{escape(c.recipe)}: failed ({escape(c.reason)})"
+    saving = "-" if c.saving is None else f"{c.saving:.2f}x"
+    if c.low is not None and c.high is not None and c.recipe != "baseline":
+        saving += f" ({c.low:.2f}-{c.high:.2f})"
+    floor = "within the floor" if c.feasible else "below the floor"
+    noisy = ", noisy" if c.noisy else ""
+    return f"{escape(c.recipe)} ft {c.finetune_epochs}: {c.accuracy:.2%}, {saving}, {floor}{noisy}"
+
+
+def candidates_table(result: Any) -> Table:
+    """Every candidate, best saving first: recipe, fine-tuning, accuracy, saving, marks."""
+    table = Table(
+        title=f"{len(result.candidates)} candidate(s) by saving (95 % interval)",
+        title_justify="left",
+        caption="* chosen; P on the accuracy-saving Pareto front; = not significantly "
+        "different from the chosen; - below the floor",
+        caption_justify="left",
+    )
+    table.add_column("", no_wrap=True)
+    table.add_column("recipe", overflow="fold")
+    table.add_column("ft", justify="right")
+    table.add_column("acc", justify="right", no_wrap=True)
+    table.add_column("saving", justify="right", no_wrap=True)
+    order = sorted(range(len(result.candidates)),
+                   key=lambda i: -(result.candidates[i].saving or 0.0))  # fmt: skip
+    for i in order:
+        c = result.candidates[i]
+        marks = ("*" if i == result.chosen else "") + ("P" if i in result.front else "")
+        marks += ("=" if i in result.tied else "") + ("" if c.feasible else "-")
+        saving = "-" if c.saving is None else f"{c.saving:.2f}x"
+        if c.low is not None and c.high is not None and c.recipe != "baseline":
+            saving += f" {c.low:.2f}-{c.high:.2f}"
+        accuracy = "-" if c.accuracy is None else f"{c.accuracy:.2%}"
+        table.add_row(marks, escape(c.recipe), str(c.finetune_epochs), accuracy, saving)
+    return table

@@ -17,6 +17,7 @@ from typing import Any
 from wattwise.cli._base import (
     add_meter_options,
     monitor_config_from_args,
+    non_negative_float,
     positive_float,
     positive_int,
     write_json,
@@ -31,12 +32,45 @@ def register(subparsers: Any) -> None:
     add_meter_options(p)
     p.set_defaults(func=_in_cli_words(cmd_train))
 
-    p = subparsers.add_parser("optimize", help="apply a compression recipe to a trained run")
+    p = subparsers.add_parser(
+        "optimize", help="apply a compression recipe to a trained run, or search for one"
+    )
     p.add_argument("--checkpoint", required=True, help="a run folder or its checkpoint.pt")
-    p.add_argument(
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument(
         "--recipe",
-        required=True,
         help='steps, e.g. "prune:structured:0.5,quantize:int8", or a YAML file listing them',
+    )
+    what.add_argument(
+        "--search",
+        action="store_true",
+        help="search recipes (pruning ratio, importance, steps, fine-tuning, int8, "
+        "channels_last) for the least J/image within --floor accuracy points",
+    )
+    p.add_argument(
+        "--floor",
+        type=non_negative_float("--floor"),
+        default=1.0,
+        metavar="POINTS",
+        help="with --search: accuracy points a recipe may lose (default 1)",
+    )
+    p.add_argument(
+        "--budget",
+        type=positive_int("--budget"),
+        default=20,
+        help="with --search: candidates to measure (default 20)",
+    )
+    p.add_argument(
+        "--sampler",
+        choices=("auto", "tpe", "gp", "nsga2", "level"),
+        default="auto",
+        help="with --search: Optuna's constrained TPE or GP, NSGA-II, or the compression-level "
+        "search of one pruning ratio (default auto: TPE up to 100 candidates, else NSGA-II)",
+    )
+    p.add_argument(
+        "--no-resume",
+        action="store_true",
+        help="with --search: start the search in --out again instead of continuing it",
     )
     p.add_argument("--data-root", help="data folder (default $WATTWISE_DATA)")
     p.add_argument("--download", action="store_true", help="fetch missing dataset files")
@@ -261,7 +295,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     from wattwise.optimize.recipe import RecipeSettings, run_recipe
     from wattwise.train import load_checkpoint
 
-    configs = load_recipe(args.recipe)
+    configs = load_recipe(args.recipe) if not args.search else ()
     if args.calibration_batches is not None:  # shorthand for each int8 step's option
         configs = tuple(
             dataclasses.replace(c, calibration_batches=args.calibration_batches)
@@ -295,6 +329,8 @@ def cmd_optimize(args: argparse.Namespace) -> int:
         download=args.download,
     )
     console = Console()
+    if args.search:
+        return run_search(args, model, data, checkpoint, settings, console)
     console.print(f"[bold]optimize[/bold] {checkpoint.path}: {format_recipe(configs)}")
 
     def on_variant(variant: Any) -> None:
@@ -336,4 +372,54 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     )
     write_json(out / "recipe.json", result.to_dict())
     console.print(f"results written to {out / 'recipe.json'}")
+    return 0
+
+
+def run_search(
+    args: argparse.Namespace,
+    model: Any,
+    data: Any,
+    checkpoint: Any,
+    settings: Any,
+    console: Any,
+) -> int:
+    """``optimize --search``: the recipe search (:mod:`wattwise.optimize.recipe_search`) in
+    ``<out>/search.sqlite`` (default ``<run>/search``; running it again continues it,
+    ``--no-resume`` starts it again), each candidate printed as it is measured, then the table
+    of all candidates, the chosen recipe and the energy the search spent; ``search.json``."""
+    from wattwise.cli.render import candidate_line, candidates_table, escape
+    from wattwise.energy.monitor import EnergyMonitor
+    from wattwise.optimize.recipe_search import SearchSettings, search_recipes
+
+    out = Path(args.out) if args.out else checkpoint.path.parent / "search"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"cannot create --out {out}: {err.strerror or err}") from err
+    search = SearchSettings(budget=args.budget, floor_points=args.floor, sampler=args.sampler)
+    console.print(
+        f"[bold]optimize --search[/bold] {escape(str(checkpoint.path))}: {args.budget} "
+        f"candidate(s), floor {args.floor:g} point(s), sampler {args.sampler}; "
+        f"search in {escape(str(out / 'search.sqlite'))}"
+    )
+
+    def on_candidate(c: Any, index: int, budget: int) -> None:
+        console.print(f"[{index}/{budget}] {candidate_line(c)}", highlight=False)
+
+    with EnergyMonitor(monitor_config_from_args(args)) as monitor:
+        result = search_recipes(
+            model,
+            data,
+            settings=search,
+            recipe_settings=settings,
+            model_spec=checkpoint.model_spec,
+            storage=out / "search.sqlite",
+            monitor=monitor,
+            on_candidate=on_candidate,
+            resume=not args.no_resume,
+        )
+    console.print(candidates_table(result))
+    console.print(escape(result.message), highlight=False)
+    write_json(out / "search.json", result.to_dict())
+    console.print(f"results written to {escape(str(out / 'search.json'))}")
     return 0
