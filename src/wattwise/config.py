@@ -16,10 +16,8 @@ section is a :func:`~wattwise.validation.config_dataclass`, so every validation 
 from __future__ import annotations
 
 import dataclasses
-import errno
 import os
 import re
-import stat
 from collections.abc import Mapping
 from dataclasses import field
 from pathlib import Path
@@ -33,6 +31,7 @@ from wattwise.energy.carbon import CarbonConfig
 from wattwise.energy.meters import MeterNames, MeterSettings
 from wattwise.energy.monitor import MonitorConfig, SampleRate
 from wattwise.errors import ConfigError
+from wattwise.files import read_regular_text
 from wattwise.train.config import Optimizer, Precision
 from wattwise.validation import (
     Bool,
@@ -419,7 +418,7 @@ def load_study_config(path: str | Path) -> StudyConfig:
     """
     source = str(path)
     try:
-        text = _read_regular_file(Path(path))
+        text = read_regular_text(Path(path))
     except (OSError, UnicodeDecodeError) as err:
         why = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
         raise ConfigError(f"{source}: cannot read the study config: {why}") from None
@@ -434,34 +433,6 @@ def load_study_config(path: str | Path) -> StudyConfig:
         )
     config = validate(StudyConfig, data, source)
     return dataclasses.replace(config, output_dir=_beside(Path(path), config.output_dir))
-
-
-#: ``stat`` tests of what is not a regular file, and the words for it.
-_FILE_KINDS = (
-    (stat.S_ISFIFO, "a FIFO"),
-    (stat.S_ISCHR, "a character device"),
-    (stat.S_ISBLK, "a block device"),
-    (stat.S_ISSOCK, "a socket"),
-)
-
-
-def _read_regular_file(path: Path) -> str:
-    """The UTF-8 text of a regular file. Anything else is refused before it is opened (a FIFO
-    would block, a device might never end); the descriptor is checked again after opening,
-    without blocking, in case the path changed in between."""
-
-    def refuse(mode: int) -> None:
-        if stat.S_ISDIR(mode):
-            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
-        if not stat.S_ISREG(mode):
-            kind = next((word for test, word in _FILE_KINDS if test(mode)), "not a file")
-            raise OSError(0, f"not a regular file ({kind})")
-
-    refuse(os.stat(path).st_mode)
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    with open(fd, "rb") as handle:
-        refuse(os.fstat(fd).st_mode)
-        return handle.read().decode("utf-8")
 
 
 def _beside(study_file: Path, output_dir: str) -> str:

@@ -1,15 +1,19 @@
 """Writing files atomically: a temporary file in the same folder, fsync, then rename; and an
 exclusive lock on a file that dies with its process (:class:`FileLock`).
 
-A reader (or a crash) sees the old file or the new one, never a truncated one.
+A reader (or a crash) sees the old file or the new one, never a truncated one. Reading user
+files that must be regular files (a study, a recipe) goes through :func:`read_regular_text`,
+which never blocks on a FIFO or reads a device.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import socket
+import stat
 import tempfile
 import time
 from dataclasses import dataclass
@@ -187,3 +191,36 @@ def _lock(fd: int, blocking: bool) -> bool:
     except BlockingIOError:
         return False
     return True
+
+
+#: ``stat`` tests of what is not a regular file, and the words for it.
+_FILE_KINDS = (
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def read_regular_text(path: str | os.PathLike[str]) -> str:
+    """The UTF-8 text of a regular file. Anything else is refused before it is opened (a FIFO
+    would block, a device might never end); the descriptor is checked again after opening,
+    without blocking, in case the path changed in between.
+
+    Raises:
+        OSError: Unreadable, a folder (``IsADirectoryError``), or not a regular file.
+        UnicodeDecodeError: Not UTF-8 text.
+    """
+
+    def refuse(mode: int) -> None:
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
+        if not stat.S_ISREG(mode):
+            kind = next((word for test, word in _FILE_KINDS if test(mode)), "not a file")
+            raise OSError(0, f"not a regular file ({kind})")
+
+    refuse(os.stat(path).st_mode)
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    with open(fd, "rb") as handle:
+        refuse(os.fstat(fd).st_mode)
+        return handle.read().decode("utf-8")

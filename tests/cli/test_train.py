@@ -280,8 +280,9 @@ def test_train_with_missing_data_says_pass_download(
     argv = ["train", "--dataset", "fashion_mnist", "--data-root", str(tmp_path / "data")]
     argv += ["--epochs", "1", "--out", str(tmp_path / "run")]
     code, out, err = run_cli(argv, capsys)
-    assert code == 1, err  # the run is recorded as failed, with the reason
-    assert "or pass --download" in out and "download=True" not in out + err
+    assert code == 2 and err.count("\n") == 1  # refused before anything runs, one line
+    assert "or pass --download" in err and "download=True" not in out + err
+    assert not (tmp_path / "run").exists()  # nothing written
 
 
 def test_optimize_with_missing_data_says_pass_download(

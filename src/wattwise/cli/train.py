@@ -16,6 +16,7 @@ from typing import Any
 
 from wattwise.cli._base import (
     add_meter_options,
+    check_writable,
     monitor_config_from_args,
     non_negative_float,
     positive_float,
@@ -294,6 +295,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     from wattwise.optimize.grammar import format_recipe
     from wattwise.optimize.recipe import RecipeSettings, run_recipe
     from wattwise.train import load_checkpoint
+    from wattwise.train.device import resolve_device
 
     configs = load_recipe(args.recipe) if not args.search else ()
     if args.calibration_batches is not None:  # shorthand for each int8 step's option
@@ -315,6 +317,10 @@ def cmd_optimize(args: argparse.Namespace) -> int:
         threads=args.num_threads,
         device=args.device,
     )
+    resolve_device(args.device)  # what would fail after the data and the model, fails now
+    if args.out:
+        check_writable(str(Path(args.out) / ("search.json" if args.search else "recipe.json")),
+                       "--out")  # fmt: skip
     checkpoint = load_checkpoint(args.checkpoint)
     model = checkpoint.build_model()  # a checkpoint that cannot be used fails before the data
     dataset_name = checkpoint.dataset.get("name")

@@ -221,6 +221,25 @@ def _problems(specs: Sequence[TrialSpec]) -> list[str]:
     return list(problems)
 
 
+def check_spec(spec: TrialSpec) -> None:
+    """Refuses one trial that would fail before it spends anything (``wattwise train``): an
+    unknown dataset, model or device, its data files missing, a checkpoint that is not there.
+
+    Raises:
+        ConfigError: The first problem, in one line.
+    """
+    from wattwise.experiment.runner import check_trial
+    from wattwise.optimize.distill_config import is_checkpoint_path
+
+    check_trial(spec)
+    missing = _missing_data(spec)
+    if missing:
+        raise ConfigError(missing)
+    for path in _checkpoints(spec, is_checkpoint_path):
+        if not Path(path).exists():
+            raise ConfigError(f"checkpoint {path} does not exist")
+
+
 def _missing_data(spec: TrialSpec) -> str | None:
     """Why the dataset's files are not there (``None``: present, downloaded, or embedded)."""
     from wattwise.data import DATASETS

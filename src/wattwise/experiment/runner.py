@@ -244,7 +244,9 @@ def train_and_save(
         ConfigError: The spec cannot run here (see :func:`check_trial`); nothing is written.
         WattwiseError: The folder cannot be written.
     """
-    check_trial(spec)
+    from wattwise.experiment.plan import check_spec
+
+    check_spec(spec)  # unknown names, missing data or checkpoints: refused, nothing written
     target = Path(folder)
     try:
         target.mkdir(parents=True, exist_ok=True)

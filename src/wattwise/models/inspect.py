@@ -63,7 +63,7 @@ def _check_size(what: str, elements: int) -> None:
         )
 
 
-def _is_out_of_memory(err: BaseException) -> bool:
+def is_allocation_failure(err: BaseException) -> bool:
     """MemoryError, or an allocator's RuntimeError (CPU "can't allocate memory" / "not enough
     memory", CUDA "out of memory")."""
     text = str(err).lower()
@@ -161,7 +161,7 @@ def count_flops(
         with _eval_mode(model), torch.no_grad(), counter:
             model(example)
     except (MemoryError, RuntimeError) as err:
-        if not _is_out_of_memory(err):
+        if not is_allocation_failure(err):
             raise
         raise ConfigError(
             f"not enough memory to run {type(model).__name__} on a batch of {batch_size} at "

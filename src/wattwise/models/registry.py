@@ -211,6 +211,15 @@ def create_model(
         if "unexpected keyword argument" not in str(err):
             raise
         raise ModelError(f"{name}: unsupported option ({err})") from err
+    except (MemoryError, RuntimeError) as err:
+        from wattwise.models.inspect import is_allocation_failure
+
+        if not is_allocation_failure(err):
+            raise
+        raise ModelError(
+            f"{name} at width {width:g} does not fit in memory: its weights alone could not be "
+            "allocated; use a smaller width"
+        ) from err
     if bn_momentum is not None:
         set_bn_momentum(model, bn_momentum)
 

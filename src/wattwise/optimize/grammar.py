@@ -220,10 +220,13 @@ def load_recipe(text: str) -> tuple[TechniqueConfig, ...]:
         return parse_recipe(text)
     import yaml
 
+    from wattwise.files import read_regular_text
+
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as err:
-        raise ConfigError(f"cannot read recipe {path}: {err.strerror or err}") from err
+        data = yaml.safe_load(read_regular_text(path))
+    except (OSError, UnicodeDecodeError) as err:
+        why = getattr(err, "strerror", None) or err
+        raise ConfigError(f"cannot read recipe {path}: {why}") from err
     except yaml.YAMLError as err:
         raise ConfigError(f"{path} is not valid YAML: {err}".splitlines()[0]) from err
     steps = data.get("steps") if isinstance(data, dict) else data
