@@ -149,13 +149,14 @@ def test_unwritable_output_dir_in_the_study(tmp_path, capsys):
 def test_demo_command_runs_the_bundled_study_into_out(tmp_path, capsys, monkeypatch):
     small = replace(
         demo_module.demo_config(),
-        learning_rates=(0.1,),
+        image_size=16,
+        width=0.125,
         seeds=(0,),
         epochs=(1,),
         techniques=("baseline",),
     )
     monkeypatch.setattr(demo_module, "demo_config", lambda: small)
-    code, out, err = run(["demo", "--out", str(tmp_path / "d")], capsys)
+    code, out, err = run(["demo", "--out", str(tmp_path / "d"), "--search-budget", "0"], capsys)
     assert code == 0, err
     assert (tmp_path / "d" / "results.csv").is_file()
     assert f"results folder:  {tmp_path / 'd'}" in out and "wattwise results" in out

@@ -14,6 +14,7 @@ import wattwise.experiment.demo as demo_module
 from wattwise.config import load_study_config
 from wattwise.experiment import ResultsStore
 from wattwise.experiment.demo import DEMO_STUDY, demo_config, run_demo
+from wattwise.experiment.plan import plan_study
 from wattwise.experiment.spec import expand_grid
 from wattwise.optimize import parse_recipe
 
@@ -23,24 +24,24 @@ def test_bundled_study_is_packaged_and_covers_every_technique():
     assert resource.is_file()
     config = demo_config()
     assert config.name == "demo" and config.datasets == ("digits",)
-    assert config.models == ("small_cnn",)
+    assert config.models == ("resnet18",) and config.image_size == 32 and config.width < 1
     kinds = [tuple(s.kind for s in parse_recipe(t)) for t in config.techniques]
     assert ("baseline",) in kinds and ("quantize",) in kinds and ("distill",) in kinds
-    assert ("prune",) in kinds and any(len(k) > 1 for k in kinds)  # one combined recipe
-    assert "prune:structured:0.5" in config.techniques
-    assert len(config.seeds) == 2
-    assert len(config.learning_rates) * len(config.batch_sizes) == 2  # a small grid
-    assert config.train["num_threads"] == 1 and config.measurement.inference_s <= 1.0
-    assert len(expand_grid(config)) == 20
+    assert ("prune",) in kinds and ("prune", "quantize") in kinds and ("compile",) in kinds
+    assert len(config.seeds) == 2 and len(config.learning_rates) == 1
+    assert len(expand_grid(config)) == 12
+    plan = plan_study(config)  # each seed's baseline is trained once for its 5 techniques
+    assert plan.trainings == 4 and len(plan.teachers) == 2 and plan.problems == ()
 
 
 def small_demo() -> Any:
-    """The demo with two techniques, one seed and one epoch: the same machinery, seconds."""
+    """The demo with two techniques, one seed and one epoch at 16 px: the same machinery."""
     config = demo_config()
     return replace(
         config,
-        techniques=("baseline", "distill:small_cnn"),
-        learning_rates=(0.1,),
+        techniques=("baseline", "prune:structured:0.5"),
+        image_size=16,
+        width=0.125,
         seeds=(0,),
         epochs=(1,),
         measurement=replace(config.measurement, inference_s=0.05),
@@ -56,18 +57,27 @@ def test_demo_leaves_store_config_csv_and_calls_the_report(tmp_path, monkeypatch
 
     monkeypatch.setattr(demo_module, "build_report", build_report)
     out = tmp_path / "demo"
-    result = run_demo(out, config=small_demo())
+    result = run_demo(out, config=small_demo(), search_budget=1)
     assert (result.summary.ok, result.summary.failed) == (2, 0)
     assert (out / "results.sqlite").is_file() and (out / "study.yaml").is_file()
     with open(result.csv_path, newline="") as file:
         rows = list(csv.DictReader(file))
-    assert [r["technique"] for r in rows] == ["baseline", "distill:small_cnn"]
+    assert [r["technique"] for r in rows] == ["baseline", "prune:structured:0.5"]
     assert all(r["status"] == "ok" and float(r["train_energy_j"]) > 0 for r in rows)
+    assert result.summary.trainings == 1  # the pruning trial reused the baseline's training
+    # the short search ran on the trained baseline: one candidate, pruning (0.6: the middle of
+    # its range) + int8
+    (candidate,) = result.search.candidates
+    assert (
+        candidate.recipe.startswith("prune:structured:0.6") and "quantize:int8" in candidate.recipe
+    )
+    assert (out / "search.json").is_file() and any("recipe search" in x for x in result.where())
     assert calls == [(result.summary.store_path, out / "report")]
     assert result.report == out / "report" / "report.html"
     assert any("wattwise results" in line for line in result.where())
     # a second run resumes: nothing is trained again
-    assert run_demo(out, config=small_demo()).summary.ran == 0
+    again = run_demo(out, config=small_demo(), search_budget=1)
+    assert again.summary.ran == 0 and again.search.candidates == result.search.candidates
 
 
 @pytest.mark.slow
@@ -77,6 +87,7 @@ def test_the_whole_demo_runs_in_ten_minutes(tmp_path):
     elapsed = time.perf_counter() - started
     with ResultsStore(result.summary.store_path) as store:
         failed = [(r.spec["technique"], r.reason) for r in store.records("failed")]
-    assert result.summary.ok == 20, failed
+    assert result.summary.ok == 12, failed
     assert elapsed < 600, f"the demo took {elapsed:.0f} s"
+    assert result.summary.trainings == 4 and len(result.search.candidates) == 2
     assert load_study_config(tmp_path / "demo" / "study.yaml") == demo_config()

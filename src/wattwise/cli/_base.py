@@ -66,14 +66,24 @@ def non_negative_float(what: str) -> Callable[[str], float]:
 
 def positive_int(what: str) -> Callable[[str], int]:
     """An argparse ``type``: an integer >= 1; errors name the flag ``what``."""
+    return int_at_least(what, 1)
+
+
+def non_negative_int(what: str) -> Callable[[str], int]:
+    """An argparse ``type``: an integer >= 0; errors name the flag ``what``."""
+    return int_at_least(what, 0)
+
+
+def int_at_least(what: str, minimum: int) -> Callable[[str], int]:
+    """An argparse ``type``: an integer >= ``minimum``; errors name the flag ``what``."""
 
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{what} must be an integer, got {text!r}") from None
-        if value < 1:
-            raise argparse.ArgumentTypeError(f"{what} must be at least 1, got {text!r}")
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{what} must be at least {minimum}, got {text!r}")
         return value
 
     return parse

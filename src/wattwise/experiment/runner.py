@@ -489,7 +489,9 @@ def _distill(
     technique itself)."""
     teacher = None
     if config.teacher is not None:
-        found = teacher_for(trial.spec, config.teacher, data, monitor, cache, teacher_dir)
+        found = teacher_for(
+            trial.spec, config.teacher, data, monitor, cache, teacher_dir, config.teacher_kwargs
+        )
         if found.training is not None:
             trial.phases["teacher"] = found.training
         trial.details["teacher"] = found.details()

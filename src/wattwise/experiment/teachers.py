@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import uuid
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -89,8 +89,11 @@ def teacher_for(
     monitor: EnergyMonitor,
     cache: TrialCache | None,
     teacher_dir: str | Path | None,
+    teacher_kwargs: Mapping[str, Any] | None = None,
 ) -> Teacher:
-    """The trained teacher ``name`` for ``spec``'s data and training settings.
+    """The trained teacher ``name`` for ``spec``'s data and training settings, built with
+    ``teacher_kwargs`` (the step's ``teacher_kwargs``, e.g. ``width``) over the dataset's
+    classes and channels.
 
     Raises:
         TrialFailure: The teacher's training diverged or ran out of memory.
@@ -99,7 +102,7 @@ def teacher_for(
     teacher_spec = (  # "self": the trial's own model, trained as the trial trains it
         model_spec_for(spec.model, data.info, spec.width)
         if name == SELF_TEACHER
-        else model_spec_for(name, data.info)
+        else {**model_spec_for(name, data.info), **dict(teacher_kwargs or {})}
     )
     key = trial_hash(
         {
