@@ -32,6 +32,7 @@ from typing import Any
 from wattwise.analysis.base import Result
 from wattwise.analysis.intervals import Interval, difference, welch_ratio
 from wattwise.analysis.metrics import BASIS_METRICS, EnergyBasis, VariantSummary, config_label
+from wattwise.decide import choose_with_ties
 
 #: What the report says next to every efficiency ranking.
 RATIO_CAVEAT = (
@@ -289,14 +290,8 @@ def _recommend_group(
 def _choose(
     eligible: list[Candidate], by_label: dict[str, VariantSummary]
 ) -> tuple[Candidate | None, tuple[str, ...]]:
-    """The chosen candidate and the others it does not differ from significantly.
-
-    The leader saves the most (the highest saving; by energy where a saving has no interval).
-    Candidates whose saving interval overlaps the leader's are not distinguishable from it
-    (overlapping intervals: the difference is not significant), so among them the most accurate
-    is chosen, then the larger saving: a rerun that swaps two such savings on noise does not
-    change the choice.
-    """
+    """The chosen candidate and the labels of those it does not differ from significantly
+    (:func:`wattwise.decide.choose_with_ties`); by energy where a saving has no interval."""
     if not eligible:
         return None, ()
 
@@ -304,12 +299,13 @@ def _choose(
         return by_label[c.label].accuracy or 0.0
 
     if any(c.saving.low is None or c.saving.high is None for c in eligible):
-        best = min(eligible, key=lambda c: (c.energy, -accuracy(c)))
-        return best, ()
-    leader = max(eligible, key=lambda c: (c.saving.estimate, accuracy(c)))
-    tied = [c for c in eligible if c.saving.high >= leader.saving.low]  # type: ignore[operator]
-    best = max(tied, key=lambda c: (accuracy(c), c.saving.estimate))
-    return best, tuple(c.label for c in tied if c is not best)
+        return min(eligible, key=lambda c: (c.energy, -accuracy(c))), ()
+    best, tied = choose_with_ties(
+        eligible,
+        lambda c: (c.saving.estimate, c.saving.low, c.saving.high),  # type: ignore[return-value]
+        accuracy,
+    )
+    return best, tuple(c.label for c in tied)
 
 
 def _accuracy(v: VariantSummary) -> Interval:

@@ -44,6 +44,7 @@ from optuna.trial import FrozenTrial, TrialState
 from torch import nn
 
 from wattwise.data.types import DatasetSplits
+from wattwise.decide import choose_with_ties
 from wattwise.energy.monitor import EnergyMonitor
 from wattwise.errors import ConfigError, WattwiseError
 from wattwise.optimize.recipe import RecipeResult, RecipeSettings, run_recipe
@@ -514,10 +515,10 @@ def _front(candidates: Sequence[SearchCandidate], measured: Sequence[int]) -> tu
 def _choose(
     candidates: Sequence[SearchCandidate], eligible: Sequence[int]
 ) -> tuple[int | None, tuple[int, ...]]:
-    if not eligible:
-        return None, ()
-    leader = max(eligible, key=lambda i: (candidates[i].saving, candidates[i].accuracy))
-    low = candidates[leader].low
-    tied = [i for i in eligible if (candidates[i].high or 0.0) >= (low or math.inf)]
-    best = max(tied, key=lambda i: (candidates[i].accuracy, candidates[i].saving))
-    return best, tuple(i for i in tied if i != best)
+    """The chosen candidate's index and the indices tied with it
+    (:func:`wattwise.decide.choose_with_ties`)."""
+    return choose_with_ties(
+        list(eligible),
+        lambda i: (candidates[i].saving, candidates[i].low, candidates[i].high),  # type: ignore[return-value]
+        lambda i: candidates[i].accuracy or 0.0,
+    )
