@@ -179,7 +179,6 @@ def _estimate(
 
 
 def _problems(specs: Sequence[TrialSpec]) -> list[str]:
-    from wattwise.experiment.runner import check_trial
     from wattwise.optimize.distill_config import is_checkpoint_path
     from wattwise.train.device import resolve_device
 
@@ -221,6 +220,28 @@ def _problems(specs: Sequence[TrialSpec]) -> list[str]:
     return list(problems)
 
 
+def check_trial(spec: TrialSpec) -> None:
+    """Refuses, before anything runs, what would fail every attempt: an unknown dataset or
+    model, a device that is not here, fp16 autocast on a CPU.
+
+    Raises:
+        ConfigError: One line saying what to change.
+    """
+    from wattwise.data import list_datasets
+    from wattwise.models import list_models
+    from wattwise.train.device import resolve_device
+
+    for kind, name, known in (
+        ("dataset", spec.dataset, list_datasets()),
+        ("model", spec.model, list_models()),
+    ):
+        if name not in known:
+            raise ConfigError(f"unknown {kind} {name!r}; choose from: {', '.join(known)}")
+    device = resolve_device(spec.train.device)
+    if spec.train.precision == "fp16" and device.type != "cuda":
+        raise ConfigError("fp16 autocast is for GPUs; on CPU use precision bf16")
+
+
 def check_spec(spec: TrialSpec) -> None:
     """Refuses one trial that would fail before it spends anything (``wattwise train``): an
     unknown dataset, model or device, its data files missing, a checkpoint that is not there.
@@ -228,7 +249,6 @@ def check_spec(spec: TrialSpec) -> None:
     Raises:
         ConfigError: The first problem, in one line.
     """
-    from wattwise.experiment.runner import check_trial
     from wattwise.optimize.distill_config import is_checkpoint_path
 
     check_trial(spec)

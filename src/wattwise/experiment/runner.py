@@ -51,7 +51,7 @@ from torch import nn
 from wattwise.data import DatasetSplits, load_dataset
 from wattwise.energy.base import Measurement
 from wattwise.energy.monitor import EnergyMonitor
-from wattwise.errors import ConfigError, WattwiseError
+from wattwise.errors import WattwiseError
 from wattwise.experiment.baselines import (
     BASELINE_DIR,
     TrainedBaseline,
@@ -59,6 +59,7 @@ from wattwise.experiment.baselines import (
     keep_baseline,
 )
 from wattwise.experiment.environment import environment
+from wattwise.experiment.plan import check_spec, check_trial
 from wattwise.experiment.record import TrialRecord, VariantRecord
 from wattwise.experiment.spec import TrialSpec
 from wattwise.experiment.teachers import (
@@ -205,27 +206,6 @@ def run_trial(
         return trial.record(time.perf_counter() - t0).failed(failure_reason(err, spec))
 
 
-def check_trial(spec: TrialSpec) -> None:
-    """Refuses, before anything runs, what would fail every attempt: an unknown dataset or
-    model, a device that is not here, fp16 autocast on a CPU.
-
-    Raises:
-        ConfigError: One line saying what to change.
-    """
-    from wattwise.data import list_datasets
-    from wattwise.models import list_models
-
-    for kind, name, known in (
-        ("dataset", spec.dataset, list_datasets()),
-        ("model", spec.model, list_models()),
-    ):
-        if name not in known:
-            raise ConfigError(f"unknown {kind} {name!r}; choose from: {', '.join(known)}")
-    device = resolve_device(spec.train.device)
-    if spec.train.precision == "fp16" and device.type != "cuda":
-        raise ConfigError("fp16 autocast is for GPUs; on CPU use precision bf16")
-
-
 def train_and_save(
     spec: TrialSpec,
     folder: str | Path,
@@ -241,11 +221,10 @@ def train_and_save(
     written atomically.
 
     Raises:
-        ConfigError: The spec cannot run here (see :func:`check_trial`); nothing is written.
+        ConfigError: The spec cannot run here (see :func:`~wattwise.experiment.plan.check_spec`);
+            nothing is written.
         WattwiseError: The folder cannot be written.
     """
-    from wattwise.experiment.plan import check_spec
-
     check_spec(spec)  # unknown names, missing data or checkpoints: refused, nothing written
     target = Path(folder)
     try:
