@@ -130,7 +130,6 @@ def _search(
     from wattwise.experiment.runner import load_trial_data, recipe_settings
     from wattwise.experiment.spec import expand_grid
     from wattwise.files import write_json_atomic
-    from wattwise.optimize import parse_recipe
     from wattwise.optimize.recipe_search import SearchSettings, SearchSpace, search_recipes
     from wattwise.train.checkpoint import load_checkpoint
 
@@ -142,13 +141,12 @@ def _search(
     data = load_trial_data(spec)
     space = SearchSpace(ratio_low=0.3, ratio_high=0.9, importances=("magnitude",), steps=(1,),
                         finetune_epochs=(2,), int8=("static",), channels_last=False)  # fmt: skip
-    steps = parse_recipe("prune:structured:0.5,quantize:int8")
     result = search_recipes(
         checkpoint.build_model(),
         data,
         settings=SearchSettings(budget=budget, floor_points=1.0, sampler="level"),
         space=space,
-        recipe_settings=recipe_settings(spec, steps, "cpu"),
+        recipe_settings=recipe_settings(spec, (), "cpu"),  # int8 candidates run on the CPU
         model_spec=checkpoint.model_spec,
         storage=out / "search.sqlite",
         on_candidate=on_candidate,

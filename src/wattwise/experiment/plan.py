@@ -179,7 +179,6 @@ def _estimate(
 
 
 def _problems(specs: Sequence[TrialSpec]) -> list[str]:
-    from wattwise.optimize.distill_config import is_checkpoint_path
     from wattwise.train.device import resolve_device
 
     problems: dict[str, None] = {}
@@ -207,7 +206,7 @@ def _problems(specs: Sequence[TrialSpec]) -> list[str]:
             missing = _missing_data(spec)
             if missing:
                 problems[missing] = None
-        for path in _checkpoints(spec, is_checkpoint_path):
+        for path in _checkpoints(spec):
             if not Path(path).exists():
                 problems[f"checkpoint {path} does not exist"] = None
     if capped_on_cpu:
@@ -249,13 +248,12 @@ def check_spec(spec: TrialSpec) -> None:
     Raises:
         ConfigError: The first problem, in one line.
     """
-    from wattwise.optimize.distill_config import is_checkpoint_path
 
     check_trial(spec)
     missing = _missing_data(spec)
     if missing:
         raise ConfigError(missing)
-    for path in _checkpoints(spec, is_checkpoint_path):
+    for path in _checkpoints(spec):
         if not Path(path).exists():
             raise ConfigError(f"checkpoint {path} does not exist")
 
@@ -277,7 +275,10 @@ def _missing_data(spec: TrialSpec) -> str | None:
     return None
 
 
-def _checkpoints(spec: TrialSpec, is_checkpoint_path: Any) -> list[str]:
+def _checkpoints(spec: TrialSpec) -> list[str]:
+    """The checkpoint files a trial names: its weights (when a path) and distillation teachers."""
+    from wattwise.optimize.distill_config import is_checkpoint_path
+
     paths = [spec.weights] if spec.weights and is_checkpoint_path(spec.weights) else []
     for step in spec.steps:
         if isinstance(step, DistillConfig) and step.teacher_checkpoint:

@@ -9,6 +9,7 @@ without running anything.
 
 from __future__ import annotations
 
+import functools
 import math
 import statistics
 from collections.abc import Sequence
@@ -202,7 +203,12 @@ class Comparison:
 
         Variants that do not differ significantly share a rank (``1, 2, 2, 4``); a variant
         without an energy reading, and every variant of a one-round comparison, ranks ``None``.
+        Computed once (every pair's interval) and shared by the record, the JSON and the CLI.
         """
+        return dict(self._ranks)
+
+    @functools.cached_property
+    def _ranks(self) -> dict[str, int | None]:
         names = list(self.variants)
         ranks: dict[str, int | None] = {}
         for name in names:
