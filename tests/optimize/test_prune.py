@@ -28,6 +28,7 @@ from wattwise.optimize import (
     save_pruned,
     weight_sparsity,
 )
+from wattwise.optimize.prune import auto_round_to
 from wattwise.train import TrainConfig, evaluate, fit
 
 SPEC = {"name": "small_cnn", "num_classes": 10, "in_channels": 1, "input_size": 8}
@@ -193,12 +194,33 @@ def test_round_to_is_honoured() -> None:
     assert _conv_channels(plain) == [11, 22, 44, 44]
 
 
+def test_auto_rounding_keeps_the_ratio_on_narrow_models() -> None:
+    """A fixed round_to=8 made 10 % of a 16-channel layer keep 8 channels (half), and 90 %
+    leave it whole: MACs were not monotone in the ratio. ``auto`` rounds only where the kept
+    channels move by <= 5 % of a layer's width."""
+    x = torch.randn(2, 1, 8, 8)
+    macs = []
+    for ratio in (0.1, 0.3, 0.5, 0.7, 0.9):
+        model = _small_cnn()  # 16, 32, 64, 64 channels
+        report = prune_channels(model, ChannelPruneConfig(ratio=ratio), x)
+        # within the 5 % of rounding plus Torch-Pruning's truncation (4.8 of 16 keeps 4)
+        assert report.channel_ratio == pytest.approx(ratio, abs=0.07)
+        if report.round_to is not None:
+            assert all(c % report.round_to == 0 for c in _conv_channels(model))
+        macs.append(report.macs_ratio)
+    assert macs == sorted(macs, reverse=True)
+    assert auto_round_to([64, 128, 256], ChannelPruneConfig(ratio=0.5)) == 8
+    assert auto_round_to([16, 32], ChannelPruneConfig(ratio=0.1)) == 2  # 14 and 28 kept
+    assert auto_round_to([16], ChannelPruneConfig(ratio=0.3)) is None  # 11 kept: odd
+    assert ChannelPruneConfig(ratio=0.3).round_to == "auto"
+
+
 def test_global_pruning_and_iterative_steps_call_the_fine_tune_hook() -> None:
     model = _small_cnn()
     calls: list[tuple[int, int]] = []
     report = prune_channels(
         model,
-        ChannelPruneConfig(ratio=0.5, global_pruning=True, iterative_steps=3),
+        ChannelPruneConfig(ratio=0.5, global_pruning=True, iterative_steps=3, round_to=8),
         torch.randn(4, 1, 8, 8),
         fine_tune=lambda m, step, steps: calls.append((step, steps)),
     )
@@ -273,9 +295,10 @@ def test_pruned_model_prunes_saves_and_loads(tmp_path, name) -> None:
     x = torch.randn(3, 1, 8, 8)
     report = prune_channels(model, ChannelPruneConfig(ratio=0.3), x)
     # Residual additions are pruned consistently; 30 % of the channels is about half the params
-    # (less where rounding down to multiples of 8 removes more).
+    # (less where rounding down removes more).
     assert 0.3 < report.params_ratio < 0.6
-    assert all(c % 8 == 0 for c in _conv_channels(model))
+    if report.round_to is not None:
+        assert all(c % report.round_to == 0 for c in _conv_channels(model))
     model.eval()
     path = save_pruned(model, tmp_path / "pruned.pt", spec)
     payload = torch.load(path, weights_only=True)

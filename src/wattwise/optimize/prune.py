@@ -13,8 +13,9 @@ live in :mod:`wattwise.optimize.base` and are re-exported here).
 
 from __future__ import annotations
 
+import itertools
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -97,7 +98,10 @@ class ChannelPruneConfig(TechniqueConfig):
             slimming) or ``taylor`` (|weight x grad|; needs labelled calibration batches).
         global_pruning: Rank channels across layers (uneven widths) instead of uniformly.
         round_to: Remaining channels are rounded down to a multiple of this (efficient
-            kernels; ``None``: off). A layer that would keep fewer is left whole.
+            kernels; ``None``: off). A layer that would keep fewer is left whole. ``auto`` (the
+            default): the largest of 8, 4, 2 that moves no prunable layer's kept channels by
+            more than :data:`ROUND_TOLERANCE` of its width (else none); on narrow models a
+            fixed 8 would make ``ratio`` meaningless (10 % of 16 channels would keep 8).
         iterative_steps: Reach ``ratio`` in equal steps, fine-tuning between them (option
             ``steps`` in a recipe).
         max_layer_ratio: No layer loses more than this fraction of its channels, in (0, 1).
@@ -114,7 +118,7 @@ class ChannelPruneConfig(TechniqueConfig):
     ratio: Share = 0.3
     importance: Literal["magnitude", "bn_scale", "taylor"] = "magnitude"
     global_pruning: Bool = False
-    round_to: PositiveInt | None = 8
+    round_to: PositiveInt | Literal["auto"] | None = "auto"
     iterative_steps: PositiveInt = 1
     max_layer_ratio: Share = 0.9
     head: Text | None = None
@@ -172,6 +176,7 @@ class ChannelPruneReport:
         params_ratio / macs_ratio: After / before (0.5 = halved).
         steps: Params and MACs after each iterative step.
         duration_s: Wall time of importance + pruning (fine-tuning excluded).
+        round_to: The rounding used (``auto`` resolved; ``None``: none).
     """
 
     config: dict[str, Any]
@@ -184,6 +189,7 @@ class ChannelPruneReport:
     macs_ratio: float
     steps: tuple[dict[str, int], ...]
     duration_s: float
+    round_to: int | None = None
     speedup_expected: bool = True
     note: str = "channels removed: dense params and MACs shrink; measure the speedup"
 
@@ -283,6 +289,30 @@ def _default_head(model: nn.Module) -> str:
     return linears[-1]
 
 
+#: ``round_to="auto"`` keeps each layer's kept channels within this share of its width.
+ROUND_TOLERANCE = 0.05
+
+
+def auto_round_to(widths: Sequence[int], config: ChannelPruneConfig) -> int | None:
+    """The largest of 8, 4, 2 whose rounding (down, as Torch-Pruning does) moves no layer of
+    ``widths`` channels by more than :data:`ROUND_TOLERANCE` of its width at any of the
+    iterative steps' ratios, and leaves every layer at least that many channels; ``None``
+    (no rounding) when none does."""
+    steps = config.iterative_steps
+    ratios = [config.ratio * step / steps for step in range(1, steps + 1)]
+    for multiple in (8, 4, 2):
+        fits = True
+        for width, ratio in itertools.product(widths, ratios):
+            kept = int(width * (1 - ratio))  # as Torch-Pruning's uniform pruning keeps
+            rounded = kept - kept % multiple
+            if rounded < multiple or (kept - rounded) > ROUND_TOLERANCE * width:
+                fits = False
+                break
+        if fits:
+            return multiple
+    return None
+
+
 def _out_channels(model: nn.Module) -> dict[str, int]:
     return {
         path: m.out_channels if isinstance(m, nn.Conv2d) else m.out_features
@@ -347,6 +377,10 @@ def prune_channels(
         raise ConfigError(f"no module {err}: check ChannelPruneConfig.head / ignore") from None
     was_training, started, busy_s, steps = model.training, time.perf_counter(), 0.0, []
     before, channels_before = inspect_model(model.eval(), shape), _out_channels(model)
+    prunable = [p for p in channels_before if p not in paths]
+    round_to = config.round_to
+    if round_to == "auto":
+        round_to = auto_round_to([channels_before[p] for p in prunable], config)
     try:
         pruner = tp.pruner.MetaPruner(
             model,
@@ -355,7 +389,7 @@ def prune_channels(
             pruning_ratio=config.ratio,
             ignored_layers=ignored,
             global_pruning=config.global_pruning,
-            round_to=config.round_to,
+            round_to=round_to,
             iterative_steps=config.iterative_steps,
             max_pruning_ratio=config.max_layer_ratio,
         )
@@ -378,7 +412,6 @@ def prune_channels(
         started = time.perf_counter()
     model.train(was_training)
     after, channels_after = inspect_model(model, shape), _out_channels(model)
-    prunable = [p for p in channels_before if p not in paths]
     total, kept = (sum(c[p] for p in prunable) for c in (channels_before, channels_after))
     return ChannelPruneReport(
         config=config.to_dict(),
@@ -391,6 +424,7 @@ def prune_channels(
         macs_ratio=after.macs / before.macs if before.macs else 1.0,
         steps=tuple(steps),
         duration_s=busy_s,
+        round_to=round_to,
     )
 
 
