@@ -177,6 +177,10 @@ class CpuEstimateMeter:
         tree: The process tree to charge (default: this process and its children).
     """
 
+    #: Reads this process tree's counters in procfs, never a device: read inline, not in a
+    #: thread (:mod:`wattwise.energy.bounded`).
+    reads_in_process = True
+
     name = "cpu-estimate"
 
     def __init__(self, power_model: CpuPowerModel | None = None, tree: ProcessTree | None = None):

@@ -21,6 +21,10 @@ W_PER_GIB = 0.375
 class DramEstimateMeter:
     """Estimated DRAM power of a process tree from its resident memory."""
 
+    #: Reads this process tree's counters in procfs, never a device: read inline, not in a
+    #: thread (:mod:`wattwise.energy.bounded`).
+    reads_in_process = True
+
     name = "dram-estimate"
 
     def __init__(self, tree: ProcessTree | None = None, w_per_gib: float = W_PER_GIB):
