@@ -32,6 +32,7 @@ from wattwise.energy.meters import MeterNames, MeterSettings
 from wattwise.energy.monitor import MonitorConfig, SampleRate
 from wattwise.errors import ConfigError
 from wattwise.files import read_regular_text
+from wattwise.recipe_space import RecipeSearchStudy
 from wattwise.train.config import Optimizer, Precision
 from wattwise.validation import (
     Bool,
@@ -310,6 +311,7 @@ class StudyConfig:
     measurement: MeasurementSettings = field(default_factory=MeasurementSettings)
     executor: ExecutorSettings = field(default_factory=ExecutorSettings)
     search: SearchSettings = field(default_factory=SearchSettings)
+    recipe_search: RecipeSearchStudy | None = None
 
     @model_validator(mode="before")
     @classmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 
 import pytest
@@ -256,3 +257,36 @@ def test_optimize_cli_bad_input_is_one_line_and_exit_2(argv, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("wattwise: error:")
+
+
+def test_pruning_fine_tuned_by_distillation_learns_from_the_model_before_the_step(
+    trained, monkeypatch
+):
+    """``finetune_by=distill``: the pruned (narrower) student is fine-tuned by KD from a copy of
+    the model as it was before pruning (iterative steps too), and the record says so."""
+    distill_module = importlib.import_module("wattwise.optimize.distill")
+    model, data = trained
+    teachers = []
+    real = distill_module.distill
+
+    def spy(student, data, train_config, config, *, teacher=None, **kwargs):
+        teachers.append(
+            (
+                sum(p.numel() for p in teacher.parameters()),
+                sum(p.numel() for p in student.parameters()),
+            )
+        )
+        return real(student, data, train_config, config, teacher=teacher, **kwargs)
+
+    monkeypatch.setattr(distill_module, "distill", spy)
+    settings = RecipeSettings(finetune_epochs=1, finetune_lr=0.02, inference_s=0, batch_size=32)
+    result = run_recipe(model, data, "prune:structured:0.5:steps=2:finetune_by=distill",
+                        settings=settings, model_spec=SPEC)  # fmt: skip
+    assert len(teachers) == 2  # between the two steps, and after the last
+    full = sum(p.numel() for p in model.parameters())
+    assert all(t == full and s < t for t, s in teachers)  # the unpruned model teaches
+    final = result.variants[-1]
+    assert final.details["finetune_by"] == "distill"
+    assert final.accuracy > 0.8
+    labels = run_recipe(model, data, "prune:structured:0.5", settings=settings, model_spec=SPEC)
+    assert "finetune_by" not in labels.variants[-1].details and len(teachers) == 2

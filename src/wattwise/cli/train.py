@@ -63,10 +63,11 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument(
         "--sampler",
-        choices=("auto", "tpe", "gp", "nsga2", "level"),
+        choices=("auto", "tpe", "gp", "nsga2", "level", "grid"),
         default="auto",
-        help="with --search: Optuna's constrained TPE or GP, NSGA-II, or the compression-level "
-        "search of one pruning ratio (default auto: TPE up to 100 candidates, else NSGA-II)",
+        help="with --search: Optuna's constrained TPE or GP, NSGA-II, the compression-level "
+        "search of one pruning ratio, or every point of the grid (ratio in steps of 0.1) "
+        "(default auto: TPE up to 100 candidates, else NSGA-II)",
     )
     p.add_argument(
         "--no-resume",
@@ -395,14 +396,15 @@ def run_search(
     of all candidates, the chosen recipe and the energy the search spent; ``search.json``."""
     from wattwise.cli.render import candidate_line, candidates_table, escape
     from wattwise.energy.monitor import EnergyMonitor
-    from wattwise.optimize.recipe_search import SearchSettings, search_recipes
+    from wattwise.optimize.recipe_search import search_recipes
+    from wattwise.recipe_space import RecipeSearchSettings
 
     out = Path(args.out) if args.out else checkpoint.path.parent / "search"
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise ConfigError(f"cannot create --out {out}: {err.strerror or err}") from err
-    search = SearchSettings(budget=args.budget, floor_points=args.floor, sampler=args.sampler)
+    search = RecipeSearchSettings(budget=args.budget, floor_points=args.floor, sampler=args.sampler)
     console.print(
         f"[bold]optimize --search[/bold] {escape(str(checkpoint.path))}: {args.budget} "
         f"candidate(s), floor {args.floor:g} point(s), sampler {args.sampler}; "

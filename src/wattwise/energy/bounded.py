@@ -156,9 +156,9 @@ class MeterReaders:
 
     def __init__(self, meters: Sequence[Meter], timeout_s: float):
         self.timeout_s = timeout_s
-        self._readers = [
-            InlineReader(meter) if getattr(meter, "reads_in_process", False) else BoundedReader(meter)
-            for meter in meters
+        self._readers: list[InlineReader | BoundedReader] = [
+            InlineReader(m) if getattr(m, "reads_in_process", False) else BoundedReader(m)
+            for m in meters
         ]
         self._timed_out: dict[int, str] = {}  # reader index -> why
         #: The last error of each meter whose read failed, by meter name.

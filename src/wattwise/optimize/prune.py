@@ -108,6 +108,10 @@ class ChannelPruneConfig(TechniqueConfig):
         head: Path of the final classifier, never pruned (default: the last ``nn.Linear``).
         ignore: Further module paths to leave untouched (``ignore=layer4.1|layer4.0``).
         taylor_batches: Calibration batches whose gradients feed Taylor importance per step.
+        finetune_by: How a recipe fine-tunes after this step (and between iterative steps):
+            ``labels`` (cross-entropy), or ``distill``: knowledge distillation from the model
+            as it was before the step — the narrower student learns from its wider self
+            (Hinton KD with the :class:`~wattwise.optimize.DistillConfig` defaults).
     """
 
     step: ClassVar[str] = "prune:structured"
@@ -124,6 +128,7 @@ class ChannelPruneConfig(TechniqueConfig):
     head: Text | None = None
     ignore: tuple[Text, ...] = ()
     taylor_batches: PositiveInt = 1
+    finetune_by: Literal["labels", "distill"] = "labels"
 
 
 @dataclass(frozen=True)

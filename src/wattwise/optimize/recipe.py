@@ -327,7 +327,19 @@ def _apply(
     settings: RecipeSettings,
     on_epoch: Callable[[Any], None] | None,
 ) -> tuple[PreparedModel, dict[str, Any]]:
-    """One step through its handler, then the recipe's fine-tuning if the step asks for it."""
+    """One step through its handler, then the recipe's fine-tuning if the step asks for it
+    (by knowledge distillation from the model before the step with ``finetune_by=distill``)."""
+    teacher = None
+    if getattr(config, "finetune_by", "labels") == "distill":
+        teacher = copy.deepcopy(current.module).eval()
+        between = _train_config(settings, max(settings.finetune_epochs, 1), settings.finetune_lr)
+        outer = context
+        context = dataclasses.replace(
+            context,
+            train_fn=lambda module, step, steps: _finetune(
+                module, data, between, outer, on_epoch, teacher
+            ),
+        )
     prepared = apply_technique(current, config, context)
     details: dict[str, Any] = {}
     report = prepared.report
@@ -338,12 +350,34 @@ def _apply(
         details["teacher_test_accuracy"] = report.teacher_test_accuracy  # type: ignore[union-attr]
     if config.finetune and settings.finetune_epochs:
         tc = _train_config(settings, settings.finetune_epochs, settings.finetune_lr)
-        tuned = fit(prepared.module, data, tc, monitor=context.monitor, on_epoch=on_epoch)
+        tuned = _finetune(prepared.module, data, tc, context, on_epoch, teacher)
         details["finetune_status"] = tuned.status
         details["finetune_epochs"] = settings.finetune_epochs
+        if teacher is not None:
+            details["finetune_by"] = "distill"
     details.update(config.finish(prepared.module))
     prepared.module.eval()
     return prepared, details
+
+
+def _finetune(
+    module: nn.Module,
+    data: DatasetSplits,
+    config: TrainConfig,
+    context: TechniqueContext,
+    on_epoch: Callable[[Any], None] | None,
+    teacher: nn.Module | None,
+) -> Any:
+    """Fine-tunes ``module`` in place on labels, or by distillation from ``teacher``; returns
+    the :class:`~wattwise.train.TrainResult`."""
+    if teacher is None:
+        return fit(module, data, config, monitor=context.monitor, on_epoch=on_epoch)
+    from wattwise.optimize.distill import distill
+    from wattwise.optimize.distill_config import DistillConfig
+
+    result = distill(module, data, config, DistillConfig(teacher="self"), teacher=teacher,
+                     monitor=context.monitor, on_epoch=on_epoch)  # fmt: skip
+    return result.train
 
 
 class _Evaluator:
