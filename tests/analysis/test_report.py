@@ -416,3 +416,206 @@ def test_the_report_shows_the_study_totals(html: str, markdown: str) -> None:
     assert "measurement" in markdown and "Training avoided by sharing 0 teacher(s)" in markdown
     assert "by training once and compressing many:" in " ".join(html.split())
     assert "by training once and compressing many:" in markdown and "training(s) for" in markdown
+
+
+# --- the study's recipe searches ----------------------------------------------------------------
+
+#: A recipe text without spaces, long enough to break a table that does not wrap it.
+LONG_RECIPE = (
+    "prune:structured:0.7:importance=taylor:steps=3:finetune_by=distill+quantize:int8:static"
+)
+CHOSEN = "prune:structured:0.3:importance=magnitude:steps=1"
+TIED = "prune:structured:0.25:importance=magnitude:steps=1"
+SEARCH_MESSAGE = (
+    f"choose {CHOSEN} (fine-tuning 1 epoch(s)): 1.40x less J/image (1.30 to 1.50, 95 %), "
+    f"accuracy 94.80% (floor 94.00%); not significantly different: {TIED} (the most accurate "
+    "was chosen); the search spent 430 J on 4 candidate(s)"
+)
+
+
+def _candidate(number: int, recipe: str, **values: Any) -> dict[str, Any]:
+    failed = {
+        "accuracy": None,
+        "saving": None,
+        "low": None,
+        "high": None,
+        "significant": False,
+        "j_per_image": None,
+        "feasible": False,
+        "energy_j": 0.0,
+    }
+    return {"number": number, "recipe": recipe, "finetune_epochs": 1, "noisy": False,
+            "reason": None, **failed, **values}  # fmt: skip
+
+
+def search_result() -> dict[str, Any]:
+    """A stored search (the shape ``run_study_searches`` writes): candidate 0 chosen and on the
+    front, 1 on the front but below the floor, 2 failed, 3 tied with the chosen one."""
+    return {
+        "baseline_key": "abc",
+        "trial_id": "base-64-1",
+        "spec": {
+            "dataset": "digits",
+            "model": "small_cnn",
+            "technique": "baseline",
+            "batch_size": 64,
+            "lr": 0.01,
+            "epochs": 3,
+            "seed": 1,
+        },
+        "sampler": "tpe",
+        "baseline_accuracy": 0.95,
+        "floor_accuracy": 0.94,
+        "candidates": [
+            _candidate(
+                0,
+                CHOSEN,
+                accuracy=0.948,
+                saving=1.4,
+                low=1.3,
+                high=1.5,
+                significant=True,
+                j_per_image=0.0014,
+                feasible=True,
+                energy_j=120.0,
+            ),
+            _candidate(
+                1,
+                LONG_RECIPE,
+                finetune_epochs=2,
+                accuracy=0.90,
+                saving=2.5,
+                low=2.3,
+                high=2.7,
+                significant=True,
+                j_per_image=0.0008,
+                energy_j=200.0,
+            ),
+            _candidate(
+                2,
+                "quantize:int8:dynamic",
+                finetune_epochs=0,
+                reason="<b>int8</b> is not supported on this backend",
+            ),
+            _candidate(
+                3,
+                TIED,
+                accuracy=0.945,
+                saving=1.35,
+                low=1.2,
+                high=1.45,
+                significant=True,
+                j_per_image=0.00148,
+                feasible=True,
+                energy_j=110.0,
+            ),
+        ],
+        "front": [1, 0],
+        "chosen": 0,
+        "tied": [3],
+        "energy_j": 430.0,
+        "message": SEARCH_MESSAGE,
+        "details": {},
+    }
+
+
+@pytest.fixture()
+def searched_study(tmp_path: Path) -> Path:
+    """A store-backed study with one recipe search in ``search/abc.json``."""
+    import json
+
+    records = [make_record("base-64-1", batch_size=64, seed=1),
+               make_record("q", technique="quantize:int8", seed=0)]  # fmt: skip
+    folder = write_study(tmp_path / "searched", records, study="searched")
+    (folder / "search").mkdir()
+    (folder / "search" / "abc.json").write_text(json.dumps(search_result()), encoding="utf-8")
+    return folder
+
+
+def _search_rows(page: str) -> list[list[str]]:
+    section = page[page.index('<h2 id="recipe-search"') :]
+    body = section[section.index("<tbody>") : section.index("</tbody>")]
+    rows = re.findall(r"<tr>(.*?)</tr>", body, re.S)
+    return [[" ".join(c.split()) for c in re.findall(r"<td[^>]*>(.*?)</td>", r, re.S)]
+            for r in rows]  # fmt: skip
+
+
+def test_the_report_shows_the_recipe_search(searched_study: Path) -> None:
+    """Which training was searched, the sampler, the baseline and floor, the message, and every
+    candidate sorted by saving with its marks (a failed one with its reason)."""
+    data = report_data(load_study(searched_study))
+    (search,) = data.searches
+    assert (search.baseline_key, search.trial_id, search.energy_j) == ("abc", "base-64-1", 430.0)
+    assert [(r.recipe, r.marks) for r in search.rows] == [
+        (LONG_RECIPE, "P-"), (CHOSEN, "*P"), (TIED, "="), ("quantize:int8:dynamic", ""),
+    ]  # fmt: skip
+    page = render_html(data)
+    assert '<a href="#recipe-search">Recipe search</a>' in page
+    section = page[page.index('<h2 id="recipe-search"') : page.index('<h2 id="statistics"')]
+    text = " ".join(section.split())
+    assert "digits · small_cnn · baseline · bs 64 · lr 0.01 · 3 ep, seed 1" in text
+    assert "trial <code>base-64-1</code>" in text and "sampler tpe" in text
+    assert "baseline accuracy 95.00 %, floor 94.00 %" in text
+    assert SEARCH_MESSAGE in text
+    for header in ("recipe", "fine-tuning epochs", "accuracy (%)",
+                   "saving vs eager baseline (95 %)", "inference energy (mJ/image)",
+                   "within the floor", "energy spent (J)"):  # fmt: skip
+        assert f"<th>{header}</th>" in section
+    rows = _search_rows(page)
+    assert rows[0] == ["P-", LONG_RECIPE, "2", "90.00", "2.5x (2.3 to 2.7)", "0.8", "no", "200", ""]
+    assert rows[1] == ["*P", CHOSEN, "1", "94.80", "1.4x (1.3 to 1.5)",
+                       "1.4", "yes", "120", ""]  # fmt: skip
+    assert rows[2][:2] == ["=", TIED] and rows[2][4] == "1.35x (1.2 to 1.45)"
+    assert rows[3][:4] == ["", "quantize:int8:dynamic", "0", "—"] and rows[3][6] == "—"
+    assert rows[3][-1] == "failed: &lt;b&gt;int8&lt;/b&gt; is not supported on this backend"
+    # a recipe without spaces wraps inside its cell instead of widening the table
+    assert f'<td class="recipe">{LONG_RECIPE}</td>' in section
+    assert re.search(r"td\.recipe \{[^}]*overflow-wrap: anywhere", page)
+
+
+def test_the_study_costs_add_the_search_energy_apart(searched_study: Path, tmp_path: Path) -> None:
+    """The search's joules are their own line next to the study's total, and the total of both;
+    the study's costs themselves are those of the same study without a search."""
+    data = report_data(load_study(searched_study))
+    assert data.costs is not None
+    plain = report_data(load_study(write_study(tmp_path / "plain", [
+        make_record("base-64-1", batch_size=64, seed=1),
+        make_record("q", technique="quantize:int8", seed=0)], study="searched")))  # fmt: skip
+    assert data.costs == plain.costs  # the search energy is not added into the costs
+    assert data.search_energy_j == 430.0
+    assert data.study_and_search_energy_j == pytest.approx(data.costs.total_energy_j + 430.0)
+    line = (f"recipe search(es): 0.43 kJ; study and search together: "
+            f"{(data.costs.total_energy_j + 430.0) / 1000:.4g} kJ")  # fmt: skip
+    page = render_html(data)
+    costs = page[page.index('<p id="study-costs">') :]
+    assert line in " ".join(costs[: costs.index("</p>")].split())
+    assert line in render_markdown(data)
+
+
+def test_the_markdown_shows_the_recipe_search(searched_study: Path) -> None:
+    paths = build_report(searched_study)
+    md = paths.markdown.read_text(encoding="utf-8")
+    section = md[md.index("## Recipe search") :]
+    assert f"- {SEARCH_MESSAGE}" in section
+    assert (
+        "digits · small_cnn · baseline · bs 64 · lr 0.01 · 3 ep, seed 1 (trial base-64-1)"
+        in section
+    )
+    assert (
+        f"| P- | {LONG_RECIPE} | 2 | 90.00 % | 2.5x (2.3 to 2.7) | 0.8 | no | 200 |  |" in section
+    )
+    assert f"| *P | {CHOSEN} | 1 | 94.80 % |" in section and f"| = | {TIED} |" in section
+    assert "failed: &lt;b>int8&lt;/b> is not supported on this backend |" in section
+    table = section[section.index("| marks |") :]  # largest saving first, the failed one last
+    assert table.index(LONG_RECIPE) < table.index(CHOSEN) < table.index(TIED)
+    assert table.index(TIED) < table.index("quantize:int8:dynamic")
+
+
+def test_a_study_without_a_search_has_no_search_section(tmp_path: Path) -> None:
+    folder = write_study(tmp_path / "plain", [make_record("a")], study="plain")
+    data = report_data(load_study(folder))
+    assert data.searches == () and data.search_energy_j == 0.0
+    page, md = render_html(data), render_markdown(data)
+    assert 'id="recipe-search"' not in page and 'href="#recipe-search"' not in page
+    assert "recipe search(es)" not in page and "recipe search(es)" not in md
+    assert "## Recipe search" not in md

@@ -19,6 +19,7 @@ from wattwise.analysis.stats import (
     mean_ci,
     study_statistics,
 )
+from wattwise.experiment.spec import training_key
 
 # --- mean and confidence interval ---------------------------------------------------------------
 
@@ -149,6 +150,125 @@ def test_too_little_data_is_a_result_not_an_error() -> None:
     json.dumps(one.to_dict())
 
 
+# --- paired design: techniques on the same trained weights -------------------------------------
+
+
+def _row(technique: str, seed: int, accuracy: float | None, *, keyed: bool = True) -> dict:
+    """A finished trial as ``study_statistics`` receives it; ``keyed=False``: an old export
+    without the training it ran on."""
+    spec = {"dataset": "digits", "model": "small_cnn", "technique": technique,
+            "batch_size": 32, "lr": 0.01, "epochs": 2, "seed": seed}  # fmt: skip
+    row = {**spec, "accuracy": accuracy}
+    return row | {"training_key": training_key(spec)} if keyed else row
+
+
+#: Per-seed accuracy offsets (a lucky or unlucky training) much larger than the effect: -1 point.
+OFFSETS = (0.0, 0.12, -0.08, 0.2, -0.15, 0.05, 0.1, -0.1)
+NOISE = (0.001, -0.002, 0.0015, 0.0, -0.001, 0.002, -0.0005, 0.0005)
+
+
+def _accuracy_comparison(rows: list[dict]) -> object:
+    return next(c for c in study_statistics(rows).comparisons if c.metric.endswith(": accuracy"))
+
+
+def test_pairing_finds_a_difference_that_per_training_offsets_hide() -> None:
+    base = [0.7 + o for o in OFFSETS]
+    pruned = [b - 0.01 + e for b, e in zip(base, NOISE, strict=True)]
+    independent = compare_groups({"baseline": base, "prune": pruned})
+    assert independent.design == "independent" and not independent.significant
+    seeds = list(range(len(base)))
+    paired = compare_groups(
+        {"baseline": base, "prune": pruned}, blocks={"baseline": seeds, "prune": seeds}
+    )
+    assert paired.design == "paired" and paired.test == "paired t", paired.rationale
+    direct = sps.ttest_rel(base, pruned)
+    assert (paired.statistic, paired.p_value) == pytest.approx((direct.statistic, direct.pvalue))
+    assert paired.significant and paired.blocks_used == 8 and paired.blocks_dropped == 0
+    assert paired.pairwise[0].p_holm == pytest.approx(direct.pvalue)
+    # study_statistics pairs the same rows by the training they share
+    rows = [_row("baseline", s, a) for s, a in enumerate(base)]
+    rows += [_row("prune", s, a) for s, a in enumerate(pruned)]
+    found = _accuracy_comparison(rows)
+    assert found.design == "paired" and found.p_value == pytest.approx(direct.pvalue)
+    json.dumps(found.to_dict())
+
+
+def test_friedman_for_three_techniques_with_kendalls_w() -> None:
+    base = [0.7 + o for o in OFFSETS]
+    groups = {
+        "baseline": base,
+        "prune": [b - 0.01 + e for b, e in zip(base, NOISE, strict=True)],
+        "quantize": [b - 0.03 + 2 * e for b, e in zip(base, NOISE[::-1], strict=True)],
+    }
+    seeds = list(range(8))
+    result = compare_groups(groups, blocks=dict.fromkeys(groups, seeds))
+    assert result.test == "Friedman" and result.design == "paired"
+    direct = sps.friedmanchisquare(*groups.values())
+    assert (result.statistic, result.p_value) == pytest.approx((direct.statistic, direct.pvalue))
+    # Kendall's W = 12 S / (n² (k³ − k)) without ties, S the squared deviations of rank sums
+    ranks = np.argsort(np.argsort(np.column_stack(list(groups.values())), axis=1), axis=1) + 1
+    sums = ranks.sum(axis=0)
+    w = 12 * ((sums - sums.mean()) ** 2).sum() / (8**2 * (3**3 - 3))
+    assert result.effect_size_name == "Kendall's W"
+    assert result.effect_size == pytest.approx(w)
+    assert result.effect_size == pytest.approx(direct.statistic / (8 * (3 - 1)))
+    assert {p.test for p in result.pairwise} <= {"paired t", "Wilcoxon signed-rank"}
+    assert [p.p_holm for p in result.pairwise] == pytest.approx(
+        holm([p.p_value for p in result.pairwise])
+    )
+    assert set(result.normality_p) == {"baseline − prune", "baseline − quantize",
+                                       "prune − quantize"}  # fmt: skip
+
+
+def test_incomplete_blocks_are_dropped_and_counted() -> None:
+    rows = [_row(t, s, 0.7 + OFFSETS[s] - d) for s in range(6)
+            for t, d in (("baseline", 0.0), ("prune", 0.01), ("quantize", 0.02))]  # fmt: skip
+    rows = [r for r in rows if not (r["technique"] == "prune" and r["seed"] == 2)]  # failed
+    rows[0]["accuracy"] = None  # baseline, seed 0: unknown accuracy
+    result = _accuracy_comparison(rows)
+    assert result.design == "paired" and result.test == "Friedman"
+    assert (result.blocks_used, result.blocks_dropped) == (4, 2)
+    assert result.sizes == (4, 4, 4)
+    assert "2 incomplete" in result.rationale and "little power" in result.rationale
+
+
+def test_too_few_blocks_is_a_reason_not_an_error() -> None:
+    rows = [_row("baseline", 0, 0.7), _row("prune", 0, 0.69), _row("baseline", 1, 0.8),
+            _row("baseline", 2, 0.75), _row("prune", 3, 0.6)]  # fmt: skip
+    result = _accuracy_comparison(rows)
+    assert result.design == "paired" and result.test is None and result.p_value is None
+    assert "not enough data" in result.rationale and "1 complete" in result.rationale
+    assert (result.blocks_used, result.blocks_dropped) == (1, 3)
+    json.dumps(result.to_dict())
+    with pytest.raises(ValueError, match="block"):  # blocks must match the values one for one
+        compare_groups({"a": [1.0, 2.0], "b": [1.0, 3.0]}, blocks={"a": [0], "b": [0, 1]})
+    three = compare_groups({"a": [1.0, 2.0, 3.0], "b": [1.5, 2.6, 3.4]},
+                           blocks={"a": [0, 1, 2], "b": [0, 1, 2]})  # fmt: skip
+    assert three.test is not None and "little power" in three.rationale
+
+
+def test_rows_without_their_training_fall_back_to_independent_groups() -> None:
+    rows = [_row(t, s, 0.7 + OFFSETS[s] - d, keyed=False) for s in range(6)
+            for t, d in (("baseline", 0.0), ("prune", 0.01))]  # fmt: skip
+    result = _accuracy_comparison(rows)
+    assert result.design == "independent" and result.test in ("one-way ANOVA", "Kruskal-Wallis")
+    assert result.blocks_used is None
+    # trials that share no training (every technique on its own seeds) are independent too
+    apart = [_row("baseline", s, 0.7 + OFFSETS[s]) for s in range(3)]
+    apart += [_row("prune", s + 3, 0.7 + OFFSETS[s + 3]) for s in range(3)]
+    assert _accuracy_comparison(apart).design == "independent"
+
+
+def test_distilled_students_join_the_block_of_their_seed() -> None:
+    # a distilled student trains differently (its own training_key), but from the same seed
+    # and data as the baseline it is compared with: the seed is its block
+    rows = [_row(t, s, 0.7 + OFFSETS[s] - d) for s in range(6)
+            for t, d in (("baseline", 0.0), ("distill:resnet18", 0.01))]  # fmt: skip
+    assert rows[0]["training_key"] != rows[1]["training_key"]
+    result = _accuracy_comparison(rows)
+    assert result.design == "paired" and result.blocks_used == 6
+
+
 # --- OLS: what drives energy --------------------------------------------------------------------
 
 
@@ -210,6 +330,8 @@ def test_study_statistics_on_a_grid() -> None:
         "accuracy", "cost_energy_j", "accuracy_per_kj_cost", "inference_energy_per_image_j",
     }  # fmt: skip  # not the training energy: techniques sharing one training differ by noise
     assert all(c.test is not None for c in result.comparisons)
+    assert {c.design for c in result.comparisons} == {"paired"}  # 12 shared trainings
+    assert all(c.blocks_used == 12 for c in result.comparisons)
     assert result.energy_model.ok
     drivers = {t.term: t.p_value for t in result.energy_model.terms}
     assert drivers["batch_size"] < 1e-6  # the fixture's energy scales with batch size

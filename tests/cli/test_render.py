@@ -13,7 +13,8 @@ from wattwise.cli.progress import StudyProgress, TrainBar
 from wattwise.cli.render import results_table, study_summary_table, trial_line
 from wattwise.config import StudyConfig
 from wattwise.experiment.record import TrialRecord
-from wattwise.experiment.sweep import Highlight, StudySummary, run_study
+from wattwise.experiment.summary import Highlight, StudySummary
+from wattwise.experiment.sweep import run_study
 
 
 def _console() -> tuple[Console, io.StringIO]:

@@ -56,13 +56,14 @@ _LAZY = {
     # stats
     "MeanCI": "wattwise.analysis.stats",
     "Correlation": "wattwise.analysis.stats",
-    "GroupComparison": "wattwise.analysis.stats",
     "StudyStatistics": "wattwise.analysis.stats",
     "mean_ci": "wattwise.analysis.stats",
     "correlate": "wattwise.analysis.stats",
-    "compare_groups": "wattwise.analysis.stats",
-    "holm": "wattwise.analysis.stats",
     "study_statistics": "wattwise.analysis.stats",
+    # comparison of techniques (paired and independent designs)
+    "GroupComparison": "wattwise.analysis.comparison",
+    "compare_groups": "wattwise.analysis.comparison",
+    "holm": "wattwise.analysis.comparison",
     # regression
     "EnergyModel": "wattwise.analysis.regression",
     "energy_drivers": "wattwise.analysis.regression",
@@ -81,6 +82,7 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:  # pragma: no cover
+    from wattwise.analysis.comparison import GroupComparison, compare_groups, holm
     from wattwise.analysis.costs import (
         StudyCosts,
         TrialCosts,
@@ -128,12 +130,9 @@ if TYPE_CHECKING:  # pragma: no cover
     )
     from wattwise.analysis.stats import (
         Correlation,
-        GroupComparison,
         MeanCI,
         StudyStatistics,
-        compare_groups,
         correlate,
-        holm,
         mean_ci,
         study_statistics,
     )

@@ -1,5 +1,5 @@
 """The report's Markdown view: the headline, noise warnings, totals, recommendation, variants,
-statistics, failures and plots of a :class:`~wattwise.analysis.report.ReportData`.
+recipe searches, statistics, failures and plots of a :class:`~wattwise.analysis.report.ReportData`.
 
 Every cell from the store is escaped (``<``, ``&``, ``|``): a ``<script>`` shows as text.
 """
@@ -51,6 +51,13 @@ def _headline(data: ReportData) -> list[str]:
             f"{c.teachers} teacher(s): {_kj(c.teacher_training_avoided_j)} kJ; by training "
             f"once and compressing many: {c.trainings} training(s) for {c.trials} trial(s), "
             f"{_kj(c.training_avoided_j)} kJ."
+            + (
+                f" Not trials, so apart from that total: recipe search(es): "
+                f"{_kj(data.search_energy_j)} kJ; study and search together: "
+                f"{_kj(data.study_and_search_energy_j)} kJ."
+                if data.searches
+                else ""
+            )
         )
         out.append("")
     return out
@@ -103,6 +110,7 @@ def render_markdown(data: ReportData, plot_files: Sequence[str] = ()) -> str:
             for v in data.variants
         ],
     )  # fmt: skip
+    out += _searches(data)
     out += _statistics(data)
     out += _predictions(data)
     if data.failed:
@@ -143,6 +151,40 @@ def _predictions(data: ReportData) -> list[str]:
     )  # fmt: skip
 
 
+def _searches(data: ReportData) -> list[str]:
+    """Each recipe search of the study: what it searched, its conclusion, its candidates."""
+    if not data.searches:
+        return []
+    out = ["## Recipe search", "",
+           "Candidates by saving (baseline J/image / candidate J/image, 95 % interval); marks: "
+           "`*` chosen, `P` on the accuracy–saving Pareto front, `=` not significantly "
+           "different from the chosen one, `-` below the accuracy floor. The searches are not "
+           "trials: the study total does not contain their energy.", ""]  # fmt: skip
+    for s in data.searches:
+        out += [
+            f"### {_md(s.configuration)}, seed {_md(fmt(s.seed))} (trial {_md(s.trial_id)})",
+            "",
+            f"Sampler {_md(s.sampler or '—')}, baseline accuracy {pct(s.baseline_accuracy)}, "
+            f"floor {pct(s.floor_accuracy)}.",
+            "",
+            f"- {_md(s.message)}",
+            "",
+        ]
+        out += _md_table(
+            ["marks", "recipe", "fine-tuning epochs", "accuracy", "saving (95 %)",
+             "inference (mJ/image)", "within the floor", "energy spent (J)", "note"],
+            [
+                (r.marks, r.recipe, fmt(r.finetune_epochs), pct(r.accuracy),
+                 ratio(r.saving, r.low, r.high), fmt(r.j_per_image, ".4g", 1000),
+                 "—" if r.failed else "yes" if r.feasible else "no", fmt(r.energy_j),
+                 f"failed: {r.reason or 'not measured'}" if r.failed
+                 else "NOISY comparison" if r.noisy else "")
+                for r in s.rows
+            ],
+        )  # fmt: skip
+    return out
+
+
 def _pct1(value: float | None) -> str:
     return "—" if value is None else f"{value * 100:.1f} %"
 
@@ -152,7 +194,7 @@ def _statistics(data: ReportData) -> list[str]:
     out = ["## Statistics", ""]
     for comp in s.comparisons:
         out.append(
-            f"- {_md(comp.metric)}: {comp.test or 'no test'} "
+            f"- {_md(comp.metric)}: {comp.test or 'no test'}, {comp.design} design "
             + (
                 f"(statistic {fmt(comp.statistic)}, p = {fmt(comp.p_value, '.3g')}, "
                 f"{comp.effect_size_name} = {fmt(comp.effect_size, '.3f')}) — "

@@ -14,7 +14,9 @@ metrics, variants, Pareto fronts, recommendations and statistics are computed on
 (:func:`report_data`) and every view reads them; each plot is rendered once, and the same PNG
 bytes are written to ``plots/`` and embedded in the page. CO2e uses the carbon settings of the
 study folder's ``study.yaml`` (``measurement:`` ``country``, ``carbon_intensity_g_per_kwh``,
-``pue``), or the defaults when there is none, and the report says which.
+``pue``), or the defaults when there is none, and the report says which. The study's recipe
+searches (``search/*.json``, :mod:`wattwise.analysis.searches`) get their own section; their
+joules are shown next to the study's total, never added into it.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ from wattwise.analysis.recommendation import (
     payback_sentence,
     recommend,
 )
+from wattwise.analysis.searches import SearchSummary, study_searches
 from wattwise.analysis.stats import StudyStatistics, study_statistics
 from wattwise.energy.carbon import CarbonConfig
 from wattwise.errors import ConfigError, WattwiseError
@@ -285,6 +288,17 @@ class ReportData:
     noisy: tuple[str, ...] = ()  # trials measured under noise, with why
     costs: StudyCosts | None = None  # the study's totals, each teacher counted once
     predictions: PredictionReport | None = None  # how well the live predictions held
+    searches: tuple[SearchSummary, ...] = ()  # the study's recipe searches (<study>/search/)
+
+    @property
+    def search_energy_j(self) -> float:
+        """What the study's recipe searches spent (J): not trials, so not in :attr:`costs`."""
+        return sum(s.energy_j for s in self.searches)
+
+    @property
+    def study_and_search_energy_j(self) -> float | None:
+        """The study's total energy and its recipe searches' together (J): each joule once."""
+        return self.costs.total_energy_j + self.search_energy_j if self.costs else None
 
 
 def report_data(
@@ -325,6 +339,7 @@ def report_data(
         noisy=noise_warnings(analysis),
         costs=analysis.costs,
         predictions=prediction_summary(study.records),
+        searches=study_searches(study.store_path.parent),
     )
 
 

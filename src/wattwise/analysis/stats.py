@@ -2,27 +2,26 @@
 
     mean_ci([1, 2, 3, 4, 5])                      # MeanCI(mean=3.0, low=1.04, high=4.96, ...)
     correlate(energy, accuracy)                   # Pearson and Spearman, with p-values
-    compare_groups({"baseline": [...], "prune:structured:0.5": [...]}, metric="accuracy")
+    training_block(row)                           # the training a trial's technique was applied to
     study_statistics(rows)                        # all of it per dataset × model, and the OLS
 
-What drives energy (the OLS of log energy on the swept settings) is in
-:mod:`wattwise.analysis.regression`.
+The comparison of techniques (:func:`compare_groups`, :func:`holm`, :class:`GroupComparison`:
+which test runs in the paired and the independent design, and why) is in
+:mod:`wattwise.analysis.comparison`, and re-exported here; what drives energy (the OLS of log
+energy on the swept settings) is in :mod:`wattwise.analysis.regression`.
 
 Every result is a small frozen dataclass with ``to_dict()``. Too little data is a result, not an
 exception: ``reason`` says what was missing and the numbers are ``None``.
 
-Choosing the test across techniques: one-way ANOVA when every group has at least 3 observations,
-each passes Shapiro–Wilk (p > alpha) and Levene's test finds equal variances (p > alpha);
-otherwise Kruskal–Wallis. Effect sizes: eta² (ANOVA) and epsilon² = H / (n - 1)
-(Kruskal–Wallis). Pairwise: Welch's t-test after ANOVA, Mann–Whitney U after Kruskal–Wallis,
-with Holm's correction over all pairs.
+:func:`study_statistics` picks the design per dataset × model: paired, blocked by
+:func:`training_block`, where the rows allow it, else independent groups.
 """
 
 from __future__ import annotations
 
-import itertools
+import json
 import math
-import warnings
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -31,10 +30,32 @@ import numpy as np
 from scipy import stats as sps
 
 from wattwise.analysis.base import Result, finite, finite_values
+from wattwise.analysis.comparison import (
+    ALPHA,
+    GroupComparison,
+    PairwiseTest,
+    compare_groups,
+    holm,
+)
 from wattwise.analysis.regression import EnergyModel, energy_drivers
 
-#: The significance level used unless told otherwise.
-ALPHA = 0.05
+#: The public names; ``ALPHA``, ``GroupComparison``, ``PairwiseTest``, ``compare_groups`` and
+#: ``holm`` are re-exported from :mod:`wattwise.analysis.comparison`.
+__all__ = [
+    "ALPHA",
+    "COMPARED_METRICS",
+    "Correlation",
+    "GroupComparison",
+    "MeanCI",
+    "PairwiseTest",
+    "StudyStatistics",
+    "compare_groups",
+    "correlate",
+    "holm",
+    "mean_ci",
+    "study_statistics",
+    "training_block",
+]
 
 
 # --- mean and confidence interval ---------------------------------------------------------------
@@ -129,204 +150,6 @@ def _replace_reason(result: Correlation, reason: str) -> Correlation:
     return replace(result, reason=reason)
 
 
-# --- comparing techniques -----------------------------------------------------------------------
-
-
-def holm(p_values: Sequence[float]) -> list[float]:
-    """Holm-adjusted p-values (``statsmodels.stats.multitest.multipletests(method="holm")``)."""
-    from statsmodels.stats.multitest import multipletests
-
-    if len(p_values) == 0:
-        return []
-    return [float(p) for p in multipletests(list(p_values), method="holm")[1]]
-
-
-@dataclass(frozen=True)
-class PairwiseTest(Result):
-    """One pair of groups: the test, its statistic, raw and Holm-adjusted p-values."""
-
-    a: str
-    b: str
-    test: str
-    statistic: float | None
-    p_value: float | None
-    p_holm: float | None
-    significant: bool
-
-
-@dataclass(frozen=True)
-class GroupComparison(Result):
-    """A metric across groups (techniques): which omnibus test ran, why, and its effect size.
-
-    Attributes:
-        test: ``one-way ANOVA``, ``Kruskal-Wallis`` or ``None`` (not enough data).
-        rationale: Why this test (the normality and equal-variance checks), or why none ran.
-        normality_p: Shapiro–Wilk p-value per group (``None`` where n < 3 or constant).
-        levene_p: Levene's test of equal variances (``None`` where it could not run).
-        effect_size: eta² for ANOVA, epsilon² for Kruskal–Wallis.
-        pairwise: Every pair, Holm-adjusted together.
-    """
-
-    metric: str
-    groups: tuple[str, ...]
-    sizes: tuple[int, ...]
-    test: str | None
-    statistic: float | None
-    p_value: float | None
-    effect_size: float | None
-    effect_size_name: str | None
-    rationale: str
-    normality_p: Mapping[str, float | None]
-    levene_p: float | None
-    pairwise: tuple[PairwiseTest, ...]
-    alpha: float = ALPHA
-    dropped: tuple[str, ...] = ()
-
-    @property
-    def significant(self) -> bool:
-        return self.p_value is not None and self.p_value < self.alpha
-
-    def to_dict(self) -> dict[str, Any]:
-        return super().to_dict() | {"significant": self.significant}
-
-
-def compare_groups(
-    groups: Mapping[str, Iterable[Any]], *, metric: str = "", alpha: float = ALPHA
-) -> GroupComparison:
-    """Tests whether ``metric`` differs across groups (e.g. techniques).
-
-    Groups with fewer than 2 values are dropped (and listed in ``dropped``); at least 2 groups
-    must remain. See the module docstring for how the test is chosen.
-    """
-    data = {str(k): np.asarray(finite_values(v), dtype=float) for k, v in groups.items()}
-    dropped = tuple(k for k, v in data.items() if v.size < 2)
-    data = {k: v for k, v in data.items() if v.size >= 2}
-    names, arrays = tuple(data), list(data.values())
-    sizes = tuple(int(a.size) for a in arrays)
-
-    def result(**kw: Any) -> GroupComparison:
-        base: dict[str, Any] = dict(
-            metric=metric,
-            groups=names,
-            sizes=sizes,
-            test=None,
-            statistic=None,
-            p_value=None,
-            effect_size=None,
-            effect_size_name=None,
-            normality_p={},
-            levene_p=None,
-            pairwise=(),
-            alpha=alpha,
-            dropped=dropped,
-        )
-        return GroupComparison(**(base | kw))
-
-    if len(arrays) < 2:
-        return result(
-            rationale=f"not enough data: {len(arrays)} group(s) with at least 2 trials, need 2"
-        )
-    pooled = np.concatenate(arrays)
-    if np.ptp(pooled) == 0:
-        return result(rationale="no variation: every value is the same")
-    normality, levene = _assumptions(data)
-    checks_pass = all(p is not None and p > alpha for p in normality.values())
-    equal_var = levene is not None and levene > alpha
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        if checks_pass and equal_var:
-            test, effect_name = "one-way ANOVA", "eta²"
-            omnibus = sps.f_oneway(*arrays)
-            statistic, p = finite(omnibus.statistic), finite(omnibus.pvalue)
-            grand = pooled.mean()
-            ss_between = sum(a.size * (a.mean() - grand) ** 2 for a in arrays)
-            ss_total = float(((pooled - grand) ** 2).sum())
-            effect = float(ss_between / ss_total) if ss_total > 0 else None
-            rationale = (
-                f"one-way ANOVA: every group passed Shapiro–Wilk (p > {alpha:g}) and Levene "
-                f"found equal variances (p = {levene:.3g})"
-            )
-        else:
-            test, effect_name = "Kruskal-Wallis", "epsilon²"
-            omnibus = sps.kruskal(*arrays)
-            statistic, p = finite(omnibus.statistic), finite(omnibus.pvalue)
-            n = pooled.size
-            effect = statistic / (n - 1) if statistic is not None and n > 1 else None
-            rationale = "Kruskal–Wallis: " + _why_not_anova(normality, levene, alpha)
-    pairwise = _pairwise(names, arrays, parametric=test == "one-way ANOVA", alpha=alpha)
-    return result(
-        test=test,
-        statistic=statistic,
-        p_value=p,
-        effect_size=effect,
-        effect_size_name=effect_name,
-        rationale=rationale,
-        normality_p=normality,
-        levene_p=levene,
-        pairwise=pairwise,
-    )
-
-
-def _assumptions(data: Mapping[str, np.ndarray]) -> tuple[dict[str, float | None], float | None]:
-    normality: dict[str, float | None] = {}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for name, values in data.items():
-            if values.size < 3 or np.ptp(values) == 0:
-                normality[name] = None
-            else:
-                normality[name] = finite(sps.shapiro(values).pvalue)
-        try:
-            levene = finite(sps.levene(*data.values()).pvalue)
-        except ValueError:
-            levene = None
-    return normality, levene
-
-
-def _why_not_anova(
-    normality: Mapping[str, float | None], levene: float | None, alpha: float
-) -> str:
-    unchecked = [k for k, p in normality.items() if p is None]
-    if unchecked:
-        return (
-            "normality cannot be checked for "
-            + ", ".join(unchecked)
-            + " (fewer than 3 trials or constant values)"
-        )
-    failed = [f"{k} (p = {p:.3g})" for k, p in normality.items() if p is not None and p <= alpha]
-    if failed:
-        return "Shapiro–Wilk rejects normality for " + ", ".join(failed)
-    if levene is None:
-        return "Levene's test could not run"
-    return f"Levene's test rejects equal variances (p = {levene:.3g})"
-
-
-def _pairwise(
-    names: Sequence[str], arrays: Sequence[np.ndarray], *, parametric: bool, alpha: float
-) -> tuple[PairwiseTest, ...]:
-    test = "Welch t" if parametric else "Mann-Whitney U"
-    raw: list[tuple[str, str, float | None, float | None]] = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for (i, a), (j, b) in itertools.combinations(enumerate(arrays), 2):
-            if parametric:
-                r = sps.ttest_ind(a, b, equal_var=False)
-            else:
-                r = sps.mannwhitneyu(a, b, alternative="two-sided")
-            raw.append((names[i], names[j], finite(r.statistic), finite(r.pvalue)))
-    known = [p for *_, p in raw if p is not None]
-    adjusted = iter(holm(known))
-    out = []
-    for a_name, b_name, stat, p in raw:
-        p_holm = next(adjusted) if p is not None else None
-        out.append(
-            PairwiseTest(
-                a_name, b_name, test, stat, p, p_holm, p_holm is not None and p_holm < alpha
-            )
-        )
-    return tuple(out)
-
-
 # --- a whole study ------------------------------------------------------------------------------
 
 #: Metrics compared across techniques. Not the training energy: techniques that share a training
@@ -358,6 +181,46 @@ class StudyStatistics(Result):
         }
 
 
+def training_block(row: Mapping[str, Any]) -> str | None:
+    """The block of a finished trial in the paired design: the training its technique was
+    applied to, from the row's ``training_key`` (:func:`~wattwise.experiment.spec.training_key`
+    with the seed: dataset, model, every training setting and the seed); ``None`` where the row
+    does not carry it (an old export).
+
+    The key's ``trains_by`` is left out: a ``distill:<teacher>`` student is a different model from
+    the shared baseline, but it is trained from the same seed, data and settings, so it joins the
+    block of its seed. The pairing stays valid (blocks are independent replicates, and within a
+    block every technique had the same chance); it only gains less where the student's weights
+    owe less to the seed.
+    """
+    key = row.get("training_key")
+    if not isinstance(key, str) or not key:
+        return None
+    try:
+        values = json.loads(key)
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(values, dict):
+        return None
+    values.pop("trains_by", None)
+    return json.dumps(values, sort_keys=True, default=str)
+
+
+def _study_blocks(rows: Sequence[Mapping[str, Any]]) -> list[str] | None:
+    """The block of each row when the rows form a paired design, else ``None``: every row knows
+    its training, no technique ran twice on one training (which would be ambiguous), and some
+    training is shared by two or more techniques (otherwise the trials are independent)."""
+    keys = [training_block(r) for r in rows]
+    if not keys or any(k is None for k in keys):
+        return None
+    cells = Counter((k, str(r.get("technique"))) for k, r in zip(keys, rows, strict=True))
+    if max(cells.values()) > 1:
+        return None
+    if max(Counter(keys).values()) < 2:
+        return None
+    return [str(k) for k in keys]
+
+
 def study_statistics(rows: Sequence[Mapping[str, Any]], *, alpha: float = ALPHA) -> StudyStatistics:
     """Correlations, technique comparisons and energy models over finished trials.
 
@@ -365,6 +228,10 @@ def study_statistics(rows: Sequence[Mapping[str, Any]], *, alpha: float = ALPHA)
         rows: One mapping per ``ok`` trial (``TrialMetrics.to_dict()``): the caller excludes
             failed trials. Correlations and comparisons run within each dataset × model (techniques
             are only comparable on the same task and architecture); the OLS runs on all rows.
+            Techniques are compared in the paired design, blocked by :func:`training_block`,
+            where every row of the dataset × model carries its training, no technique ran twice
+            on one training and some training is shared by two or more techniques; otherwise as
+            independent groups.
     """
     groups: dict[tuple[Any, Any], list[Mapping[str, Any]]] = {}
     for row in rows:
@@ -384,13 +251,18 @@ def study_statistics(rows: Sequence[Mapping[str, Any]], *, alpha: float = ALPHA)
         techniques = sorted({str(r.get("technique")) for r in members})
         if len(techniques) < 2:
             continue
+        keys = _study_blocks(members)
+        of = {
+            t: [i for i, r in enumerate(members) if str(r.get("technique")) == t]
+            for t in techniques
+        }
+        blocks = {t: [keys[i] for i in of[t]] for t in techniques} if keys is not None else None
         for metric in COMPARED_METRICS:
-            by_technique = {
-                t: [r.get(metric) for r in members if str(r.get("technique")) == t]
-                for t in techniques
-            }
+            by_technique = {t: [members[i].get(metric) for i in of[t]] for t in techniques}
             comparisons.append(
-                compare_groups(by_technique, metric=f"{where}: {metric}", alpha=alpha)
+                compare_groups(
+                    by_technique, metric=f"{where}: {metric}", alpha=alpha, blocks=blocks
+                )
             )
     return StudyStatistics(
         correlations=tuple(correlations),

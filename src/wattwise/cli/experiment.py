@@ -100,7 +100,8 @@ def register(subparsers: Any) -> None:
         type=non_negative_int("--search-budget"),
         default=None,
         metavar="N",
-        help="candidates of the recipe search after the study (default 3; 0: no search)",
+        help="candidates of the recipe search after the study (default: the study's, 2; "
+        "0: no search)",
     )
     p.set_defaults(func=cmd_demo)
 
@@ -329,16 +330,6 @@ def cmd_results(args: argparse.Namespace) -> int:
 # --- demo -----------------------------------------------------------------------------------
 
 
-def _candidate_printer(console: Any) -> Any:
-    from wattwise.cli.render import candidate_line
-
-    def show(candidate: Any, index: int, budget: int) -> None:
-        console.print(f"recipe search [{index}/{budget}] {candidate_line(candidate)}",
-                      highlight=False)  # fmt: skip
-
-    return show
-
-
 def cmd_demo(args: argparse.Namespace) -> int:
     from rich.console import Console
 
@@ -350,15 +341,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     console.print(
         "[bold]wattwise demo[/bold]: ResNet-18 (quarter width) on scikit-learn digits at 32 "
         "px (offline, CPU), 2 seeds, each baseline trained once and compressed by fp32 "
-        "compile, structured pruning, int8, pruning + int8 and distillation; then a short "
-        "recipe search (about 10 minutes)"
+        "compile, structured pruning, int8, pruning + int8 and pruning distilled from the "
+        "baseline; then a short recipe search (about 10 minutes)"
     )
     with _stop_signals() as received:
         try:
             with StudyProgress(console) as reporter:
                 budget = {} if args.search_budget is None else {"search_budget": args.search_budget}
-                result = run_demo(out, reporter=reporter, on_candidate=_candidate_printer(console),
-                                  **budget)  # fmt: skip
+                result = run_demo(out, reporter=reporter, **budget)
         except KeyboardInterrupt as stop:
             summary = getattr(stop, "summary", None)
             where = summary.store_path if summary is not None else out

@@ -155,7 +155,7 @@ class StudyProgress:
         self.console.print(study_start_line(study, total, done, executor))
 
     def on_trial_start(self, spec: Any, done: int, total: int) -> None:
-        from wattwise.experiment.sweep import describe_trial
+        from wattwise.experiment.summary import describe_trial
 
         self.running[spec.trial_id] = describe_trial(spec)
 
@@ -175,6 +175,13 @@ class StudyProgress:
     def on_progress(self, done: int, total: int) -> None:
         if self.task is not None:
             self.progress.update(self.task, completed=done, total=total)
+
+    def on_recipe_candidate(self, candidate: Any, index: int, budget: int) -> None:
+        """The study's recipe search (after its trials) measured a candidate: one line."""
+        from wattwise.cli.render import candidate_line
+
+        self.console.print(f"recipe search [{index}/{budget}] {candidate_line(candidate)}",
+                           highlight=False, markup=False)  # fmt: skip
 
     def on_study_end(self, summary: Any) -> None:
         self.stop()  # the summary goes below the final bar

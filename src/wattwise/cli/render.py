@@ -446,6 +446,11 @@ def study_summary_table(summary: Any) -> Table:
             f"{summary.trainings} for {summary.ok} ok trials; reuse avoided "
             f"{fmt_energy(summary.training_avoided_j)}",
         )
+    for search in getattr(summary, "searches", ()):
+        table.add_row("recipe search", f"{search.message} [{search.path}]")
+    if getattr(summary, "searches", ()):
+        table.add_row("recipe search energy", fmt_energy(summary.search_energy_j))
+        table.add_row("study energy (trials + search)", fmt_energy(summary.total_energy_j))
     table.add_row("results", str(summary.store_path))
     table.add_row("resolved config", str(summary.config_path))
     return table
@@ -472,7 +477,7 @@ def study_start_line(study: str, total: int, done: int, executor: str) -> str:
 
 def trial_line(record: Any, done: int, total: int) -> str:
     """One line per finished trial: status, label, accuracy, training energy, J/image, time."""
-    from wattwise.experiment.sweep import describe_trial
+    from wattwise.experiment.summary import describe_trial
 
     label = escape(describe_trial(record.spec))
     where = f"{done}/{total}"

@@ -28,9 +28,9 @@ _LAZY = {
     "failure_reason": "wattwise.experiment.runner",
     "TrialFailure": "wattwise.experiment.runner",
     "run_study": "wattwise.experiment.sweep",
-    "StudySummary": "wattwise.experiment.sweep",
+    "StudySummary": "wattwise.experiment.summary",
     "StudyInterrupted": "wattwise.experiment.sweep",
-    "describe_trial": "wattwise.experiment.sweep",
+    "describe_trial": "wattwise.experiment.summary",
     "Executor": "wattwise.experiment.executors",
     "LocalExecutor": "wattwise.experiment.executors",
     "LocalGpuExecutor": "wattwise.experiment.executors",
@@ -50,12 +50,8 @@ if TYPE_CHECKING:  # pragma: no cover
         create_executor,
     )
     from wattwise.experiment.runner import TrialFailure, failure_reason, run_trial
-    from wattwise.experiment.sweep import (
-        StudyInterrupted,
-        StudySummary,
-        describe_trial,
-        run_study,
-    )
+    from wattwise.experiment.summary import StudySummary, describe_trial
+    from wattwise.experiment.sweep import StudyInterrupted, run_study
 
 __all__ = [
     "CONFIG_FILE",

@@ -7,7 +7,12 @@
 Every executor runs :func:`wattwise.experiment.runner.run_trial` without a store and hands each
 finished :class:`TrialRecord` to ``on_done`` in the driver process, which writes the store:
 workers never touch it. ``on_start(spec)`` is called in the driver just before a trial is handed
-to a worker (the sweep marks it ``running`` there).
+to a worker (the sweep marks it ``running`` there). ``on_epoch(spec, epoch_record)``, when
+given, is called in the driver with each finished epoch of a running trial's own training (not
+the recipe steps' fine-tuning: see ``run_trial``), as it happens, where the executor can report
+it live: ``local`` and ``local-gpus`` do (a worker sends each epoch's record over its pipe);
+``ray`` does not (its tasks report only their record; the record still keeps the predictions,
+``details["prediction"]``).
 
 Executors that run several trials at once on a machine say so in every worker's environment
 (:func:`wattwise.energy.sharing.parallel_env`), so that device-wide energy (RAPL, a GPU that the
@@ -19,6 +24,7 @@ Importing this module is cheap (no torch, no Ray): workers import the runner whe
 from __future__ import annotations
 
 import contextlib
+import functools
 import multiprocessing
 import os
 import signal
@@ -26,7 +32,7 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from wattwise.config import ExecutorSettings
 from wattwise.energy.sharing import parallel_env
@@ -36,6 +42,11 @@ from wattwise.experiment.spec import TrialSpec
 
 OnStart = Callable[[TrialSpec], None]
 OnDone = Callable[[TrialRecord], None]
+#: Told each finished epoch of a running trial's own training: ``(spec, epoch record)``.
+OnEpoch = Callable[[TrialSpec, "EpochRecord"], None]
+
+if TYPE_CHECKING:
+    from wattwise.train.loop import EpochRecord
 
 
 class Executor(Protocol):
@@ -56,9 +67,11 @@ class Executor(Protocol):
         on_start: OnStart,
         on_done: OnDone,
         teacher_dir: str | Path | None = None,
+        on_epoch: OnEpoch | None = None,
     ) -> None:
         """Runs every spec; returns when all are done. ``KeyboardInterrupt`` propagates (after
-        the executor stopped its workers); trials in flight are not reported."""
+        the executor stopped its workers); trials in flight are not reported. ``on_epoch`` is
+        told each training epoch of a running trial, where the executor can (see the module)."""
         ...
 
     def close(self) -> None:
@@ -125,12 +138,14 @@ class LocalExecutor(_Closing):
         on_start: OnStart,
         on_done: OnDone,
         teacher_dir: str | Path | None = None,
+        on_epoch: OnEpoch | None = None,
     ) -> None:
         from wattwise.experiment.runner import run_trial
 
         for spec in specs:
             on_start(spec)
-            on_done(run_trial(spec, data_cache=self.cache, teacher_dir=teacher_dir))
+            told = None if on_epoch is None else functools.partial(on_epoch, spec)
+            on_done(run_trial(spec, data_cache=self.cache, teacher_dir=teacher_dir, on_epoch=told))
 
     def close(self) -> None:
         self.cache.clear()
@@ -141,7 +156,9 @@ class LocalExecutor(_Closing):
 
 def _worker_main(env: Mapping[str, str], conn: Connection, teacher_dir: str | None) -> None:
     """A worker process: applies ``env`` before torch is imported, then runs trials it is sent
-    (spec dicts) and sends back record dicts, until it receives ``None``."""
+    (spec dicts) until it receives ``None``. For each trial it sends ``("epoch", epoch record
+    dict)`` for every epoch of the trial's training as it ends, then ``("record", record
+    dict)``."""
     os.environ.update(env)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver decides; it terminates workers
     from wattwise.experiment.runner import run_trial
@@ -155,11 +172,15 @@ def _worker_main(env: Mapping[str, str], conn: Connection, teacher_dir: str | No
         if message is None:
             return
         spec = TrialSpec.from_dict(message)
+
+        def send_epoch(epoch: Any) -> None:
+            conn.send(("epoch", epoch.to_dict()))
+
         try:
-            record = run_trial(spec, data_cache=cache, teacher_dir=teacher_dir)
+            record = run_trial(spec, data_cache=cache, teacher_dir=teacher_dir, on_epoch=send_epoch)
         except Exception as err:  # run_trial records failures; this is a last resort
             record = failed_record(spec, f"{type(err).__name__}: {err}")
-        conn.send(record.to_dict())
+        conn.send(("record", record.to_dict()))
 
 
 class _Worker:
@@ -243,6 +264,7 @@ class _ProcessPool(_Closing):
         on_start: OnStart,
         on_done: OnDone,
         teacher_dir: str | Path | None = None,
+        on_epoch: OnEpoch | None = None,
     ) -> None:
         if not specs:
             return
@@ -265,20 +287,34 @@ class _ProcessPool(_Closing):
                     if worker.spec is None:
                         continue
                     if worker.conn in ready or worker.process.sentinel in ready:
-                        self._collect(index, worker, on_done)
+                        self._collect(index, worker, on_done, on_epoch)
         except BaseException:
             self._terminate()
             raise
 
-    def _collect(self, index: int, worker: _Worker, on_done: OnDone) -> None:
+    def _collect(
+        self, index: int, worker: _Worker, on_done: OnDone, on_epoch: OnEpoch | None
+    ) -> None:
+        """Reads what ``worker`` sent: epochs go to ``on_epoch``; its record, or its death,
+        ends its trial."""
         spec = worker.spec
         assert spec is not None
         record: TrialRecord | None = None
+        epochs: list[dict[str, Any]] = []
         with contextlib.suppress(EOFError, OSError):
-            if worker.conn.poll():
-                record = TrialRecord.from_dict(worker.conn.recv())
+            while record is None and worker.conn.poll():
+                kind, payload = worker.conn.recv()
+                if kind == "record":
+                    record = TrialRecord.from_dict(payload)
+                else:
+                    epochs.append(payload)
+        if on_epoch is not None and epochs:
+            from wattwise.train.loop import EpochRecord
+
+            for payload in epochs:
+                on_epoch(spec, EpochRecord(**payload))
         if record is None and worker.process.is_alive():
-            return  # woken by a partial message; wait for the rest
+            return  # woken by an epoch or a partial message; wait for the record
         worker.spec = None
         if record is None:  # the worker died with the trial
             worker.process.join(5)
@@ -372,7 +408,8 @@ def _import_ray() -> Any:
 
 class RayExecutor(_Closing):
     """Trials as Ray tasks: one per GPU (``num_gpus=1``) when the cluster has GPUs, else one per
-    CPU (``num_cpus=1``). Records come back to the driver, which writes the store.
+    CPU (``num_cpus=1``). Records come back to the driver, which writes the store; epochs do not
+    (``on_epoch`` is not called: no live predictions, the records keep theirs).
 
     Args:
         address: A Ray cluster (``ray://host:10001``, ``auto``); default: the Ray instance this
@@ -415,7 +452,9 @@ class RayExecutor(_Closing):
         on_start: OnStart,
         on_done: OnDone,
         teacher_dir: str | Path | None = None,
+        on_epoch: OnEpoch | None = None,
     ) -> None:
+        del on_epoch  # a task reports only its record (see the class)
         ray = self._ray
         queue = deque(specs)
         inflight: dict[Any, TrialSpec] = {}

@@ -188,7 +188,9 @@ def run_trial(
             ``wattwise train``).
         data_cache: Datasets and trained teachers kept between trials (see :data:`TrialCache`).
         teacher_dir: Where trained teachers are saved and looked up (``None``: nowhere).
-        on_epoch: Called with each epoch's record of the trial's training.
+        on_epoch: Called with each epoch's record of the trial's own training (``fit``, or the
+            distillation student's), never of a recipe step's (fine-tuning after pruning); a
+            trial that reuses a trained baseline trains nothing and calls it never.
         progress: Told the batches of the trial's training (a progress bar).
         checkpoint: If given, the trained model (before any recipe step) is saved to this file
             as a wattwise checkpoint (``wattwise train`` does), with the record's summary.
@@ -341,7 +343,7 @@ def _execute(
         if reused is None and first is None:
             kept = keep_baseline(spec, model, model_spec, _training_summary(trial), cache, shared)
             trial.details["baseline"] = kept.details(trained_here=True)
-        _apply_recipe(trial, model, data, rest, str(device), model_spec, monitor, on_epoch)
+        _apply_recipe(trial, model, data, rest, str(device), model_spec, monitor)
 
 
 def _training_summary(trial: _Trial) -> dict[str, Any]:
@@ -422,7 +424,6 @@ def _apply_recipe(
     device: str,
     model_spec: dict[str, Any],
     monitor: EnergyMonitor,
-    on_epoch: Callable[[EpochRecord], None] | None,
 ) -> None:
     settings = recipe_settings(trial.spec, steps, device)
     trial.details["recipe"] = {
@@ -437,7 +438,6 @@ def _apply_recipe(
         settings=settings,
         model_spec=model_spec,
         monitor=monitor,
-        on_epoch=on_epoch,
     )
     trial.variants = [*result.variants, *result.references]
     for variant in result.variants:

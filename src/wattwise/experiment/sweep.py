@@ -10,8 +10,8 @@ config), ``results.sqlite`` (one row per trial), ``teachers/`` (trained distilla
 ``sweep.lock`` and, for an Optuna search (:mod:`wattwise.experiment.search`), ``optuna.sqlite``.
 Trials finished in an earlier run are skipped; a trial left ``running`` by a killed or
 interrupted run is run again. ``run_study`` prints nothing: it tells a :class:`StudyReporter`
-what happens (the command line draws a live bar from it). See docs/experiments.md, "Running
-studies".
+what happens (the command line draws a live bar from it), with each running trial's predicted
+training total (:class:`~wattwise.train.predict.RunPredictor`). See docs/experiments.md.
 
 One sweep at a time: ``run_study`` holds the study's :data:`LOCK_FILE` (a
 :class:`~wattwise.files.FileLock`, released by the OS when the process ends, however it ends)
@@ -28,84 +28,35 @@ import contextlib
 import dataclasses
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 
 from wattwise.config import StudyConfig, resolved_yaml
 from wattwise.errors import ConfigError, WattwiseError
 from wattwise.experiment.executors import Executor, create_executor
 from wattwise.experiment.plan import plan_study
+from wattwise.experiment.recipe_searches import StudySearch, run_study_searches
 from wattwise.experiment.record import TrialRecord
 from wattwise.experiment.search import OptunaSearch
-from wattwise.experiment.spec import TrialSpec, expand_grid, training_key
+from wattwise.experiment.spec import TrialSpec, expand_grid
 from wattwise.experiment.store import CONFIG_FILE, STORE_FILE, ResultsStore, check_study
+from wattwise.experiment.summary import (
+    StudySummary,
+    describe_trial,
+    highlight,
+    lowest_training,
+    summary_costs,
+)
 from wattwise.experiment.teachers import TEACHER_DIR
 from wattwise.files import FileLock, LockHolder, write_text_atomic
+from wattwise.train.predict import Prediction, RunPredictor
 
 #: The Optuna study's storage inside a study folder.
 OPTUNA_FILE = "optuna.sqlite"
 #: The lock a running sweep holds in its study folder.
 LOCK_FILE = "sweep.lock"
-
-
-class Highlight(NamedTuple):
-    """One trial singled out by the summary (best accuracy, lowest energy)."""
-
-    trial_id: str
-    label: str
-    value: float
-    provenance: str | None = None
-
-
-@dataclass(frozen=True)
-class StudySummary:
-    """What a run of a study did and where its results are.
-
-    Attributes:
-        study: The study's name.
-        search: ``grid`` or ``optuna``.
-        study_dir: The study folder; ``store_path`` and ``config_path`` lie in it.
-        total: Trials of the study (grid points, or Optuna trials x seeds).
-        ok / failed / running: Their status in the store now (``running``: left by an
-            interruption, run again on resume).
-        left: Trials a resume would still run (``running`` ones and those never begun).
-        skipped: Trials that had finished before this run (not run again).
-        ran: Trials this run finished.
-        duration_s: Wall time of this run.
-        best_accuracy: The ``ok`` trial with the highest accuracy.
-        lowest_train_energy: The ``ok`` trial with the lowest training energy (joules).
-        interrupted: The run was stopped by Ctrl-C.
-        energy_j: Energy of the study's ``ok`` trials, every phase (training, technique,
-            measurement; each shared training once, in the trial that ran it).
-        co2e_g: CO2e of their training and technique energy (the study's carbon settings).
-        trainings: Distinct trainings among them; ``training_avoided_j``: the training energy
-            that reusing trained baselines saved (one training's energy per reusing trial).
-        failed_trials: ``(trial id, configuration, reason)`` of every failed trial.
-    """
-
-    study: str
-    search: str
-    study_dir: Path
-    store_path: Path
-    config_path: Path
-    total: int
-    ok: int
-    failed: int
-    running: int
-    left: int
-    skipped: int
-    ran: int
-    duration_s: float
-    best_accuracy: Highlight | None = None
-    lowest_train_energy: Highlight | None = None
-    interrupted: bool = False
-    energy_j: float = 0.0
-    co2e_g: float | None = None
-    trainings: int = 0
-    training_avoided_j: float = 0.0
-    failed_trials: tuple[tuple[str, str, str], ...] = ()
 
 
 class StudyInterrupted(KeyboardInterrupt):
@@ -143,11 +94,21 @@ class StudyReporter(Protocol):
     def on_trial_start(self, spec: TrialSpec, done: int, total: int) -> None:
         """A trial begins (with a parallel executor, several run at once)."""
 
+    def on_trial_prediction(self, trial_id: str, prediction: Prediction) -> None:
+        """Optional (called only when the reporter has it): after one of a running trial's first
+        training epochs, its training's predicted total (none for a reused training; none with
+        the ``ray`` executor, whose tasks report no epochs: the record keeps them)."""
+
     def on_trial_end(self, record: TrialRecord, done: int, total: int) -> None:
         """A trial finished, ``ok`` or ``failed``, and is committed; ``done`` counts it."""
 
     def on_progress(self, done: int, total: int) -> None:
         """``done`` grew without a trial running (a point an Optuna search had picked before)."""
+
+    def on_recipe_candidate(self, candidate: Any, index: int, budget: int) -> None:
+        """Optional (called only when the reporter has it): a recipe search after the trials
+        (the study's ``recipe_search`` section) measured its ``index``-th candidate
+        (:class:`~wattwise.optimize.recipe_search.SearchCandidate`) of ``budget``."""
 
     def on_study_end(self, summary: StudySummary) -> None:
         """The study ran to its end (not called when it is interrupted or fails)."""
@@ -162,6 +123,9 @@ class _Silent:
     def on_trial_start(self, spec: TrialSpec, done: int, total: int) -> None:
         pass
 
+    def on_trial_prediction(self, trial_id: str, prediction: Prediction) -> None:
+        pass
+
     def on_trial_end(self, record: TrialRecord, done: int, total: int) -> None:
         pass
 
@@ -170,18 +134,6 @@ class _Silent:
 
     def on_study_end(self, summary: StudySummary) -> None:
         pass
-
-
-def describe_trial(spec: TrialSpec | Mapping[str, Any]) -> str:
-    """``digits small_cnn prune:structured:0.5 bs32 lr0.05 ep4 seed0`` (+ ``cap8GiB``)."""
-    s = spec.to_dict() if isinstance(spec, TrialSpec) else dict(spec)
-    text = (
-        f"{s.get('dataset')} {s.get('model')} {s.get('technique')} bs{s.get('batch_size')} "
-        f"lr{float(s.get('lr') or 0):g} ep{s.get('epochs')} seed{s.get('seed')}"
-    )
-    if s.get("gpu_memory_gib") is not None:
-        text += f" cap{float(s['gpu_memory_gib']):g}GiB"
-    return text
 
 
 def study_dir_of(config: StudyConfig) -> Path:
@@ -254,6 +206,9 @@ def _run_locked(
             _search(state, executor)
         else:
             _grid(state, executor)
+        if config.recipe_search is not None:  # on the trained baselines the trials left
+            told = getattr(reporter, "on_recipe_candidate", None)  # optional (StudyReporter)
+            state.searches = run_study_searches(config, folder, on_candidate=told, resume=resume)
     except KeyboardInterrupt:
         summary = _summary(state, started, interrupted=True)
         raise StudyInterrupted(summary) from None
@@ -322,6 +277,7 @@ class _State:
     ran: int = 0
     total: int = 0
     search_left: int = 0
+    searches: list[StudySearch] = field(default_factory=list)
 
     @property
     def done(self) -> int:
@@ -338,19 +294,28 @@ class _State:
 
     def run(self, executor: Executor, specs: Sequence[TrialSpec]) -> None:
         store, reporter = self.store, self.reporter
+        told = getattr(reporter, "on_trial_prediction", None)  # optional (see StudyReporter)
+        predictors: dict[str, RunPredictor] = {}  # each running trial's, fed its training epochs
 
         def on_start(spec: TrialSpec) -> None:  # without resume, a finished trial runs again
             store.begin_trial(spec.trial_id, spec, rerun=not self.resume)
+            predictors[spec.trial_id] = RunPredictor(spec.epochs)
             reporter.on_trial_start(spec, self.done, self.total)
 
+        def on_epoch(spec: TrialSpec, record: Any) -> None:
+            predictor = predictors.get(spec.trial_id)
+            prediction = predictor.add(record) if predictor is not None else None
+            if prediction is not None and told is not None:
+                told(spec.trial_id, prediction)
+
         def on_done(record: TrialRecord) -> None:
+            predictors.pop(record.trial_id, None)
             stored = store.finish_trial(record)
             self.ran += 1
             reporter.on_trial_end(stored, self.done, self.total)
 
-        executor.run(
-            specs, on_start=on_start, on_done=on_done, teacher_dir=self.folder / TEACHER_DIR
-        )
+        teachers, live = self.folder / TEACHER_DIR, on_epoch if told is not None else None
+        executor.run(specs, on_start=on_start, on_done=on_done, teacher_dir=teachers, on_epoch=live)
 
 
 def _grid(state: _State, executor: Executor) -> None:
@@ -408,7 +373,7 @@ def _summary(state: _State, started: float, *, interrupted: bool = False) -> Stu
         left = len(ids) - counts["ok"] - counts["failed"]
     done = [r for r in records if r.status == "ok"]
     best = max((r for r in done if r.accuracy is not None), key=lambda r: r.accuracy, default=None)
-    lowest, lowest_j = _lowest_training(done)
+    lowest, lowest_j = lowest_training(done)
     return StudySummary(
         study=state.config.name,
         search=state.config.search.kind,
@@ -423,58 +388,16 @@ def _summary(state: _State, started: float, *, interrupted: bool = False) -> Stu
         skipped=state.skipped,
         ran=state.ran,
         duration_s=time.perf_counter() - started,
-        best_accuracy=_highlight(best, best.accuracy if best else None, None),
-        lowest_train_energy=_highlight(
+        best_accuracy=highlight(best, best.accuracy if best else None, None),
+        lowest_train_energy=highlight(
             lowest, lowest_j, lowest.train_energy_provenance if lowest else None
         ),
         interrupted=interrupted,
-        **_costs(state.config, done),
+        **summary_costs(state.config, done),
         failed_trials=tuple(
             (r.trial_id, describe_trial(r.spec), r.reason or "")
             for r in records
             if r.status == "failed"
         ),
+        searches=tuple(state.searches),
     )
-
-
-def _costs(config: StudyConfig, done: list[TrialRecord]) -> dict[str, Any]:
-    """The study's energy, CO2e and what training once per shared training avoided."""
-    energy = sum(r.total_energy_j for r in done)
-    counted = sum(r.training_energy_j + r.technique_energy_j + r.teacher_energy_j for r in done)
-    reused = [b for r in done if isinstance(b := r.details.get("baseline"), Mapping)]
-    avoided = sum(
-        float(b.get("training_energy_j") or 0.0) for b in reused if not b.get("trained_here")
-    )
-    trained = {b.get("key") for b in reused} | {r.trial_id for r in done
-                                                   if not r.details.get("baseline")}  # fmt: skip
-    carbon = config.measurement.monitor_config().carbon
-    return {
-        "energy_j": energy,
-        "co2e_g": carbon.estimate(counted).co2e_g if done else None,
-        "trainings": len(trained),
-        "training_avoided_j": avoided,
-    }
-
-
-def _lowest_training(records: list[TrialRecord]) -> tuple[TrialRecord | None, float | None]:
-    """The cheapest distinct training: its first trial and its mean energy (J). Trials that
-    share dataset, model, training settings and seed ran the identical training, so their
-    energies differ by noise only: such a group counts once, by its mean."""
-    groups: dict[str, list[TrialRecord]] = {}
-    for r in records:
-        if r.train_energy_j is not None:
-            groups.setdefault(training_key(r.spec), []).append(r)
-    if not groups:
-        return None, None
-
-    def mean(group: list[TrialRecord]) -> float:
-        return sum(r.train_energy_j or 0.0 for r in group) / len(group)
-
-    cheapest = min(groups.values(), key=mean)
-    return cheapest[0], mean(cheapest)
-
-
-def _highlight(record: TrialRecord | None, value: float | None, prov: str | None) -> Any:
-    if record is None or value is None:
-        return None
-    return Highlight(record.trial_id, describe_trial(record.spec), float(value), prov)
