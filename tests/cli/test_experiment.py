@@ -437,3 +437,22 @@ def test_failed_trials_are_listed_with_the_retry_hint(tmp_path, capsys, monkeypa
     assert code == 0
     assert out.count("injected failure") >= 2
     assert f"2 failed trial(s); run them again: wattwise sweep {study} --retry-failed" in out
+
+
+def test_a_sweep_with_a_recipe_search_prints_its_candidates_and_its_energy_apart(
+    tmp_path, capsys
+):
+    study = write_study(tmp_path, name="rs")
+    with open(study, "a") as file:
+        file.write(
+            "recipe_search: {budget: 1, sampler: grid, space: {ratio_low: 0.3, ratio_high: 0.5,"
+            " importances: [magnitude], steps: [1], finetune_epochs: [0], finetune_by: [labels],"
+            " int8: [none], channels_last: false}}\n"
+        )
+    code, out, err = run(["sweep", str(study)], capsys)
+    assert code == 0, err
+    assert "recipe search [1/1] prune:structured:0.3" in out
+    assert "recipe search energy" in out and "study energy (trials + search)" in out
+    assert list((tmp_path / "results" / "rs" / "search").glob("*.json"))
+    code, out, err = run(["sweep", str(study)], capsys)  # resumed: nothing measured again
+    assert code == 0 and "recipe search [" not in out

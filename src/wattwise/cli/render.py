@@ -447,7 +447,7 @@ def study_summary_table(summary: Any) -> Table:
             f"{fmt_energy(summary.training_avoided_j)}",
         )
     for search in getattr(summary, "searches", ()):
-        table.add_row("recipe search", f"{search.message} [{search.path}]")
+        table.add_row("recipe search", escape(f"{search.message} [{search.path}]"))
     if getattr(summary, "searches", ()):
         table.add_row("recipe search energy", fmt_energy(summary.search_energy_j))
         table.add_row("study energy (trials + search)", fmt_energy(summary.total_energy_j))
