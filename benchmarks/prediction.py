@@ -1,7 +1,9 @@
 """How well a training run's total energy and time are predicted from its first epochs.
 
 Run: ``.venv/bin/python benchmarks/prediction.py [--seeds 3] [--epochs 6] [--json out.json]``
-or, on runs that ``wattwise train`` saved: ``benchmarks/prediction.py --runs runs/*/run.json``.
+or, on runs that ``wattwise train`` saved: ``benchmarks/prediction.py --runs runs/*/run.json``,
+or on a study's trainings (trials that reused a training predicted nothing):
+``benchmarks/prediction.py --store results/demo``.
 
 Trains small_cnn on digits (8 px, and 32 px: upsampled, ~4.5x the time per epoch) with
 :func:`wattwise.experiment.runner.run_trial` (technique ``baseline``, one thread, no inference
@@ -76,10 +78,17 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--runs", nargs="*", help="run.json files instead of training here")
+    parser.add_argument("--store", help="a study folder (e.g. results/demo): its trainings")
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
     load_before = os.getloadavg()
-    if args.runs:
+    if args.store:
+        from wattwise.experiment import ResultsStore
+        from wattwise.experiment.store import STORE_FILE
+
+        with ResultsStore(Path(args.store) / STORE_FILE, read_only=True) as store:
+            records = [r for r in store.records("ok") if "train" in r.phases]  # trained here
+    elif args.runs:
         records = [TrialRecord.from_dict(json.loads(Path(p).read_text())) for p in args.runs]
     else:
         from wattwise.experiment.runner import run_trial
@@ -109,7 +118,9 @@ def main() -> None:
         "summary": summary.to_dict(),
     }
     if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+        from wattwise.files import write_json_atomic
+
+        write_json_atomic(args.json, report)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """Train once, compress many: the demo study's energy and time with and without reuse.
 
-Run (about 15 minutes on 2 cores with one seed; results: docs/benchmarks.md):
+Run (results: docs/benchmarks.md):
 
-    .venv/bin/python benchmarks/reuse.py --seeds 0 --json docs/results/reuse.json
+    taskset -c 0 .venv/bin/python benchmarks/reuse.py --threads 1 --json docs/results/reuse.json
 
 **With reuse** is the demo study (``studies/demo.yaml``, its recipe search left out) as a sweep
 runs it: each seed's baseline trained once, every technique compressing those weights.
@@ -60,9 +60,12 @@ def arm(configs: list[Any], root: Path) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--threads", type=int, help="PyTorch threads (default: the demo's)")
     parser.add_argument("--json")
     args = parser.parse_args()
     demo = replace(demo_config(), seeds=tuple(args.seeds), recipe_search=None)
+    if args.threads:
+        demo = replace(demo, train={**demo.train, "num_threads": args.threads})
     with tempfile.TemporaryDirectory(prefix="wattwise-reuse-") as tmp:
         root = Path(tmp)
         print(f"with reuse: the demo study, seeds {args.seeds}", flush=True)
@@ -76,6 +79,7 @@ def main() -> None:
         "torch": torch.__version__,
         "cpus": len(os.sched_getaffinity(0)),
         "seeds": args.seeds,
+        "threads": demo.train["num_threads"],
         "techniques": list(demo.techniques),
         "with_reuse": shared,
         "without_reuse": separate,

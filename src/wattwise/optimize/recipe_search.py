@@ -307,18 +307,24 @@ def _propose(
 
 
 def _suggest(trial: optuna.trial.Trial, space: SearchSpace) -> dict[str, Any]:
+    """A point of the space. Every parameter is suggested on every trial (a static space) and
+    the ones that do not apply are left out of the point: GP and multivariate TPE model a static
+    space only, and sampled conditional parameters at random (Optuna warned so)."""
     prune = trial.suggest_categorical("prune", [True, False])
-    params: dict[str, Any] = {"ratio": 0.0}
-    if prune:
-        ratio = trial.suggest_float("ratio", space.ratio_low, space.ratio_high)
-        params["ratio"] = round(ratio, 2)
-        params["importance"] = trial.suggest_categorical("importance", list(space.importances))
-        params["steps"] = trial.suggest_categorical("steps", list(space.steps))
-        params["finetune"] = trial.suggest_categorical("finetune", list(space.finetune_epochs))
-        params["finetune_by"] = trial.suggest_categorical("finetune_by", list(space.finetune_by))
-    params["int8"] = trial.suggest_categorical("int8", list(space.int8))
-    if params["int8"] == "none" and space.channels_last:
-        params["channels_last"] = trial.suggest_categorical("channels_last", [True, False])
+    drawn = {
+        "ratio": round(trial.suggest_float("ratio", space.ratio_low, space.ratio_high), 2),
+        "importance": trial.suggest_categorical("importance", list(space.importances)),
+        "steps": trial.suggest_categorical("steps", list(space.steps)),
+        "finetune": trial.suggest_categorical("finetune", list(space.finetune_epochs)),
+        "finetune_by": trial.suggest_categorical("finetune_by", list(space.finetune_by)),
+    }
+    int8 = trial.suggest_categorical("int8", list(space.int8))
+    layout = trial.suggest_categorical("channels_last", [True, False] if space.channels_last
+                                       else [False])  # fmt: skip
+    params: dict[str, Any] = {**drawn} if prune else {"ratio": 0.0}
+    params["int8"] = int8
+    if int8 == "none" and layout:
+        params["channels_last"] = True
     return params
 
 
