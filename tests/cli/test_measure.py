@@ -8,8 +8,12 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -440,3 +444,84 @@ def test_measurement_table_shows_provenance_nesting_and_reasons():
     assert "NVML could not start" in text
     assert "1.0 GiB" in text
     assert "CO2e" in text
+
+
+# --- monitor --prometheus-port ----------------------------------------------------------------
+def test_monitor_serves_prometheus_metrics_while_the_command_runs(tmp_path):
+    """The URL is printed before the command starts; a scrape during the command reads its
+    window (energy with provenance, up); the server ends with the command."""
+    parser = pytest.importorskip("prometheus_client.parser")
+    exe = [str(WATTWISE)] if WATTWISE.exists() else [sys.executable, "-m", "wattwise"]
+    command = [sys.executable, "-c", "import time; time.sleep(1.5)"]
+    proc = subprocess.Popen(
+        [*exe, "monitor", "--meters", "cpu-estimate", "--prometheus-port", "0", "--", *command],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        assert "serving Prometheus metrics on http://127.0.0.1:" in line, line
+        url = line.split(" on ", 1)[1].strip()
+        up = energy = None
+        deadline = time.monotonic() + 1.4
+        while up != 1.0 and time.monotonic() < deadline:  # the window opens just after the URL
+            with urllib.request.urlopen(url, timeout=5) as response:
+                text = response.read().decode()
+            families = {f.name: f for f in parser.text_string_to_metric_families(text)}
+            up = families["wattwise_up"].samples[0].value
+            energy = families.get("wattwise_energy_joules")
+        assert up == 1.0
+        assert energy is not None
+        (total,) = [s for s in energy.samples if s.name == "wattwise_energy_joules_total"]
+        assert total.labels == {
+            "component": "cpu",
+            "provenance": "estimated",
+            "source": "tdp",
+        }
+        assert total.value >= 0
+        assert proc.wait(timeout=60) == 0
+    finally:
+        proc.kill()
+        proc.wait()
+    with pytest.raises(urllib.error.URLError):
+        urllib.request.urlopen(url, timeout=2)
+
+
+def test_prometheus_port_in_use_is_one_line_and_exit_2(tmp_path, capsys):
+    pytest.importorskip("prometheus_client")
+    marker = tmp_path / "ran"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        argv = ["monitor", "--prometheus-port", str(port), "--", "touch", str(marker)]
+        line = _assert_one_error_line(*run(argv, capsys))
+    assert f"port {port} on 127.0.0.1 is already in use" in line
+    assert not marker.exists()  # the command never ran
+
+
+def test_prometheus_port_without_prometheus_client(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "prometheus_client", None)  # import fails
+    marker = tmp_path / "ran"
+    argv = ["monitor", "--prometheus-port", "0", "--", "touch", str(marker)]
+    line = _assert_one_error_line(*run(argv, capsys))
+    assert "pip install 'wattwise[prometheus]'" in line
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    ("port", "needle"),
+    [
+        ("-1", "--prometheus-port must be at least 0"),
+        ("http", "--prometheus-port must be an integer"),
+        ("65536", "port must be 0 to 65535"),
+    ],
+)
+def test_a_bad_prometheus_port_is_one_line(tmp_path, capsys, port, needle):
+    pytest.importorskip("prometheus_client")
+    marker = tmp_path / "ran"
+    argv = ["monitor", "--prometheus-port", port, "--", "touch", str(marker)]
+    line = _assert_one_error_line(*run(argv, capsys))
+    assert needle in line
+    assert not marker.exists()

@@ -4,6 +4,7 @@ measure, what a command costs, and what a model is."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from typing import Any
 
@@ -11,6 +12,7 @@ from wattwise.cli._base import (
     add_device_options,
     add_meter_options,
     check_writable,
+    int_at_least,
     meter_settings,
     monitor_config_from_args,
     positive_float,
@@ -36,6 +38,14 @@ def register(subparsers: Any) -> None:
     p.add_argument("--json", metavar="PATH", help="write the measurement as JSON")
     p.add_argument("--no-timeline", action="store_true", help="leave the power timeline out")
     p.add_argument("--name", help="name of the measurement (default: the command)")
+    p.add_argument(
+        "--prometheus-port",
+        type=int_at_least("--prometheus-port", 0),
+        metavar="PORT",
+        help="while the command runs, serve its energy, power and memory for Prometheus at "
+        "http://127.0.0.1:PORT/metrics (0: a free port; the URL is printed); needs "
+        "pip install 'wattwise[prometheus]'",
+    )
     p.add_argument("command", nargs=argparse.REMAINDER, help="the command and its arguments")
     p.set_defaults(func=cmd_monitor)
 
@@ -71,7 +81,7 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from wattwise.cli.render import command_status, measurement_table
-    from wattwise.energy.command import run_command
+    from wattwise.energy.command import default_name, run_command
     from wattwise.energy.monitor import EnergyMonitor
 
     command = list(args.command)
@@ -82,8 +92,9 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     config = monitor_config_from_args(args)
     if args.json:  # fail before running the command, not after
         check_writable(args.json)
-    with EnergyMonitor(config) as monitor:
-        result = run_command(command, monitor, name=args.name)
+    name = args.name or default_name(command)
+    with EnergyMonitor(config) as monitor, _metrics_server(args, monitor, name):
+        result = run_command(command, monitor, name=name)
     # from here on the exit code is the command's, whatever cannot be shown or written
     console = Console(stderr=True)
     console.print(measurement_table(result.measurement))
@@ -102,6 +113,20 @@ def cmd_monitor(args: argparse.Namespace) -> int:
         else:
             console.print(f"measurement written to {args.json}")
     return result.exit_code
+
+
+def _metrics_server(
+    args: argparse.Namespace, monitor: Any, window: str
+) -> contextlib.AbstractContextManager[Any]:
+    """With ``--prometheus-port``: the started exporter of ``window`` (its URL printed on
+    stderr before the command starts), else nothing."""
+    if args.prometheus_port is None:
+        return contextlib.nullcontext()
+    from wattwise.energy.prometheus import serve_metrics
+
+    server = serve_metrics(monitor, window, args.prometheus_port)
+    print(f"wattwise: serving Prometheus metrics on {server.url}", file=sys.stderr, flush=True)
+    return server
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:

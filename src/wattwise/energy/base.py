@@ -446,3 +446,20 @@ class Measurement:
             ),
             samples=data.get("samples", 0),
         )
+
+
+@dataclass(frozen=True)
+class WindowProgress:
+    """An open window so far, as :meth:`~wattwise.energy.monitor.EnergyMonitor.progress`
+    reports it.
+
+    Attributes:
+        measurement: What ``end_window`` would return at the monitor's last meter read,
+            without the timeline, the profile and the CUDA allocator peaks (those are folded
+            in only at window edges).
+        power_w: Watts per top-level component at the latest background sample in this window
+            (counters: their increase over the sampling interval); empty before the first.
+    """
+
+    measurement: Measurement
+    power_w: Mapping[str, float]

@@ -21,6 +21,10 @@ How the numbers are made:
   ``suspect`` components mark the windows open then; the sampler reads at least every
   ``max_read_interval_s`` of each meter; device-wide energy of parallel trials is ``shared``
   (:mod:`wattwise.energy.sharing`).
+
+Size: about 510 lines: one state machine — open windows, the sampler thread and the meter reads
+— whose parts share one lock and the cumulative values; split, each half would reach into the
+other's state.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from wattwise.energy.base import (
     Meter,
     PowerSample,
     Provenance,
+    WindowProgress,
 )
 from wattwise.energy.bounded import MeterReaders
 from wattwise.energy.carbon import CarbonConfig
@@ -175,6 +180,7 @@ class EnergyMonitor:
         self._sample_base_t: float | None = None
         self._sample_base: dict[str, float] = {}
         self._timeline: list[tuple[float, dict[str, float]]] = []
+        self._sampled: tuple[float, dict[str, float]] | None = None  # latest sample's power
         self._timeline_offset = 0  # index of _timeline[0] since the monitor started
         self._open: dict[str, _Open] = {}
         self._cuda = CudaPeakTracker()
@@ -276,6 +282,22 @@ class EnergyMonitor:
             yield handle
         finally:
             handle.measurement = self.end_window(name)
+
+    def progress(self, name: str) -> WindowProgress | None:
+        """Window ``name`` so far, or ``None`` when it is not open (a live view: Prometheus).
+
+        Reads no meter and changes nothing: the numbers are those of the last read, at most
+        :attr:`sample_interval_s` old while the sampler runs (energy and duration both up to
+        that read).
+        """
+        with self._lock:
+            state = self._open.get(name)
+            if state is None or self._last_t is None:
+                return None
+            measurement = self._measurement(state, self._last_t, None, None, None, timeline=False)
+            sampled = self._sampled
+            power = dict(sampled[1]) if sampled and sampled[0] >= state.start_mono else {}
+        return WindowProgress(measurement, power)
 
     def measure(self, name: str | None = None, *, profile: bool = False) -> Callable[[F], F]:
         """Decorator: each call of the function is a window (see ``history`` / ``last``)."""
@@ -412,6 +434,8 @@ class EnergyMonitor:
                 state.peak_power_w = max(state.peak_power_w or 0.0, total)
                 for comp, p in power.items():
                     state.peak_component_w[comp] = max(state.peak_component_w.get(comp, 0.0), p)
+        if counters_ready:
+            self._sampled = (now, power)
         if self.config.timeline and counters_ready:
             self._timeline.append((now, power))
 
@@ -432,6 +456,8 @@ class EnergyMonitor:
         cuda_alloc: int | None,
         cuda_reserved: int | None,
         profile: Any,
+        *,
+        timeline: bool = True,
     ) -> Measurement:
         duration = now - state.start_mono
         components: list[ComponentEnergy] = []
@@ -463,10 +489,10 @@ class EnergyMonitor:
             )
         for kind, prov in self.meter_set.unavailable_provenance().items():
             components.append(ComponentEnergy(kind, None, prov))
-        timeline = None
-        if self.config.timeline:
+        samples = None
+        if timeline and self.config.timeline:
             start = state.timeline_from - self._timeline_offset
-            timeline = tuple(
+            samples = tuple(
                 PowerSample(t - state.start_mono, power) for t, power in self._timeline[start:]
             )
         summed = sum(c.energy_j for c in components if c.nested_in is None and c.energy_j)
@@ -480,7 +506,7 @@ class EnergyMonitor:
             peak_gpu_memory_bytes=dict(state.peak_gpu_memory),
             peak_cuda_allocated_bytes=cuda_alloc,
             peak_cuda_reserved_bytes=cuda_reserved,
-            timeline=timeline,
+            timeline=samples,
             carbon=self.config.carbon.estimate(summed),
             profile=profile,
             samples=state.samples,
