@@ -800,6 +800,40 @@ CASES = [
         "sweep-address-without-ray", "sweep", "{tmp}/s.yaml", "--address", "ray://x:1", build=STUDY
     ),
     case("sweep-unknown-executor", "sweep", "{tmp}/s.yaml", "--executor", "slurm", build=STUDY),
+    # compare
+    case("compare-missing", "compare", "{tmp}/a.json", "{tmp}/b.json"),
+    case(
+        "compare-garbage",
+        "compare",
+        "{tmp}/a.json",
+        "{tmp}/a.json",
+        build=(text("a.json", "{not json"),),
+    ),
+    case(
+        "compare-a-folder-without-store",
+        "compare",
+        "{tmp}/dir",
+        "{tmp}/dir",
+        build=(folder("dir"),),
+    ),
+    case(
+        "compare-a-fifo",
+        "compare",
+        "{tmp}/f",
+        "{tmp}/f",
+        build=(fifo("f"),),
+        isolated=True,
+        fifo="f",
+    ),
+    case(
+        "compare-unknown-metric",
+        "compare",
+        "{tmp}/a.json",
+        "{tmp}/a.json",
+        "--metric",
+        "watts",
+        build=(text("a.json", "{}"),),
+    ),
     # results
     case("results-missing", "results", "{tmp}/missing"),
     case("results-folder-without-store", "results", "{tmp}/dir", build=(folder("dir"),)),

@@ -84,6 +84,7 @@ def test_every_subparser_is_the_one_parser_class():
     (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
     assert set(sub.choices) == {
         "devices", "monitor", "inspect", "train", "optimize", "sweep", "results", "demo", "report",
+        "compare",
     }  # fmt: skip
     assert all(isinstance(p, Parser) for p in sub.choices.values())
 

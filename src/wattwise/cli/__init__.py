@@ -1,9 +1,11 @@
 """The ``wattwise`` command: a thin layer over the library (argument mapping and printing).
 
     wattwise devices | monitor | inspect      (wattwise.cli.measure)
-    wattwise train | optimize                 (wattwise.cli.train)
+    wattwise train                            (wattwise.cli.train)
+    wattwise optimize                         (wattwise.cli.optimize)
     wattwise sweep | results | demo           (wattwise.cli.experiment)
     wattwise report                           (wattwise.cli.report)
+    wattwise compare                          (wattwise.cli.compare)
 
 Each command module registers its subcommands on the one :class:`~wattwise.cli._base.Parser`
 and imports only :mod:`wattwise.cli._base` and the presentation modules
@@ -18,14 +20,14 @@ import sys
 from collections.abc import Sequence
 
 from wattwise import __version__
-from wattwise.cli import experiment, measure, report, train
+from wattwise.cli import compare, experiment, measure, optimize, report, train
 from wattwise.cli._base import EXIT_INTERRUPTED, EXIT_USAGE, Parser
 from wattwise.errors import WattwiseError
 
 __all__ = ["EXIT_INTERRUPTED", "EXIT_USAGE", "build_parser", "main"]
 
 #: The command modules, in the order their commands appear in ``wattwise --help``.
-COMMAND_MODULES = (measure, train, experiment, report)
+COMMAND_MODULES = (measure, train, optimize, experiment, report, compare)
 
 
 def build_parser() -> Parser:
