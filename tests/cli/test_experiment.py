@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from wattwise.cli import main
+from wattwise.cli._base import Parser
 from wattwise.cli.experiment import register
 from wattwise.config import load_study_config
 from wattwise.experiment import ResultsStore
@@ -74,7 +75,7 @@ def test_sweep_then_results_with_filters_and_exports(tmp_path, capsys):
     argv = ["results", str(folder), "--csv", str(csv_path), "--parquet", str(parquet_path)]
     code, out, err = run(argv, capsys)
     assert code == 0, err
-    assert "(2 trials)" in out and "small_cnn" in out and "(estimated)" in out
+    assert "(2 trials)" in out and "small_cnn" in out and "energy: estimated" in out
     assert "2 rows written" in out and csv_path.is_file() and parquet_path.is_file()
     code, out, _ = run(["results", str(folder / "results.sqlite"), "--status", "failed"], capsys)
     assert code == 0 and "(0 trials)" in out
@@ -84,6 +85,73 @@ def test_sweep_then_results_with_filters_and_exports(tmp_path, capsys):
     assert "(2 trials)" in out
     code, out, _ = run(["sweep", str(study)], capsys)  # resumes: nothing to run
     assert code == 0 and "2 finished earlier, 0 to run" in out
+
+
+LONG_TECHNIQUE = "distill:resnet50,prune:structured:0.5:importance=taylor,quantize:int8"
+
+
+def _narrow_store(folder: Path) -> None:
+    """Two finished trials, one with a 69-character technique."""
+    from wattwise.experiment.record import TrialRecord
+
+    with ResultsStore(folder / "results.sqlite", study="narrow") as store:
+        for i, technique in enumerate(("baseline", LONG_TECHNIQUE)):
+            spec = {
+                "study": "narrow",
+                "dataset": "digits",
+                "model": "resnet18",
+                "technique": technique,
+                "batch_size": 64,
+                "lr": 0.05,
+                "epochs": 5,
+                "seed": i,
+            }
+            trial_id = f"{i}123456789abcdef"
+            store.begin_trial(trial_id, spec)
+            store.finish_trial(
+                TrialRecord(
+                    trial_id,
+                    spec=spec,
+                    accuracy=0.9523 - i / 100,
+                    train_energy_j=12345.6,
+                    train_energy_provenance="estimated",
+                    inference_energy_per_image_j=0.000123 * (i + 1),
+                    inference_energy_provenance="estimated",
+                )
+            )
+
+
+def test_results_reads_at_80_columns(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    _narrow_store(tmp_path)
+    code, out, err = run(["results", str(tmp_path)], capsys)
+    assert code == 0, err
+    assert "…" not in out
+    header = next(line for line in out.splitlines() if "status" in line)
+    for name in ("id", "technique", "seed", "accuracy", "mJ/image"):
+        assert name in header
+    assert len(header) <= 80 and "0123456789abcdef" in out and "94.23%" in out
+    assert f"T1 = {LONG_TECHNIQUE}" in out and "0.246" in out
+    code, out, err = run(["results", str(tmp_path), "--columns", "lr,id,train_energy"], capsys)
+    assert code == 0, err
+    header = next(line for line in out.splitlines() if " id " in line)
+    assert header.split() == ["┃", "lr", "┃", "id", "┃", "train", "energy", "┃"]
+    assert "12.346 kJ" in out
+
+
+@pytest.mark.parametrize(
+    ("columns", "message"),
+    [
+        ("id,colour", "unknown column 'colour'"),
+        ("id,,seed", "empty column name"),
+        ("id,id", "column 'id' twice"),
+    ],
+)
+def test_results_refuses_a_bad_column_in_one_line(tmp_path, capsys, columns, message):
+    _narrow_store(tmp_path)
+    code, _, err = run(["results", str(tmp_path), "--columns", columns], capsys)
+    assert code == 2 and err.count("\n") == 1 and message in err, err
+    assert "id, dataset, model, technique" in err  # the valid names
 
 
 def test_sweep_out_and_executor_flags(tmp_path, capsys):
@@ -164,7 +232,7 @@ def test_demo_command_runs_the_bundled_study_into_out(tmp_path, capsys, monkeypa
 
 def test_register_adds_the_commands_to_another_parser():
     parser = argparse.ArgumentParser(prog="wattwise")
-    sub = parser.add_subparsers(dest="cmd")
+    sub = parser.add_subparsers(dest="cmd", parser_class=Parser)  # help notes need its parser
     register(sub)
     args = parser.parse_args(
         ["sweep", "s.yaml", "--no-resume", "--retry-failed", "--executor", "ray"]
@@ -368,6 +436,7 @@ def test_sigterm_stops_a_sweep_like_ctrl_c_with_exit_143(tmp_path):
 LATE_SIGNAL = """\
 import os, signal, sys
 from wattwise.cli import main
+from wattwise.cli._base import Parser
 
 class Late:  # deleted as the modules are torn down, after Python reset its signal handlers
     def __del__(self, kill=os.kill, pid=os.getpid(), sig=signal.SIGINT):
@@ -439,9 +508,7 @@ def test_failed_trials_are_listed_with_the_retry_hint(tmp_path, capsys, monkeypa
     assert f"2 failed trial(s); run them again: wattwise sweep {study} --retry-failed" in out
 
 
-def test_a_sweep_with_a_recipe_search_prints_its_candidates_and_its_energy_apart(
-    tmp_path, capsys
-):
+def test_a_sweep_with_a_recipe_search_prints_its_candidates_and_its_energy_apart(tmp_path, capsys):
     study = write_study(tmp_path, name="rs")
     with open(study, "a") as file:
         file.write(

@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import shutil
+import textwrap
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, NoReturn
@@ -28,10 +30,36 @@ SAMPLE_HZ_RANGE = (0.1, 1000.0)
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse that reports bad input as one line and exit code :data:`EXIT_USAGE`."""
+    """argparse that reports bad input as one line and exit code :data:`EXIT_USAGE`, and whose
+    help can end with notes computed only when it is shown (:meth:`add_help_note`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._notes: list[tuple[str, Callable[[], str]]] = []
 
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_USAGE, f"wattwise: error: {message} (see '{self.prog} --help')\n")
+
+    def add_help_note(self, title: str, text: Callable[[], str]) -> None:
+        """Ends the help with ``title: text()``. ``text`` is called when the help is shown, not
+        when the parser is built: what it reads (the dataset, model and technique registries
+        import torch, the results columns rich) would slow every command down."""
+        self._notes.append((title, text))
+
+    def format_help(self) -> str:
+        help_text = super().format_help()
+        width = max(shutil.get_terminal_size().columns - 2, 40)  # as argparse's formatter
+        for title, text in self._notes:
+            note = textwrap.fill(
+                text(),
+                width,
+                initial_indent=f"{title}: ",
+                subsequent_indent="  ",
+                break_long_words=False,
+                break_on_hyphens=False,
+            )
+            help_text += f"\n{note}\n"
+        return help_text
 
 
 def positive_float(what: str) -> Callable[[str], float]:
@@ -269,3 +297,15 @@ def check_writable(path: str, flag: str = "--json") -> None:
         raise ConfigError(f"{flag} {path}: {probe} is not a folder")
     if not os.access(probe, os.W_OK):
         raise ConfigError(f"{flag} {path}: {probe} is not writable")
+
+
+def in_cli_words(command: Any) -> Any:
+    """``command``, with dataset messages offering this command line's ``--download``."""
+
+    def run(args: argparse.Namespace) -> int:
+        from wattwise.data import download_hint
+
+        with download_hint("pass --download"):
+            return int(command(args))
+
+    return run

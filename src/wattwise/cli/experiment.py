@@ -44,7 +44,7 @@ def register(subparsers: Any) -> None:
         "finished (exit code 130; SIGTERM: 143). One sweep at a time per study: a second one "
         "is refused, or waits with --wait.",
     )
-    p.add_argument("study", metavar="STUDY.yaml", help="the study configuration")
+    p.add_argument("study", metavar="STUDY.yaml", help="the study configuration (YAML)")
     p.add_argument(
         "--no-resume",
         action="store_true",
@@ -56,7 +56,11 @@ def register(subparsers: Any) -> None:
         choices=EXECUTORS,
         help="where trials run: the study's executor.kind (default: the study's, else local)",
     )
-    p.add_argument("--address", help="the study's executor.address (with --executor ray)")
+    p.add_argument(
+        "--address",
+        help="with --executor ray: the cluster, ray://host:10001 or auto (default: the "
+        "study's executor.address, else a new local Ray instance)",
+    )
     p.add_argument("--out", metavar="DIR", help="study folder (default <output_dir>/<name>)")
     p.add_argument(
         "--wait",
@@ -76,13 +80,33 @@ def register(subparsers: Any) -> None:
         help="list a study's trials; export them as CSV or Parquet",
         description="List the trials of a study folder (or its results.sqlite) in a table.",
     )
-    p.add_argument("path", metavar="STUDY_DIR_OR_SQLITE")
-    p.add_argument("--status", choices=STATUSES)
-    p.add_argument("--dataset")
-    p.add_argument("--model")
-    p.add_argument("--technique")
+    p.add_argument(
+        "path",
+        metavar="STUDY_DIR_OR_SQLITE",
+        help="a study folder (holding results.sqlite) or the results.sqlite file",
+    )
+    p.add_argument("--status", choices=STATUSES, help="only trials with this status (default: all)")
+    p.add_argument(
+        "--dataset", metavar="NAME", help="only trials on this dataset, as the study names it"
+    )
+    p.add_argument("--model", metavar="NAME", help="only trials of this model")
+    p.add_argument(
+        "--technique",
+        metavar="RECIPE",
+        help="only trials of this technique, e.g. quantize:int8 (any spelling the study "
+        "accepts: it is compared in its canonical form)",
+    )
+    p.add_argument(
+        "--columns",
+        type=_columns,
+        metavar="NAMES",
+        help="comma-separated columns, in the order given, from those listed below (default: "
+        "those listed below as the default, while the terminal has room)",
+    )
     p.add_argument("--csv", metavar="PATH", help="also write the (filtered) rows as CSV")
     p.add_argument("--parquet", metavar="PATH", help="also write them as Parquet")
+    p.add_help_note("columns (--columns)", _column_names)
+    p.add_help_note("default", _default_columns)
     p.set_defaults(func=cmd_results)
 
     p = subparsers.add_parser(
@@ -104,6 +128,35 @@ def register(subparsers: Any) -> None:
         "0: no search)",
     )
     p.set_defaults(func=cmd_demo)
+
+
+def _columns(text: str) -> tuple[str, ...]:
+    """``--columns``: checked names; a bad one is a one-line usage error (exit 2)."""
+    from wattwise.cli.render import parse_results_columns
+
+    try:
+        return parse_results_columns(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _column_names() -> str:
+    from wattwise.cli.render import RESULTS_COLUMNS
+
+    return ", ".join(
+        c.name if c.header == c.name else f"{c.name} ({c.header})" for c in RESULTS_COLUMNS
+    )
+
+
+def _default_columns() -> str:
+    from wattwise.cli.render import RESULTS_CORE, RESULTS_OPTIONAL
+
+    return (
+        f"{', '.join(RESULTS_CORE)} (train_energy when no trial measured inference); then, while "
+        f"the terminal has room, those of {', '.join(RESULTS_OPTIONAL)} whose values differ "
+        "between trials, and those whose value is the same in every trial when they all fit "
+        "(else their value is named under the table)"
+    )
 
 
 # --- sweep ----------------------------------------------------------------------------------
@@ -317,7 +370,15 @@ def cmd_results(args: argparse.Namespace) -> int:
     with ResultsStore(store_path_of(args.path), read_only=True) as store:
         records = store.records(args.status, **filters)
         console = Console()
-        console.print(results_table(records, title=f"{store.study or 'study'}: {store.path}"))
+        view = results_table(
+            records,
+            title=f"{store.study or 'study'}: {store.path}",
+            width=console.width,
+            columns=args.columns,
+        )
+        console.print(view.table)
+        for line in view.legend:  # whole lines: a recipe or a reason is copied in one piece
+            console.print(line, soft_wrap=True, highlight=False, markup=False)
         if args.csv:
             rows = store.export_csv(args.csv, args.status, **filters)
             console.print(f"{rows} rows written to {args.csv}")

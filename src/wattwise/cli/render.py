@@ -4,20 +4,25 @@ Each function turns a library value (a Measurement, a device description, epoch 
 variants, search candidates, trial records, a study summary) into something ``rich`` prints;
 nothing here measures or decides.
 
-Size: about 540 lines: the presentation of every command in one place, so that every table
+Size: about 750 lines: the presentation of every command in one place, so that every table
 formats numbers, units and markup the same way; each function is small and independent. Live
-displays (progress bars) are in :mod:`wattwise.cli.progress`.
+displays (progress bars) are in :mod:`wattwise.cli.progress`. Number columns keep their line
+(``no_wrap``) and text columns wrap, so that a narrow terminal wraps text and never cuts a
+number to ``…``; the results table (about 240 lines) chooses its columns for the width.
 """
 
 from __future__ import annotations
 
+import sys
 from collections import Counter
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple
 
+from rich.cells import cell_len
 from rich.console import Console, Group
 from rich.markup import escape as _escape_markup
 from rich.table import Table
+from rich.text import Text
 
 from wattwise.energy.base import Measurement
 
@@ -59,11 +64,10 @@ def measurement_table(m: Measurement) -> Table:
     component, so that the table stays narrow.
     """
     table = Table(title=f"{m.name}: {m.duration_s:.2f} s", title_justify="left")
-    table.add_column("component")
-    table.add_column("energy", justify="right")
-    table.add_column("avg power", justify="right")
-    table.add_column("peak power", justify="right")
-    table.add_column("provenance")
+    table.add_column("component", overflow="fold")
+    for col in ("energy", "avg power", "peak power"):
+        table.add_column(col, justify="right", no_wrap=True, overflow="fold")
+    table.add_column("provenance", overflow="fold")
     notes: list[str] = []
     for comp in m.components:
         if comp.nested_in is None:
@@ -135,33 +139,59 @@ def print_rows(console: Console, title: str, rows: Sequence[tuple[str, str]]) ->
     console.print(table)
 
 
-def epoch_table(records: Sequence[Any] = (), *, header: bool = True) -> Table:
-    """One row per epoch: loss, accuracy, time, energy with provenance, peak memory."""
+#: The columns of the per-epoch table with their widths, fixed so that the one-row tables
+#: printed epoch after epoch line up: each fits its widest usual value (``100.00%``,
+#: ``0.000123``, ``9999.9 s``, ``999.999 kJ``, ``unavailable``, ``1023.0 MiB``).
+EPOCH_COLUMNS = (
+    ("epoch", 5),
+    ("loss", 7),
+    ("acc", 7),
+    ("val acc", 7),
+    ("lr", 8),
+    ("time", 8),
+    ("energy", 10),
+    ("source", 11),
+    ("peak RSS", 10),
+)
+#: Left out, in this order, while the epoch table is wider than the terminal (peak memory is
+#: in the run's summary too).
+EPOCH_DROPPED = ("peak RSS", "lr", "time")
+
+
+def epoch_table(
+    records: Sequence[Any] = (), *, header: bool = True, width: int | None = None
+) -> Table:
+    """One row per epoch: loss, accuracy, time, energy with provenance, peak memory.
+
+    Args:
+        records: Epoch records.
+        header: Print the header (the first epoch's table only).
+        width: The terminal's width: the columns of :data:`EPOCH_DROPPED` are left out while
+            the table is wider (``None``: every column). A value wider than its column wraps
+            onto a second line; nothing is cut.
+    """
+    names = [name for name, _ in EPOCH_COLUMNS]
+    widths = dict(EPOCH_COLUMNS)
+    for name in EPOCH_DROPPED:
+        if width is None or sum(widths[n] for n in names) + 2 * (len(names) - 1) <= width:
+            break
+        names.remove(name)
     table = Table(show_header=header, box=None, pad_edge=False, padding=(0, 1))
-    for col, width in (
-        ("epoch", 5),
-        ("loss", 7),
-        ("acc", 7),
-        ("val acc", 7),
-        ("lr", 7),
-        ("time", 7),
-        ("energy", 10),
-        ("source", 9),
-        ("peak RSS", 9),
-    ):
-        table.add_column(col, justify="right", width=width, no_wrap=True)
+    for name in names:
+        table.add_column(name, justify="right", width=widths[name], overflow="fold")
     for r in records:
-        table.add_row(
-            str(r.epoch),
-            f"{r.train_loss:.4f}",
-            f"{r.train_accuracy:.2%}",
-            "-" if r.val_accuracy is None else f"{r.val_accuracy:.2%}",
-            f"{r.lr:.3g}",
-            f"{r.duration_s:.1f} s",
-            fmt_energy(r.energy_j),
-            r.energy_provenance,
-            fmt_bytes(r.peak_rss_bytes),
-        )
+        cells = {
+            "epoch": str(r.epoch),
+            "loss": f"{r.train_loss:.4f}",
+            "acc": f"{r.train_accuracy:.2%}",
+            "val acc": "-" if r.val_accuracy is None else f"{r.val_accuracy:.2%}",
+            "lr": f"{r.lr:.3g}",
+            "time": f"{r.duration_s:.1f} s",
+            "energy": fmt_energy(r.energy_j),
+            "source": r.energy_provenance,
+            "peak RSS": fmt_bytes(r.peak_rss_bytes),
+        }
+        table.add_row(*(cells[name] for name in names))
     return table
 
 
@@ -210,31 +240,34 @@ def variants_table(variants: Sequence[Any], references: Sequence[Any] = ()) -> G
     """Before/after: one row per recipe step (and fair reference), all measured side by side
     by the comparison protocol; savings with their intervals and verdicts.
 
-    Three narrow tables (what the model is; what it costs; what it saves) that fit 80 columns.
-    A step marked ``!`` was measured while the machine was noisy (see the caption).
+    Three narrow tables (what the model is; what it costs; what it saves) that fit 80 columns:
+    the numbers keep their line and a long step name wraps. A step marked ``!`` was measured
+    while the machine was noisy (see the caption).
     """
     rows = [*variants, *references]
     what = Table(title="variants: accuracy and size", title_justify="left")
-    for col in ("step", "accuracy", "params", "MACs", "size"):
-        what.add_column(col, justify="left" if col == "step" else "right", no_wrap=True)
     cost = Table(
         title="inference: median of the rounds (latency in ms per batch)", title_justify="left"
     )
-    for col in ("step", "mJ/img", "CV", "img/s", "p50", "p95", "rank"):
-        cost.add_column(col, justify="left" if col == "step" else "right", no_wrap=True)
-    shared = Counter(getattr(v, "rank", None) for v in rows)
     saves = Table(
         title="saving in J/image (95 % interval) and payback (images)", title_justify="left"
     )
-    for col in ("step", "vs fp32 eager", "vs best fp32", "payback"):
-        saves.add_column(col, justify="left" if col == "step" else "right", no_wrap=True)
+    for table, numbers in (
+        (what, ("accuracy", "params", "MACs", "size")),
+        (cost, ("mJ/img", "CV", "img/s", "p50", "p95", "rank")),
+        (saves, ("vs fp32 eager", "vs best fp32", "payback")),
+    ):
+        table.add_column("step", overflow="fold")
+        for col in numbers:
+            table.add_column(col, justify="right", no_wrap=True, overflow="fold")
+    shared = Counter(getattr(v, "rank", None) for v in rows)
     for v in rows:
         name = v.step + (" !" if getattr(v, "noisy", False) else "")
         what.add_row(
             name,
             f"{v.accuracy:.2%}",
             f"{v.params:,}",
-            "-" if v.macs is None else f"{v.macs / 1e6:.3g} M",
+            "-" if v.macs is None else fmt_count(v.macs),
             fmt_bytes(v.model_bytes),
         )
         j = v.inference_energy_per_image_j
@@ -376,42 +409,234 @@ def _num(value: float | None, spec: str) -> str:
     return "-" if value is None else spec.format(value)
 
 
-def results_table(records: Sequence[Any], *, title: str = "trials") -> Table:
-    """One row per trial: id, point of the grid, status (or reason), accuracy, training energy
-    in joules with its provenance, and inference energy per image."""
-    table = Table(title=f"{title} ({len(records)} trials)", title_justify="left")
-    for name in ("id", "dataset", "model", "technique", "bs", "lr", "epochs", "seed"):
-        table.add_column(name, no_wrap=name in ("id", "technique"))
-    table.add_column("status / reason", overflow="fold", max_width=48)
-    table.add_column("accuracy", justify="right")
-    table.add_column("train energy J", justify="right")
-    table.add_column("J/image", justify="right")
-    for r in records:
-        s = r.spec
-        status = r.status if r.status != "failed" else f"[red]failed[/red]: {escape(r.reason)}"
-        if r.status == "running":
-            status = "[yellow]running[/yellow] (interrupted? resumes)"
-        energy = "-"
-        if r.train_energy_j is not None:
-            energy = f"{r.train_energy_j:.4g} ({r.train_energy_provenance})"
-        per_image = "-"
-        if r.inference_energy_per_image_j is not None:
-            per_image = f"{r.inference_energy_per_image_j:.3g} ({r.inference_energy_provenance})"
-        table.add_row(
-            r.trial_id,
-            str(s.get("dataset", "-")),
-            str(s.get("model", "-")),
-            escape(str(s.get("technique", "-"))),
-            str(s.get("batch_size", "-")),
-            f"{float(s['lr']):g}" if s.get("lr") is not None else "-",
-            str(s.get("epochs", "-")),
-            str(s.get("seed", "-")),
-            status,
-            f"{r.accuracy:.2%}" if r.accuracy is not None else "-",
-            energy,
-            per_image,
-        )
-    return table
+class ResultsColumn(NamedTuple):
+    """A column of ``wattwise results``: its ``--columns`` name, its header, its cell text, and
+    whether it holds numbers (right-aligned)."""
+
+    name: str
+    header: str
+    cell: Callable[[Any], str]
+    number: bool = False
+
+
+def _spec_cell(key: str) -> Callable[[Any], str]:
+    return lambda r: str(r.spec.get(key, "-"))
+
+
+def _lr_text(lr: Any) -> str:
+    return "-" if lr is None else f"{float(lr):g}"
+
+
+def _mj_text(record: Any) -> str:
+    j = record.inference_energy_per_image_j
+    return "-" if j is None else f"{j * 1e3:.3g}"
+
+
+#: Every column of ``wattwise results``, in the order the table shows them.
+RESULTS_COLUMNS = (
+    ResultsColumn("id", "id", lambda r: r.trial_id),
+    ResultsColumn("dataset", "dataset", _spec_cell("dataset")),
+    ResultsColumn("model", "model", _spec_cell("model")),
+    ResultsColumn("technique", "technique", _spec_cell("technique")),
+    ResultsColumn("bs", "bs", _spec_cell("batch_size"), number=True),
+    ResultsColumn("lr", "lr", lambda r: _lr_text(r.spec.get("lr")), number=True),
+    ResultsColumn("epochs", "epochs", _spec_cell("epochs"), number=True),
+    ResultsColumn("seed", "seed", _spec_cell("seed"), number=True),
+    ResultsColumn("status", "status", lambda r: r.status),
+    ResultsColumn("accuracy", "accuracy", lambda r: _num(r.accuracy, "{:.2%}"), number=True),
+    ResultsColumn(
+        "train_energy", "train energy", lambda r: fmt_energy(r.train_energy_j), number=True
+    ),
+    ResultsColumn("mj_per_image", "mJ/image", _mj_text, number=True),
+)
+_RESULTS_COLUMN = {c.name: c for c in RESULTS_COLUMNS}
+#: The columns shown at any width without ``--columns`` (``train_energy`` takes the place of
+#: ``mj_per_image`` when no trial measured inference); then, in this order, each of the others
+#: whose values differ between trials while the terminal has room, and those whose value is the
+#: same in every trial when they all fit (else that value is named under the table).
+RESULTS_CORE = ("id", "technique", "accuracy", "mj_per_image", "status")
+RESULTS_OPTIONAL = ("seed", "train_energy", "lr", "bs", "epochs", "model", "dataset")
+#: Techniques longer than this are shown as ``T1``, ``T2``... with the full recipe under the
+#: table, unless the whole text fits.
+TECHNIQUE_LABEL_CHARS = 14
+_ENERGY_COLUMNS = ("train_energy", "mj_per_image")
+_STATUS_STYLE = {"failed": "red", "running": "yellow"}  # only status cells hold these words
+
+
+class ResultsTable(NamedTuple):
+    """The ``wattwise results`` table and the lines printed under it, each whole (print them
+    with ``soft_wrap=True``): the recipe of each short technique label, failure reasons,
+    energy provenance, and the columns left out."""
+
+    table: Table
+    legend: tuple[str, ...]
+
+
+def parse_results_columns(text: str) -> tuple[str, ...]:
+    """``"id,technique,accuracy"`` as column names, checked (see :data:`RESULTS_COLUMNS`).
+
+    Raises:
+        ValueError: An empty, unknown or repeated name (the message lists the valid ones).
+    """
+    names = tuple(part.strip() for part in text.split(","))
+    check_results_columns(names)
+    return names
+
+
+def check_results_columns(names: Sequence[str]) -> None:
+    """Raises ValueError unless ``names`` are known column names, each at most once."""
+    valid = ", ".join(_RESULTS_COLUMN)
+    for i, name in enumerate(names):
+        if not name:
+            raise ValueError(f"empty column name; columns: {valid}")
+        if name not in _RESULTS_COLUMN:
+            raise ValueError(f"unknown column {name!r}; columns: {valid}")
+        if name in names[:i]:
+            raise ValueError(f"column {name!r} twice; columns: {valid}")
+
+
+def results_table(
+    records: Sequence[Any],
+    *,
+    title: str = "trials",
+    width: int | None = None,
+    columns: Sequence[str] | None = None,
+) -> ResultsTable:
+    """One row per trial, laid out for a terminal ``width`` characters wide.
+
+    Without ``columns``: :data:`RESULTS_CORE`, then as many of :data:`RESULTS_OPTIONAL` as fit
+    (``width=None``: all). No cell is cut: a technique too long for the width is shown as a
+    label (``T1``) whose recipe goes under the table, and so do failure reasons; a column left
+    out whose value is the same in every trial is named there with its value. Energy
+    provenance goes under the table when a column holds one kind, else into each cell. When
+    the ``columns`` asked for are wider than ``width``, cells wrap instead of being cut.
+
+    Raises:
+        ValueError: An unknown or repeated column name.
+    """
+    if columns is not None:
+        check_results_columns(columns)
+    cells = {c.name: [c.cell(r) for r in records] for c in RESULTS_COLUMNS}
+    for name in _ENERGY_COLUMNS:
+        cells[name] = _with_provenance(name, records, cells[name])
+    limit = width if width is not None else sys.maxsize
+    shown, hidden, labels = _layout(records, cells, limit, columns)
+    one_line = _table_width(shown, cells, labels) <= limit
+    table = Table(title=f"{escape(title)} ({len(records)} trials)", title_justify="left")
+    for name in shown:
+        column = _RESULTS_COLUMN[name]
+        justify = "right" if column.number else "left"
+        table.add_column(column.header, justify=justify, no_wrap=one_line, overflow="fold")
+    for i in range(len(records)):
+        row = {n: labels[cells[n][i]] if n == "technique" else cells[n][i] for n in shown}
+        table.add_row(*(Text(row[n], style=_STATUS_STYLE.get(row[n], "")) for n in shown))
+    legend = [f"{label} = {t}" for t, label in labels.items() if label != t]
+    legend += [
+        f"failed {r.trial_id}: {r.reason or 'no reason recorded'}"
+        for r in records
+        if r.status == "failed"
+    ]
+    if any(r.status == "running" for r in records):
+        legend.append("running: started and not finished (interrupted?); a resumed sweep runs it")
+    legend += _provenance_line([n for n in shown if n in _ENERGY_COLUMNS], records)
+    same = [n for n in hidden if records and len(set(cells[n])) == 1]
+    if same:
+        legend.append("same in every trial: " + ", ".join(f"{n} {cells[n][0]}" for n in same))
+    if others := [n for n in hidden if n not in same]:
+        legend.append(f"not shown at this width: {', '.join(others)} (see --columns)")
+    return ResultsTable(table, tuple(legend))
+
+
+def _layout(
+    records: Sequence[Any],
+    cells: Mapping[str, list[str]],
+    limit: int,
+    columns: Sequence[str] | None,
+) -> tuple[list[str], list[str], dict[str, str]]:
+    """The columns shown (in table order), those left out for want of room, and the label of
+    each technique (itself, or ``T1``... when the whole texts do not fit in ``limit``)."""
+    core, optional = list(RESULTS_CORE), list(RESULTS_OPTIONAL)
+    if not any(r.inference_energy_per_image_j is not None for r in records):
+        swap = dict(zip(_ENERGY_COLUMNS, _ENERGY_COLUMNS[::-1], strict=True))
+        core, optional = [swap.get(n, n) for n in core], [swap.get(n, n) for n in optional]
+    shown = list(columns) if columns is not None else core
+    techniques = list(dict.fromkeys(cells["technique"]))
+    labels = {t: t for t in techniques}
+    if _table_width(shown, cells, labels) > limit:
+        labels = technique_labels(techniques)
+    if "technique" not in shown:
+        labels = {t: t for t in techniques}  # no labels to explain
+    hidden: list[str] = []
+    if columns is None:
+        optional = [n for n in optional if set(cells[n]) != {"-"}]  # nothing to show
+        for name in [n for n in optional if len(set(cells[n])) > 1]:  # values that differ
+            fits = _table_width([*shown, name], cells, labels) <= limit
+            (shown if fits else hidden).append(name)
+        same = [n for n in optional if len(set(cells[n])) <= 1]  # all shown, or all named
+        fits = _table_width([*shown, *same], cells, labels) <= limit
+        (shown if fits else hidden).extend(same)
+        order = list(_RESULTS_COLUMN)
+        shown.sort(key=order.index)
+        hidden.sort(key=order.index)
+    return shown, hidden, labels
+
+
+def _table_width(
+    names: Sequence[str], cells: Mapping[str, list[str]], labels: Mapping[str, str]
+) -> int:
+    """Characters the results table takes with columns ``names`` and no cell wrapped: each
+    column its widest cell or header, a space either side and a rule, and the first rule."""
+    total = 1
+    for name in names:
+        texts = [labels[t] for t in cells[name]] if name == "technique" else cells[name]
+        total += max(cell_len(t) for t in (_RESULTS_COLUMN[name].header, *texts)) + 3
+    return total
+
+
+def technique_labels(techniques: Sequence[str]) -> dict[str, str]:
+    """Technique -> the label a narrow table shows: itself when at most
+    :data:`TECHNIQUE_LABEL_CHARS` long, else ``T1``, ``T2``... in order."""
+    labels: dict[str, str] = {}
+    count = 0
+    for technique in techniques:
+        if len(technique) > TECHNIQUE_LABEL_CHARS:
+            count += 1
+            labels[technique] = f"T{count}"
+        else:
+            labels[technique] = technique
+    return labels
+
+
+def _energy_provenance(name: str, record: Any) -> str | None:
+    """The provenance of ``record``'s value in energy column ``name`` (``None``: no value)."""
+    if name == "train_energy":
+        value, provenance = record.train_energy_j, record.train_energy_provenance
+    else:
+        value, provenance = record.inference_energy_per_image_j, record.inference_energy_provenance
+    return None if value is None else provenance or "unknown"
+
+
+def _with_provenance(name: str, records: Sequence[Any], cells: list[str]) -> list[str]:
+    """``cells`` with each value's provenance added when the column holds several kinds."""
+    kinds = [_energy_provenance(name, r) for r in records]
+    if len({k for k in kinds if k is not None}) <= 1:
+        return cells
+    return [c if k is None else f"{c} ({k})" for c, k in zip(cells, kinds, strict=True)]
+
+
+def _provenance_line(names: Sequence[str], records: Sequence[Any]) -> list[str]:
+    """``energy: estimated`` (or one kind per column) for the energy columns ``names`` whose
+    values have one provenance; columns of several kinds carry it in their cells."""
+    single: dict[str, str] = {}
+    for name in names:
+        kinds = {k for r in records if (k := _energy_provenance(name, r)) is not None}
+        if len(kinds) == 1:
+            single[_RESULTS_COLUMN[name].header] = kinds.pop()
+    if not single:
+        return []
+    if len(set(single.values())) == 1:
+        return [f"energy: {next(iter(single.values()))}"]
+    return ["energy: " + "; ".join(f"{header} {kind}" for header, kind in single.items())]
 
 
 def study_summary_table(summary: Any) -> Table:
@@ -524,7 +749,7 @@ def candidates_table(result: Any) -> Table:
     )
     table.add_column("", no_wrap=True)
     table.add_column("recipe", overflow="fold")
-    table.add_column("ft", justify="right")
+    table.add_column("ft", justify="right", no_wrap=True)
     table.add_column("acc", justify="right", no_wrap=True)
     table.add_column("saving", justify="right", no_wrap=True)
     order = sorted(range(len(result.candidates)),
