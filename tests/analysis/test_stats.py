@@ -289,7 +289,7 @@ def test_ols_recovers_a_known_linear_relation() -> None:
                      "seed": i})  # fmt: skip
     fit = energy_drivers(rows)
     assert fit.ok, fit.reason
-    assert fit.skipped == {"dataset": "a single value (digits)"}
+    assert fit.skipped == {"dataset": "a single value (digits)", "device_id": "not recorded"}
     assert fit.references == {"model": "resnet18", "technique": "baseline"}
     coef = {c.term: c.estimate for c in fit.coefficients}
     assert coef["batch_size"] == pytest.approx(true["batch_size"], abs=3e-4)

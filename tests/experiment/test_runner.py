@@ -62,7 +62,8 @@ def test_baseline_trial_fills_the_record():
     assert variant.inference_energy_per_image_j == record.inference_energy_per_image_j
     assert variant.images_per_s == record.images_per_s
     assert record.details["train"]["status"] == "ok"
-    assert {"torch", "python", "device", "energy_components"} <= set(record.environment)
+    recorded = {"torch", "python", "device", "device_id", "energy_components"}
+    assert recorded <= set(record.environment)
     derived = {"accuracy_per_kj_train", "accuracy_per_j_per_image"}  # properties, not stored
     assert set(METRICS) - derived <= set(record.to_dict()) and not derived & set(record.to_dict())
     assert record.metrics()["accuracy_per_kj_train"] == record.accuracy_per_kj_train

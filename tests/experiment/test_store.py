@@ -229,7 +229,7 @@ def test_records_filters(store: ResultsStore) -> None:
 
 def test_export_csv(store: ResultsStore, tmp_path: Path) -> None:
     store.begin_trial("a", spec())
-    store.finish_trial(ok_record("a"))
+    store.finish_trial(ok_record("a", environment={"device_id": "cpu:EPYC@vm"}))
     store.begin_trial("b", spec(1))
     store.fail_trial("b", "boom, with a comma")
     path = tmp_path / "out" / "results.csv"
@@ -254,6 +254,7 @@ def test_export_csv(store: ResultsStore, tmp_path: Path) -> None:
     assert rows[0]["params"] == "1000" and rows[0]["accuracy_per_kj_train"] == "9.0"
     assert rows[0]["train_energy_provenance"] == "measured" and rows[0]["gpu_memory_gib"] == ""
     assert (rows[1]["status"], rows[1]["reason"]) == ("failed", "boom, with a comma")
+    assert rows[0]["device_id"] == "cpu:EPYC@vm" and rows[1]["device_id"] == ""
     assert store.export_csv(tmp_path / "ok.csv", "ok", model="small_cnn") == 1
 
 

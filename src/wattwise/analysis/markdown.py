@@ -73,6 +73,7 @@ def render_markdown(data: ReportData, plot_files: Sequence[str] = ()) -> str:
         f"Store `{_md(data.store_path)}`, generated {data.generated_utc}. Trials: {c['ok']} ok, "
         f"{c['failed']} failed, {c['running']} running (only ok trials enter the statistics).",
         "",
+        *([f"> **{_md(data.devices)}**", ""] if data.devices else []),
         *_headline(data),
         f"> **Energy provenance: {data.provenance.status}.** {_md(data.provenance.headline)}",
         "",

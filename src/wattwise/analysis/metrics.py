@@ -6,6 +6,7 @@
     analysis.variants                             # one VariantSummary per configuration
     analysis.front_labels("inference")            # on the accuracy–J/image front
     analysis.costs                                # the study's totals, each teacher once
+    analysis.devices                              # (device_id, trials): energy is per device
 
 Per-trial metrics are in :mod:`wattwise.analysis.trials` (re-exported here), costs in
 :mod:`wattwise.analysis.costs`, intervals in :mod:`wattwise.analysis.intervals`. Efficiency is
@@ -20,6 +21,11 @@ PUE are not part of a trial's identity.
 
 Every view of a study (tables, plots, recommendation, report) reads one :class:`Analysis`, so a
 Pareto front or a mean is computed in one place and the views cannot drift apart.
+
+Energy is never pooled across devices: a configuration's trials are averaged per device (the
+trial's ``device_id``; records without one are one unknown device), and Pareto fronts are drawn
+per dataset × model × device. Where a study's trials ran on several devices, each variant's label
+ends with its device.
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ from wattwise.analysis.intervals import accuracy_interval
 from wattwise.analysis.trials import (
     Payback,
     TrialMetrics,
+    device_label,
     energy_per_correct_j,
     images_in_test_split,
     num_classes,
@@ -61,6 +68,7 @@ __all__ = [
     "TrialMetrics",
     "as_record",
     "co2e_g",
+    "device_label",
     "energy_per_correct_j",
     "images_in_test_split",
     "num_classes",
@@ -69,8 +77,11 @@ __all__ = [
     "trial_metrics",
 ]  # fmt: skip
 
-#: Spec fields that identify a configuration (a variant); seeds are its repetitions.
-CONFIG_KEYS = ("dataset", "model", "technique", "batch_size", "lr", "epochs", "gpu_memory_gib")
+#: What identifies a configuration (a variant): its spec fields and the device it ran on (energy
+#: is never averaged across devices); seeds are its repetitions.
+CONFIG_KEYS = (
+    "dataset", "model", "technique", "batch_size", "lr", "epochs", "gpu_memory_gib", "device_id",
+)  # fmt: skip
 
 EnergyBasis = Literal["inference", "train"]
 #: The energy each basis ranks by: J per image of inference, or J of training.
@@ -134,6 +145,8 @@ class VariantSummary(ComparisonColumns, Result):
     ``j_per_image_values``/``training_energy_values`` (``train_energy_j``): one per trial,
     for the test over seeds where no comparison was recorded. ``training_group``: the training
     settings the configuration's trials share (:func:`training_key` without the seed).
+    ``device_id``: the device its trials ran on (``None``: not recorded); ``label`` ends with it
+    where the study's trials ran on several devices.
     """
 
     label: str
@@ -173,14 +186,18 @@ class VariantSummary(ComparisonColumns, Result):
     j_per_image_values: tuple[float | None, ...] = ()
     training_energy_values: tuple[float | None, ...] = ()
     baseline_j_per_image: float | None = None
+    device_id: str | None = None
 
     def energy(self, by: EnergyBasis) -> float | None:
         """The energy the recommendation ranks by: J/image (``inference``) or J (``train``)."""
         return getattr(self, BASIS_METRICS[by])
 
 
-def config_label(values: Mapping[str, Any], *, short: bool = False) -> str:
-    """``digits · small_cnn · baseline · bs 64 · lr 0.01 · 10 ep`` (``short``: the first three)."""
+def config_label(
+    values: Mapping[str, Any], *, short: bool = False, device: str | None = None
+) -> str:
+    """``digits · small_cnn · baseline · bs 64 · lr 0.01 · 10 ep`` (``short``: the first three),
+    then ``device`` where given (the analysis gives it where a study ran on several devices)."""
     parts = [str(values.get(k)) for k in ("dataset", "model", "technique") if values.get(k)]
     if not short:
         if values.get("batch_size") is not None:
@@ -191,7 +208,8 @@ def config_label(values: Mapping[str, Any], *, short: bool = False) -> str:
             parts.append(f"{values['epochs']} ep")
         if values.get("gpu_memory_gib") is not None:
             parts.append(f"{values['gpu_memory_gib']:g} GiB cap")
-    return " · ".join(parts) or "(unnamed)"
+    label = " · ".join(parts) or "(unnamed)"
+    return f"{label} · {device}" if device else label
 
 
 def _mean(values: Iterable[float | None]) -> float | None:
@@ -219,8 +237,9 @@ def summarize(
     records: Iterable[TrialRecord | Mapping[str, Any] | TrialMetrics],
     carbon: CarbonConfig | None = None,
 ) -> list[VariantSummary]:
-    """One :class:`VariantSummary` per configuration of the ``ok`` trials (others are ignored),
-    in the order configurations first appear. ``carbon``: for the CO2e of records (see
+    """One :class:`VariantSummary` per configuration and device of the ``ok`` trials (others are
+    ignored), in the order configurations first appear; labels end with the device where the
+    trials ran on several. ``carbon``: for the CO2e of records (see
     :func:`~wattwise.analysis.costs.trial_costs`; records are charged their teacher shares among
     ``records``); a :class:`TrialMetrics` already holds its CO2e."""
     items = list(records)
@@ -235,10 +254,14 @@ def summarize(
             m = trial_metrics(rec, carbon, shares.get(rec.trial_id), trained.get(rec.trial_id))
         if m.status == "ok":
             groups[tuple(getattr(m, k) for k in CONFIG_KEYS)].append(m)
-    return [_summary(dict(zip(CONFIG_KEYS, key, strict=True)), ts) for key, ts in groups.items()]
+    several = len({ts[0].device_id for ts in groups.values()}) > 1
+    return [
+        _summary(dict(zip(CONFIG_KEYS, key, strict=True)), ts, several)
+        for key, ts in groups.items()
+    ]
 
 
-def _summary(values: dict[str, Any], trials: list[TrialMetrics]) -> VariantSummary:
+def _summary(values: dict[str, Any], trials: list[TrialMetrics], several: bool) -> VariantSummary:
     acc = accuracy_interval([(t.accuracy, t.test_images) for t in trials])
     provenance = {
         p for t in trials for p in (t.train_energy_provenance, t.inference_energy_provenance) if p
@@ -255,7 +278,7 @@ def _summary(values: dict[str, Any], trials: list[TrialMetrics]) -> VariantSumma
     keys = tuple(dict.fromkeys(t.training_key for t in trials))
     group = {k: v for k, v in json.loads(keys[0]).items() if k != "seed"} if keys else {}
     return VariantSummary(
-        label=config_label(values),
+        label=config_label(values, device=device_label(values["device_id"]) if several else None),
         **values,
         n=len(trials),
         seeds=tuple(t.seed for t in trials),
@@ -302,11 +325,12 @@ def _summary(values: dict[str, Any], trials: list[TrialMetrics]) -> VariantSumma
 def pareto_fronts(
     variants: Sequence[VariantSummary], by: EnergyBasis
 ) -> tuple[tuple[int, ...], ...]:
-    """The Pareto front of each dataset × model (in order of first appearance), as indices into
-    ``variants`` by increasing energy (:func:`pareto_front` of accuracy and ``energy(by)``)."""
-    tasks: dict[tuple[Any, Any], list[int]] = defaultdict(list)
+    """The Pareto front of each dataset × model × device (in order of first appearance), as
+    indices into ``variants`` by increasing energy (:func:`pareto_front` of accuracy and
+    ``energy(by)``)."""
+    tasks: dict[tuple[Any, ...], list[int]] = defaultdict(list)
     for i, v in enumerate(variants):
-        tasks[(v.dataset, v.model)].append(i)
+        tasks[(v.dataset, v.model, v.device_id)].append(i)
     fronts = []
     for members in tasks.values():
         points = [(variants[i].accuracy, variants[i].energy(by)) for i in members]
@@ -326,8 +350,8 @@ class Analysis:
         records: The ``ok`` trials, in store order.
         trials: Their metrics, in the same order (each charged its teacher share).
         variants: One summary per configuration (:func:`summarize`).
-        fronts: ``train``/``inference`` -> the Pareto front of each dataset × model, indices into
-            ``variants`` (:func:`pareto_fronts`).
+        fronts: ``train``/``inference`` -> the Pareto front of each dataset × model × device,
+            indices into ``variants`` (:func:`pareto_fronts`).
         carbon: The carbon settings CO2e was computed with.
         costs: The study's energy and CO2e totals, each teacher counted once.
     """
@@ -338,6 +362,15 @@ class Analysis:
     fronts: Mapping[str, tuple[tuple[int, ...], ...]]
     carbon: CarbonConfig
     costs: StudyCosts | None = None
+
+    @property
+    def devices(self) -> tuple[tuple[str | None, int], ...]:
+        """``(device_id, trials)`` of each device the ``ok`` trials ran on, in order of first
+        appearance (``None``: trials that recorded no device, counted as one)."""
+        counts: dict[str | None, int] = defaultdict(int)
+        for t in self.trials:
+            counts[t.device_id] += 1
+        return tuple(counts.items())
 
     def front_labels(self, by: EnergyBasis) -> tuple[str, ...]:
         """Labels of the variants on the ``by`` fronts."""

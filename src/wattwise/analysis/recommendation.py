@@ -19,6 +19,9 @@ Ranked by training energy (``by="train"``), only configurations whose training d
 baseline's are compared: those that share dataset, model, training settings and seeds ran the
 identical training, so they are listed as not ranked, and configurations that share one training
 are ranked by that training's mean energy (ties go to the more accurate).
+
+There is one recommendation per dataset × model and device: a variant is only compared with a
+reference measured on its own device (``VariantSummary.device_id``).
 """
 
 from __future__ import annotations
@@ -31,7 +34,13 @@ from typing import Any
 
 from wattwise.analysis.base import Result
 from wattwise.analysis.intervals import Interval, difference, welch_ratio
-from wattwise.analysis.metrics import BASIS_METRICS, EnergyBasis, VariantSummary, config_label
+from wattwise.analysis.metrics import (
+    BASIS_METRICS,
+    EnergyBasis,
+    VariantSummary,
+    config_label,
+    device_label,
+)
 from wattwise.decide import choose_with_ties
 
 #: What the report says next to every efficiency ranking.
@@ -72,7 +81,8 @@ class Candidate(Result):
 
 @dataclass(frozen=True)
 class Recommendation(Result):
-    """The cheapest significantly cheaper variant of one dataset × model.
+    """The cheapest significantly cheaper variant of one dataset × model (× device: variants
+    are only compared with a reference measured on their own device).
 
     Attributes:
         by: ``inference`` (ranked by J/image) or ``train`` (by training J).
@@ -92,6 +102,8 @@ class Recommendation(Result):
         flagged: Variants excluded because they are below the floor or near chance.
         noisy: A variant of this dataset × model was measured under noise (``noise``: why).
         message: One paragraph for the report.
+        device: The device of this group (``unknown device`` where unrecorded) where the study's
+            variants ran on several devices, one recommendation each; ``None`` where on one.
     """
 
     dataset: str | None
@@ -120,6 +132,7 @@ class Recommendation(Result):
     noise: tuple[str, ...]
     message: str
     caveat: str = RATIO_CAVEAT
+    device: str | None = None
 
 
 def flag_reasons(
@@ -164,7 +177,7 @@ def recommend(
     chance_margin: float = 0.1,
 ) -> list[Recommendation]:
     """The cheapest significantly cheaper variant within ``floor_points`` accuracy points of the
-    baseline, per dataset × model (see the module docstring).
+    baseline, per dataset × model and device (see the module docstring).
 
     Args:
         variants: From :func:`~wattwise.analysis.metrics.summarize`.
@@ -180,13 +193,17 @@ def recommend(
         raise ValueError(f"by must be 'inference' or 'train', got {by!r}")
     if not (floor_points >= 0 and math.isfinite(floor_points)):
         raise ValueError(f"floor_points must be a number >= 0, got {floor_points!r}")
-    groups: dict[tuple[Any, Any], list[VariantSummary]] = defaultdict(list)
+    groups: dict[tuple[Any, ...], list[VariantSummary]] = defaultdict(list)
     for v in variants:
-        groups[(v.dataset, v.model)].append(v)
-    return [
-        _recommend_group(ds, model, group, floor_points, by, chance_margin)
-        for (ds, model), group in groups.items()
-    ]
+        groups[(v.dataset, v.model, v.device_id)].append(v)
+    several = len({device for _, _, device in groups}) > 1  # then one per device, named
+    recommendations = []
+    for (ds, model, device), group in groups.items():
+        name = device_label(device) if several else None
+        recommendations.append(
+            _recommend_group(ds, model, group, floor_points, by, chance_margin, name)
+        )
+    return recommendations
 
 
 def _saving(v: VariantSummary, reference: VariantSummary, by: EnergyBasis) -> Interval:
@@ -230,6 +247,7 @@ def _recommend_group(
     floor_points: float,
     by: EnergyBasis,
     chance_margin: float,
+    device: str | None = None,
 ) -> Recommendation:
     unit = "J/image" if by == "inference" else "training J"
     scored = [v for v in group if v.accuracy is not None]
@@ -283,6 +301,7 @@ def _recommend_group(
         not_ranked=tuple(not_ranked), eligible=tuple(c.label for c in eligible), tied=tied,
         flagged=tuple(flagged), best_ratio_label=best_ratio.label if best_ratio else None,
         best_ratio_flagged=best_ratio_flagged, noisy=any(v.noisy for v in group), noise=noise,
+        device=device,
     )  # fmt: skip
     return Recommendation(**rec, message=_message(rec, unit, best_ratio))
 
@@ -314,7 +333,9 @@ def _accuracy(v: VariantSummary) -> Interval:
 
 
 def _message(rec: dict[str, Any], unit: str, best_ratio: VariantSummary | None) -> str:
-    where = config_label({"dataset": rec["dataset"], "model": rec["model"]}, short=True)
+    where = config_label(
+        {"dataset": rec["dataset"], "model": rec["model"]}, short=True, device=rec["device"]
+    )
     kind, ref_acc, floor = rec["reference_kind"], rec["reference_accuracy"], rec["floor_accuracy"]
     chosen, saving = rec["chosen"], rec["saving"]
     points = f"{rec['floor_points']:g} point(s)"

@@ -5,7 +5,7 @@
     [c.percent_effect for c in model.coefficients]
 
 Numeric settings (batch size, learning rate, epochs) enter as they are; categorical ones (dataset,
-model, technique) as treatment contrasts against a reference level (``baseline`` for the
+model, technique, device) as treatment contrasts against a reference level (``baseline`` for the
 technique). Too little data is a result: ``reason`` says what was missing.
 """
 
@@ -23,9 +23,10 @@ from wattwise.analysis.base import Result, finite
 
 # --- what drives energy: OLS --------------------------------------------------------------------
 
-#: Settings the energy model may use: numeric ones and categorical ones.
+#: Settings the energy model may use: numeric ones and categorical ones (``device_id``: the device
+#: a trial ran on, so that energy from several devices is not pooled into one level).
 NUMERIC_TERMS = ("batch_size", "lr", "epochs")
-CATEGORICAL_TERMS = ("dataset", "model", "technique")
+CATEGORICAL_TERMS = ("dataset", "model", "technique", "device_id")
 
 
 @dataclass(frozen=True)
@@ -86,8 +87,8 @@ def energy_drivers(
     rows: Iterable[Mapping[str, Any]], *, response: str = "train_energy_j", min_residual_df: int = 2
 ) -> EnergyModel:
     """Which settings drive energy: OLS of ``log(response)`` on batch size, learning rate and
-    epochs (numeric) and dataset, model and technique (categorical; ``baseline`` is the reference
-    technique when present), with ``statsmodels.formula.api.ols``.
+    epochs (numeric) and dataset, model, technique and device (categorical; ``baseline`` is the
+    reference technique when present), with ``statsmodels.formula.api.ols``.
 
     Settings with a single value are skipped. Rows without a positive ``response`` are dropped.
     With fewer than ``parameters + min_residual_df`` rows the result says "not enough data".

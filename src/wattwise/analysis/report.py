@@ -43,6 +43,7 @@ from wattwise.analysis.metrics import (
     VariantSummary,
     analyze,
     config_label,
+    device_label,
     paybacks,
 )
 from wattwise.analysis.plots import render_plots, write_plots
@@ -169,7 +170,7 @@ def headline(recommendations: Iterable[Recommendation]) -> tuple[str, ...]:
     cheaper than the baseline."""
     lines = []
     for r in recommendations:
-        where = config_label({"dataset": r.dataset, "model": r.model}, short=True)
+        where = config_label({"dataset": r.dataset, "model": r.model}, short=True, device=r.device)
         unit = "J/image" if r.by == "inference" else "training J"
         if r.chosen is None or r.saving is None:
             lines.append(
@@ -188,6 +189,20 @@ def headline(recommendations: Iterable[Recommendation]) -> tuple[str, ...]:
             text += f" {payback_sentence(r.payback)}"
         lines.append(text)
     return tuple(lines)
+
+
+def device_banner(analysis: Analysis) -> str:
+    """One line for the top of the report where the ``ok`` trials ran on several devices: which,
+    with their trial counts, and that every figure is per device; ``""`` on one device."""
+    devices = analysis.devices
+    if len(devices) < 2:
+        return ""
+    listed = ", ".join(f"{device_label(d)} ({n} trials)" for d, n in devices)
+    return (
+        f"Energy from {len(devices)} devices: {listed}; variants, Pareto fronts, recommendations "
+        "and technique comparisons are per device, the energy model has the device as a factor, "
+        "and only the study totals add the devices up."
+    )
 
 
 def noise_warnings(analysis: Analysis) -> tuple[str, ...]:
@@ -285,6 +300,7 @@ class ReportData:
     carbon_note: str = ""
     caveat: str = RATIO_CAVEAT
     headline: tuple[str, ...] = ()  # the primary recommendations, one sentence each
+    devices: str = ""  # the banner where the trials ran on several devices (device_banner)
     noisy: tuple[str, ...] = ()  # trials measured under noise, with why
     costs: StudyCosts | None = None  # the study's totals, each teacher counted once
     predictions: PredictionReport | None = None  # how well the live predictions held
@@ -336,6 +352,7 @@ def report_data(
         config_yaml=study.config_yaml,
         carbon_note=carbon_note(study.carbon, study.carbon_source),
         headline=headline(recommendations[by]),
+        devices=device_banner(analysis),
         noisy=noise_warnings(analysis),
         costs=analysis.costs,
         predictions=prediction_summary(study.records),
@@ -360,6 +377,7 @@ def _template() -> Any:
     env.filters["pct"] = pct
     env.globals["ratio"] = ratio
     env.globals["payback"] = payback
+    env.globals["device_label"] = device_label
     env.filters["label"] = lambda spec: config_label(spec)
     return env.get_template("report.html")
 

@@ -13,8 +13,10 @@ energy on the swept settings) is in :mod:`wattwise.analysis.regression`.
 Every result is a small frozen dataclass with ``to_dict()``. Too little data is a result, not an
 exception: ``reason`` says what was missing and the numbers are ``None``.
 
-:func:`study_statistics` picks the design per dataset × model: paired, blocked by
-:func:`training_block`, where the rows allow it, else independent groups.
+:func:`study_statistics` picks the design per dataset × model × device: paired, blocked by
+:func:`training_block`, where the rows allow it, else independent groups. Energy measured on
+different devices (the rows' ``device_id``; rows without one are one unknown device) is never
+tested together; the energy model has the device as a factor.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from wattwise.analysis.comparison import (
     holm,
 )
 from wattwise.analysis.regression import EnergyModel, energy_drivers
+from wattwise.analysis.trials import device_label
 
 #: The public names; ``ALPHA``, ``GroupComparison``, ``PairwiseTest``, ``compare_groups`` and
 #: ``holm`` are re-exported from :mod:`wattwise.analysis.comparison`.
@@ -165,7 +168,8 @@ COMPARED_METRICS = (
 
 @dataclass(frozen=True)
 class StudyStatistics(Result):
-    """Everything :func:`study_statistics` computed, per dataset × model where it matters."""
+    """Everything :func:`study_statistics` computed, per dataset × model (× device) where it
+    matters."""
 
     correlations: tuple[Correlation, ...]
     comparisons: tuple[GroupComparison, ...]
@@ -226,19 +230,26 @@ def study_statistics(rows: Sequence[Mapping[str, Any]], *, alpha: float = ALPHA)
 
     Args:
         rows: One mapping per ``ok`` trial (``TrialMetrics.to_dict()``): the caller excludes
-            failed trials. Correlations and comparisons run within each dataset × model (techniques
-            are only comparable on the same task and architecture); the OLS runs on all rows.
+            failed trials. Correlations and comparisons run within each dataset × model and
+            device (techniques are only comparable on the same task and architecture, and
+            energy on the same device; the device is named in each metric where the rows span
+            several); the OLS runs on all rows, with the device as a factor where it varies.
             Techniques are compared in the paired design, blocked by :func:`training_block`,
             where every row of the dataset × model carries its training, no technique ran twice
             on one training and some training is shared by two or more techniques; otherwise as
             independent groups.
     """
-    groups: dict[tuple[Any, Any], list[Mapping[str, Any]]] = {}
+    groups: dict[tuple[Any, ...], list[Mapping[str, Any]]] = {}
     for row in rows:
-        groups.setdefault((row.get("dataset"), row.get("model")), []).append(row)
+        key = (row.get("dataset"), row.get("model"), row.get("device_id"))
+        groups.setdefault(key, []).append(row)
+    several = len({device for _, _, device in groups}) > 1
+    if several:  # rows without a device are one device for the OLS too
+        rows = [{**r, "device_id": device_label(r.get("device_id"))} for r in rows]
     correlations, comparisons = [], []
-    for (dataset, model), members in groups.items():
+    for (dataset, model, device), members in groups.items():
         where = " · ".join(str(p) for p in (dataset, model) if p) or "all"
+        where += f" · {device_label(device)}" if several else ""
         acc = [r.get("accuracy") for r in members]
         for energy in ("train_energy_j", "inference_energy_per_image_j"):
             c = correlate(

@@ -1,7 +1,7 @@
 """Per-trial metrics: the headline numbers, costs, accuracy interval and comparison of one trial.
 
     m = trial_metrics(record, carbon, teacher_shares(records).get(record.trial_id))
-    m.cost_energy_j, m.accuracy_low, m.saving, m.verdict
+    m.cost_energy_j, m.accuracy_low, m.saving, m.verdict, m.device_id
     paybacks(record)                          # every measured variant, with its comparison
 
 :mod:`wattwise.analysis.metrics` summarizes these per configuration and analyses a study once.
@@ -33,6 +33,15 @@ def energy_per_correct_j(energy_j: float | None, accuracy: float | None) -> floa
     return energy / acc
 
 
+#: What a record without a ``device_id`` (an older store) is counted as: one device, unknown.
+UNKNOWN_DEVICE = "unknown device"
+
+
+def device_label(device_id: str | None) -> str:
+    """``device_id`` for a label or a sentence; :data:`UNKNOWN_DEVICE` where none was recorded."""
+    return device_id or UNKNOWN_DEVICE
+
+
 # --- per trial ----------------------------------------------------------------------------------
 
 
@@ -46,7 +55,9 @@ class TrialMetrics(ComparisonColumns, Result):
     ``cost_energy_j`` = training + technique and ``total_energy_j`` = cost + measurement.
     ``train_energy_j`` is the stored ``train`` phase. ``accuracy_low``/``accuracy_high``: the
     trial's Wilson interval. ``saving*`` and ``verdict``: the final variant's interleaved
-    comparison with its eager baseline (``None`` where none was recorded).
+    comparison with its eager baseline (``None`` where none was recorded). ``device_id``: the
+    device it ran on (``environment["device_id"]``, :mod:`wattwise.experiment.environment`;
+    ``None`` in older stores): energy is only ever averaged and compared within one device.
     """
 
     trial_id: str
@@ -86,6 +97,7 @@ class TrialMetrics(ComparisonColumns, Result):
     accuracy_per_kj_cost: float | None = None
     training_key: str = ""
     baseline_j_per_image: float | None = None
+    device_id: str | None = None
 
 
 def num_classes(record: TrialRecord | Mapping[str, Any]) -> int | None:
@@ -157,6 +169,7 @@ def trial_metrics(
         accuracy_per_kj_cost=accuracy_per_kj_train(rec.accuracy, costs.cost_energy_j),
         training_key=training_key(spec),
         baseline_j_per_image=rec.variants[0].inference_energy_per_image_j if rec.variants else None,
+        device_id=str(rec.environment.get("device_id") or "") or None,
         **comparison_columns(
             compared,
             noisy=rec.noisy or any(v.noisy for v in rec.variants),

@@ -51,6 +51,7 @@ COMPUTED_COLUMNS: dict[str, str] = {
     "saving_high": "REAL",
     "saving_significant": "BOOLEAN",
     "noisy": "BOOLEAN",
+    "device_id": "TEXT",
 }
 
 
@@ -61,7 +62,7 @@ def computed_values(record: TrialRecord) -> tuple[Any, ...]:
     saving = [getattr(final, n) if final else None for n in names]
     noisy = record.noisy or any(v.noisy for v in record.variants)
     energies = (record.technique_energy_j, record.measurement_energy_j, record.total_energy_j)
-    return (*energies, *saving, noisy)
+    return (*energies, *saving, noisy, (record.environment or {}).get("device_id"))
 
 
 #: Columns of exports (CSV, Parquet, DataFrame), in order, with their types. The ratio columns
