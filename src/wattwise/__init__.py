@@ -15,14 +15,23 @@ _LAZY = {
     "Measurement": "wattwise.energy.base",
     "MonitorConfig": "wattwise.energy.monitor",
     "WattwiseError": "wattwise.errors",
+    "load_model": "wattwise.optimize.saved_model",
 }
 
 if TYPE_CHECKING:  # pragma: no cover
     from wattwise.energy.base import Measurement
     from wattwise.energy.monitor import EnergyMonitor, MonitorConfig
     from wattwise.errors import WattwiseError
+    from wattwise.optimize.saved_model import load_model
 
-__all__ = ["EnergyMonitor", "Measurement", "MonitorConfig", "WattwiseError", "__version__"]
+__all__ = [
+    "EnergyMonitor",
+    "Measurement",
+    "MonitorConfig",
+    "WattwiseError",
+    "__version__",
+    "load_model",
+]
 
 
 def __getattr__(name: str) -> Any:
