@@ -290,3 +290,12 @@ def test_pruning_fine_tuned_by_distillation_learns_from_the_model_before_the_ste
     assert final.accuracy > 0.8
     labels = run_recipe(model, data, "prune:structured:0.5", settings=settings, model_spec=SPEC)
     assert "finetune_by" not in labels.variants[-1].details and len(teachers) == 2
+
+
+def test_fewer_training_images_than_a_batch_is_one_clear_error(trained):
+    """The loader drops the last partial batch: with fewer images than ``batch_size`` it had
+    none, and run_recipe died with a bare StopIteration and no message."""
+    model, data = trained
+    settings = RecipeSettings(finetune_epochs=0, inference_s=0, batch_size=len(data.train) + 1)
+    with pytest.raises(ConfigError, match="batch size"):
+        run_recipe(model, data, "prune:structured:0.5", settings=settings, model_spec=SPEC)

@@ -4,11 +4,13 @@ measuring options and JSON output. Command modules import this; it imports none 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import shutil
+import sys
 import textwrap
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -309,3 +311,26 @@ def in_cli_words(command: Any) -> Any:
             return int(command(args))
 
     return run
+
+
+@contextlib.contextmanager
+def third_party_log(folder: str | Path) -> Iterator[None]:
+    """While a long command runs, third-party warnings and log lines go to
+    ``<folder>/third_party.log`` (:func:`wattwise.logs.route_third_party`); at the end, when
+    any were captured, one stderr line says how many and where.
+
+    Args:
+        folder: The folder the command writes to; a file stands for its folder (``optimize
+            --checkpoint`` may name ``checkpoint.pt``).
+    """
+    from wattwise.logs import THIRD_PARTY_LOG, route_third_party
+
+    where = Path(folder)
+    if where.is_file():
+        where = where.parent
+    with route_third_party(where / THIRD_PARTY_LOG) as log:
+        try:
+            yield
+        finally:
+            if log.lines:
+                print(f"third-party warnings: {log.lines} line(s) in {log.path}", file=sys.stderr)

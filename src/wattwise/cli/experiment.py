@@ -26,6 +26,7 @@ from wattwise.cli._base import (
     EXIT_TERMINATED,
     EXIT_USAGE,
     non_negative_int,
+    third_party_log,
 )
 from wattwise.errors import ConfigError
 
@@ -223,7 +224,7 @@ def _sweep(args: argparse.Namespace) -> int:
     folder = Path(args.out) if args.out else study_dir_of(config)
     if args.dry_run:
         return _dry_run(config, folder / STORE_FILE)
-    with _stop_signals() as received:
+    with _stop_signals() as received, third_party_log(folder):
         try:
             with StudyProgress() as progress:
                 reporter = _Announced(progress, folder / STORE_FILE, resume=not args.no_resume)
@@ -405,7 +406,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         "compile, structured pruning, int8, pruning + int8 and pruning distilled from the "
         "baseline; then a short recipe search (about 10 minutes)"
     )
-    with _stop_signals() as received:
+    with _stop_signals() as received, third_party_log(out):
         try:
             with StudyProgress(console) as reporter:
                 budget = {} if args.search_budget is None else {"search_budget": args.search_budget}

@@ -20,6 +20,7 @@ from wattwise.cli._base import (
     non_negative_float,
     positive_float,
     positive_int,
+    third_party_log,
     write_json,
 )
 from wattwise.errors import ConfigError, ModelError
@@ -148,7 +149,8 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument(
         "--out",
-        help="folder for recipe.json (default: <run>/optimize-<time>), or for search.json and "
+        help="folder for recipe.json and the final model, model.pt (model.pt2 for int8) "
+        "(default: <run>/optimize-<time>), or for search.json and "
         "search.sqlite (default: <run>/search)",
     )
     add_meter_options(p)
@@ -163,6 +165,11 @@ def _technique_steps() -> str:
 
 
 def cmd_optimize(args: argparse.Namespace) -> int:
+    with third_party_log(args.out or args.checkpoint):  # the run folder without --out
+        return _optimize(args)
+
+
+def _optimize(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from wattwise.cli.render import rank_line, variant_line, variants_table
@@ -253,9 +260,31 @@ def cmd_optimize(args: argparse.Namespace) -> int:
         if args.out
         else checkpoint.path.parent / time.strftime("optimize-%Y%m%d-%H%M%S")
     )
-    write_json(out / "recipe.json", result.to_dict())
+    record = {**result.to_dict(), "model": save_final(result, data, checkpoint, out, console)}
+    write_json(out / "recipe.json", record)
     console.print(f"results written to {out / 'recipe.json'}")
     return 0
+
+
+def save_final(result: Any, data: Any, checkpoint: Any, out: Path, console: Any) -> dict[str, Any]:
+    """The recipe's final model saved in ``out`` (``model.pt``, or ``model.pt2`` for int8; see
+    :mod:`wattwise.optimize.saved_model`), its place printed; the record for ``recipe.json``
+    (``{"saved": False, "reason"}`` for a model no format can store: the results still count)."""
+    from wattwise.cli.render import escape
+    from wattwise.errors import WattwiseError
+    from wattwise.optimize.saved_model import save_model
+    from wattwise.train.inference import inference_batch
+
+    module = result.final.module
+    batch = getattr(module, "batch_size", None) or 1  # an int8 graph's export batch size
+    try:
+        saved = save_model(result.final, out, checkpoint.model_spec, inference_batch(data, batch))
+    except WattwiseError as err:
+        console.print(f"[yellow]model not saved: {escape(str(err))}[/yellow]")
+        return {"saved": False, "reason": str(err)}
+    console.print(f"model saved to {escape(str(saved.path))}", soft_wrap=True, highlight=False)
+    console.print(f"  {escape(saved.contents)}", soft_wrap=True, highlight=False)
+    return {"saved": True, **saved.to_dict()}
 
 
 def run_search(

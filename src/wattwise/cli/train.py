@@ -18,6 +18,7 @@ from wattwise.cli._base import (
     in_cli_words,
     positive_float,
     positive_int,
+    third_party_log,
 )
 from wattwise.errors import ConfigError
 
@@ -255,7 +256,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         console.print(epoch_table([record], header=len(records) == 1, width=console.width))
         bar.on_record(record)  # the predicted total, after each of the first epochs
 
-    record = train_and_save(spec, out, on_epoch=on_epoch, progress=bar)
+    with third_party_log(out):
+        record = train_and_save(spec, out, on_epoch=on_epoch, progress=bar)
     train = record.phases.get("train")
     if train is not None:
         console.print(measurement_table(Measurement.from_dict(train)))

@@ -182,7 +182,7 @@ def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float,
     counts = torch.stack(
         [torch.bincount(images[:, c].reshape(-1), minlength=256) for c in range(channels)]
     ).to(torch.float64)
-    values = torch.arange(256, dtype=torch.float64) / 255.0
+    values = torch.arange(256, dtype=torch.float64, device=counts.device) / 255.0  # GPU images
     total = counts.sum(1)
     mean = (counts * values).sum(1) / total
     var = ((counts * values.square()).sum(1) / total - mean.square()).clamp_min(0.0)

@@ -236,6 +236,11 @@ def run_recipe(
         std=info.std,
         drop_last=True,
     )
+    if len(data.train) < settings.batch_size:  # the loader drops the last partial batch
+        raise ConfigError(
+            f"batch size {settings.batch_size} is larger than the {len(data.train)} training "
+            "images: use a smaller batch size"
+        )
     finetune = _train_config(settings, max(settings.finetune_epochs, 1), settings.finetune_lr)
 
     def train_fn(module: nn.Module, step: int, steps: int) -> Any:
