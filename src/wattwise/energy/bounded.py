@@ -135,10 +135,6 @@ class InlineReader:
         assert self._result is not None
         return self._result
 
-    def read(self, timeout_s: float) -> Reading:
-        self.start()
-        return self.result(timeout_s)
-
     def close(self) -> None:
         return None
 

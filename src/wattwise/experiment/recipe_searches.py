@@ -101,14 +101,14 @@ def run_study_searches(
     from wattwise.experiment.baselines import BASELINE_DIR, baseline_key
 
     section = config.recipe_search
+    if section is None:
+        return []
     folder = Path(study_dir)
     out: list[StudySearch] = []
     for spec in search_baselines(config):
         key = baseline_key(spec)
         path = folder / SEARCH_DIR / f"{key}.json"
         weights = folder / BASELINE_DIR / f"{key}.pt"
-        if section is None:
-            break
         if not weights.is_file():
             why = f"no trained baseline {weights.name} (trial {spec.trial_id} did not train it)"
             out.append(StudySearch(key, spec.trial_id, path, reason=why))

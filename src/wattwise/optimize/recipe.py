@@ -338,11 +338,11 @@ def _apply(
     if getattr(config, "finetune_by", "labels") == "distill":
         teacher = copy.deepcopy(current.module).eval()
         between = _train_config(settings, max(settings.finetune_epochs, 1), settings.finetune_lr)
-        outer = context
+        monitor = context.monitor
         context = dataclasses.replace(
             context,
             train_fn=lambda module, step, steps: _finetune(
-                module, data, between, outer, on_epoch, teacher
+                module, data, between, monitor, on_epoch, teacher
             ),
         )
     prepared = apply_technique(current, config, context)
@@ -355,7 +355,7 @@ def _apply(
         details["teacher_test_accuracy"] = report.teacher_test_accuracy  # type: ignore[union-attr]
     if config.finetune and settings.finetune_epochs:
         tc = _train_config(settings, settings.finetune_epochs, settings.finetune_lr)
-        tuned = _finetune(prepared.module, data, tc, context, on_epoch, teacher)
+        tuned = _finetune(prepared.module, data, tc, context.monitor, on_epoch, teacher)
         details["finetune_status"] = tuned.status
         details["finetune_epochs"] = settings.finetune_epochs
         if teacher is not None:
@@ -369,19 +369,19 @@ def _finetune(
     module: nn.Module,
     data: DatasetSplits,
     config: TrainConfig,
-    context: TechniqueContext,
+    monitor: EnergyMonitor | None,
     on_epoch: Callable[[Any], None] | None,
     teacher: nn.Module | None,
 ) -> Any:
     """Fine-tunes ``module`` in place on labels, or by distillation from ``teacher``; returns
     the :class:`~wattwise.train.TrainResult`."""
     if teacher is None:
-        return fit(module, data, config, monitor=context.monitor, on_epoch=on_epoch)
+        return fit(module, data, config, monitor=monitor, on_epoch=on_epoch)
     from wattwise.optimize.distill import distill
     from wattwise.optimize.distill_config import DistillConfig
 
     result = distill(module, data, config, DistillConfig(teacher="self"), teacher=teacher,
-                     monitor=context.monitor, on_epoch=on_epoch)  # fmt: skip
+                     monitor=monitor, on_epoch=on_epoch)  # fmt: skip
     return result.train
 
 

@@ -184,8 +184,8 @@ def search_recipes(
     monitor = monitor or EnergyMonitor()
     base_accuracy = next((t.user_attrs["baseline_accuracy"] for t in done), None)
     try:
-        level = _Level(space, done) if sampler == "level" else None
-        level = _Grid(space, done) if sampler == "grid" else level
+        walks = {"level": _Level, "grid": _Grid}  # proposals of their own, not Optuna's
+        level = walks[sampler](space, done) if sampler in walks else None
         while len(candidates) < settings.budget:
             proposed = _propose(study, space, level, done)
             if proposed is None:
