@@ -23,10 +23,12 @@ setup: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/wattwise demo
 
-## The test suite (fast; slow tests: make test-all). The report's browser test needs Chromium:
-## installed here where the machine allows it (as .ci/run does), else those tests are skipped.
+## The test suite (fast; slow tests: make test-all). The report's browser test needs Chromium and
+## the shared-store tests a PostgreSQL server: installed here where the machine allows it (as
+## .ci/run does), else those tests are skipped with the reason.
 test: $(STAMP)
 	@.ci/install-browser || echo "note: without Chromium the browser tests are skipped"
+	@.ci/install-postgres || echo "note: without PostgreSQL the shared-store tests are skipped"
 	$(PY) -m pytest
 
 test-all: $(STAMP)

@@ -43,7 +43,10 @@ def error_of(tmp_path: Path, text: str) -> str:
     ("body", "expected"),
     [
         # unknown keys, at the top and in sections
-        ("modles: [resnet18]", "modles: unknown key; allowed keys: name, output_dir, datasets"),
+        (
+            "modles: [resnet18]",
+            "modles: unknown key; allowed keys: name, output_dir, store, datasets",
+        ),
         ("measurement: {bogus: 1}", "measurement.bogus: unknown key; allowed keys: sample_hz"),
         (
             "train: {momentm: 0.9}",
@@ -66,8 +69,8 @@ def error_of(tmp_path: Path, text: str) -> str:
         ("techniques: ['quantize:int4']", "techniques[0]: quantize takes quantize:int8"),
         ("optimizer: rmsprop", "optimizer: got 'rmsprop'; choose from: sgd, adam"),
         (
-            "executor: {kind: slurm}",
-            "executor.kind: got 'slurm'; choose from: local, local-gpus, ray",
+            "executor: {kind: pbs}",
+            "executor.kind: got 'pbs'; choose from: local, local-gpus, ray, slurm",
         ),
         ("measurement: {meters: [rapl, foo]}", "measurement.meters: unknown meter 'foo'; choose"),
         ("measurement: {country: XX}", "measurement.country: no carbon intensity for 'XX'"),

@@ -21,7 +21,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import yaml
 from pydantic import Strict, ValidationInfo, field_validator, model_serializer, model_validator
@@ -33,6 +33,10 @@ from wattwise.energy.monitor import MonitorConfig, SampleRate
 from wattwise.errors import ConfigError
 from wattwise.files import read_regular_text
 from wattwise.recipe_space import RecipeSearchStudy
+from wattwise.run_settings import ExecutorSettings as ExecutorSettings  # re-exported
+from wattwise.run_settings import MlflowSettings as MlflowSettings
+from wattwise.run_settings import SearchSettings as SearchSettings
+from wattwise.run_settings import TrackingSettings as TrackingSettings
 from wattwise.train.config import Optimizer, Precision
 from wattwise.validation import (
     Bool,
@@ -100,6 +104,19 @@ ModelName = Annotated[str, Strict(), checked(_check_model)]
 #: A recipe, kept as its canonical text (``prune:structured:.50`` -> ``prune:structured:0.5``).
 Technique = Annotated[str, Strict(), checked(_check_technique)]
 
+
+def _check_store(url: str) -> str:
+    if not url.lower().startswith(("postgresql://", "postgres://")):  # the value is not echoed:
+        raise ValueError(  # it may hold a password
+            "use a postgresql://user@host:port/database URL (leave store out for the study "
+            "folder's results.sqlite)"
+        )
+    return url
+
+
+#: A PostgreSQL results store (:mod:`wattwise.experiment.store_postgres`).
+StoreURL = Annotated[str, Strict(), checked(_check_store)]
+
 # --- sections --------------------------------------------------------------------------------
 
 #: ``measurement.<key>`` -> the :class:`CarbonConfig` field it sets: a study writes the carbon
@@ -131,6 +148,9 @@ class MeasurementSettings:
         carbon: Grid carbon intensity (by country, or given in g CO2e/kWh) and facility PUE.
         inference_s: Seconds of the inference measurement (0 skips it).
         inference_batch_size: Batch size of the inference measurement.
+        profile: Profile operators with torch.profiler (a few training steps and each variant's
+            inference; see docs/measuring.md, "Profiling operators"). Part of a trial's
+            identity when on: the profiled steps run slower and cost more.
     """
 
     sample_hz: SampleRate = MonitorConfig.sample_hz
@@ -141,6 +161,7 @@ class MeasurementSettings:
     carbon: CarbonConfig = field(default_factory=CarbonConfig)
     inference_s: NonNegativeNumber = 3.0
     inference_batch_size: PositiveInt = 64
+    profile: Bool = False
 
     @model_validator(mode="before")
     @classmethod
@@ -191,62 +212,6 @@ def _nest_carbon(cls: type[MeasurementSettings], data: dict[str, Any]) -> dict[s
     return data
 
 
-@config_dataclass
-class ExecutorSettings:
-    """Where trials run: ``local`` (one at a time, this process), ``local-gpus`` (one worker per
-    GPU; ``gpus`` picks them, default all visible) or ``ray`` (``address`` of a cluster, default:
-    start a local one)."""
-
-    kind: Literal["local", "local-gpus", "ray"] = "local"
-    address: Text | None = None
-    gpus: tuple[NonNegativeInt, ...] | None = None
-
-    def __post_init__(self) -> None:
-        if self.address is not None and self.kind != "ray":
-            raise KeyedError(
-                ("address",), f"only the 'ray' executor takes an address, not {self.kind!r}"
-            )
-        if self.gpus is not None and self.kind != "local-gpus":
-            raise KeyedError(
-                ("gpus",), f"only the 'local-gpus' executor takes gpus, not {self.kind!r}"
-            )
-        if self.gpus is not None and not self.gpus:
-            raise KeyedError(("gpus",), "must not be empty (leave it out to use all visible GPUs)")
-
-
-@config_dataclass
-class SearchSettings:
-    """How the trials are chosen: the whole ``grid``, or ``n_trials`` picked by ``optuna`` over the
-    same space, optimizing ``objectives`` (record metrics) in ``directions``."""
-
-    kind: Literal["grid", "optuna"] = "grid"
-    n_trials: PositiveInt | None = None
-    objectives: tuple[str, ...] = ("accuracy", "train_energy_j")
-    directions: tuple[Literal["maximize", "minimize"], ...] = ("maximize", "minimize")
-
-    def __post_init__(self) -> None:
-        from wattwise.experiment.record import METRICS
-
-        if self.kind == "optuna" and self.n_trials is None:
-            raise KeyedError(("n_trials",), "required by the 'optuna' search (a positive integer)")
-        if self.kind == "grid" and self.n_trials is not None:
-            raise KeyedError(("n_trials",), "the 'grid' search runs every trial; remove n_trials")
-        if not self.objectives:
-            raise KeyedError(("objectives",), "must not be empty")
-        for i, metric in enumerate(self.objectives):
-            if metric not in METRICS:
-                raise KeyedError(
-                    ("objectives", i),
-                    f"unknown metric {metric!r}; choose from: {', '.join(METRICS)}",
-                )
-        if len(self.directions) != len(self.objectives):
-            raise KeyedError(
-                ("directions",),
-                f"give one direction per objective ({len(self.objectives)}), "
-                f"got {len(self.directions)}",
-            )
-
-
 #: The sweep axes of a study, outermost first.
 _AXES = (
     "datasets",
@@ -257,6 +222,7 @@ _AXES = (
     "epochs",
     "seeds",
     "gpu_memory_gib",
+    "gpu_power_limits_w",
 )
 
 #: Study keys of the previous version -> why they are refused now (stored data with these keys is
@@ -273,6 +239,7 @@ TOP_LEVEL_TRAIN = {
     "epochs": "epochs",
     "seed": "seeds",
     "gpu_memory_gib": "gpu_memory_gib",
+    "gpu_power_limit_w": "gpu_power_limits_w",
     "optimizer": "optimizer",
     "precision": "precision",
 }
@@ -282,15 +249,17 @@ TOP_LEVEL_TRAIN = {
 class StudyConfig:
     """One study: what to sweep, how to train, measure and run. See docs/experiments.md.
 
-    The sweep axes (``datasets`` ... ``gpu_memory_gib``) take a list, or one value. Their defaults
-    reproduce the seed study's grid: batch sizes 32/64/128, learning rates 0.001/0.01/0.1 and
-    10/20/30 epochs. ``train`` holds the other :class:`~wattwise.train.TrainConfig` settings
-    (momentum, weight_decay, schedule, ...), validated by TrainConfig and resolved with all its
-    defaults.
+    The sweep axes (``datasets`` ... ``gpu_memory_gib``, ``gpu_power_limits_w``) take a list, or
+    one value. Their defaults reproduce the seed study's grid: batch sizes 32/64/128, learning
+    rates 0.001/0.01/0.1 and 10/20/30 epochs; ``gpu_power_limits_w`` (watts, ``null``: the
+    GPU's limit unchanged) is ``[null]``. ``train`` holds the other
+    :class:`~wattwise.train.TrainConfig` settings (momentum, weight_decay, schedule, ...),
+    validated by TrainConfig and resolved with all its defaults.
     """
 
     name: StudyName
     output_dir: Text = "results"
+    store: StoreURL | None = None  # a shared PostgreSQL store; default: results.sqlite
     datasets: tuple[DatasetName, ...] = ("digits",)
     data_root: Text | None = None
     image_size: PositiveInt | None = None
@@ -305,6 +274,7 @@ class StudyConfig:
     epochs: tuple[PositiveInt, ...] = (10, 20, 30)
     seeds: tuple[NonNegativeInt, ...] = (0,)
     gpu_memory_gib: tuple[PositiveNumber | None, ...] = (None,)
+    gpu_power_limits_w: tuple[PositiveNumber | None, ...] = (None,)
     optimizer: Optimizer = "sgd"
     precision: Precision = "fp32"
     train: dict[str, Any] = field(default_factory=dict)
@@ -312,6 +282,7 @@ class StudyConfig:
     executor: ExecutorSettings = field(default_factory=ExecutorSettings)
     search: SearchSettings = field(default_factory=SearchSettings)
     recipe_search: RecipeSearchStudy | None = None
+    tracking: TrackingSettings = field(default_factory=TrackingSettings)
 
     @model_validator(mode="before")
     @classmethod

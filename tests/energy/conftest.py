@@ -122,7 +122,17 @@ def powercap(tmp_path: Path) -> FakePowercap:
 
 # --- NVML -----------------------------------------------------------------------------------
 class FakeNvmlError(Exception):
-    """Stands in for ``pynvml.NVMLError``."""
+    """Stands in for ``pynvml.NVMLError``: ``value`` is the NVML return code, as in pynvml."""
+
+    def __init__(self, message: str, value: int = 999):
+        super().__init__(message)
+        self.value = value
+
+
+#: NVML return codes (the values of pynvml's ``NVML_ERROR_*`` constants).
+NVML_ERROR_INVALID_ARGUMENT = 2
+NVML_ERROR_NOT_SUPPORTED = 3
+NVML_ERROR_NO_PERMISSION = 4
 
 
 class FakeGpu:
@@ -141,12 +151,28 @@ class FakeGpu:
         self.energy_mj = energy_mj  # None: the GPU has no total-energy counter
         self.power_mw = power_mw
         self.used_bytes = used_bytes
+        #: PIDs NVML lists as compute / graphics processes on this GPU.
+        self.compute_pids: list[int] = []
+        self.graphics_pids: list[int] = []
+        self.process_list_error: Exception | None = None  # e.g. Not Supported
+        self.process_list_calls = 0
+        self.mig_mode: int | None = None  # None: the GPU has no MIG (Not Supported)
+        #: Power limit and its constraints, in milliwatts; ``set_limit_error`` is raised by
+        #: ``nvmlDeviceSetPowerManagementLimit`` (e.g. No Permission), once per entry.
+        self.power_limit_mw = 300_000
+        self.limit_range_mw = (100_000, 400_000)
+        self.set_limit_errors: list[Exception] = []
+        self.set_limit_calls: list[int] = []
 
 
 class FakeNvml:
     """The slice of ``pynvml`` that the NVML meter uses (names checked against pynvml)."""
 
     NVMLError = FakeNvmlError
+    NVML_ERROR_INVALID_ARGUMENT = NVML_ERROR_INVALID_ARGUMENT
+    NVML_ERROR_NOT_SUPPORTED = NVML_ERROR_NOT_SUPPORTED
+    NVML_ERROR_NO_PERMISSION = NVML_ERROR_NO_PERMISSION
+    NVML_DEVICE_MIG_ENABLE = 1
 
     def __init__(self) -> None:
         self.gpus: list[FakeGpu] = []
@@ -200,6 +226,38 @@ class FakeNvml:
     def nvmlDeviceGetMemoryInfo(self, handle: FakeGpu) -> SimpleNamespace:
         total = 40 * 2**30
         return SimpleNamespace(used=handle.used_bytes, total=total, free=total - handle.used_bytes)
+
+    def _processes(self, handle: FakeGpu, pids: list[int]) -> list[SimpleNamespace]:
+        handle.process_list_calls += 1
+        if handle.process_list_error is not None:
+            raise handle.process_list_error
+        return [SimpleNamespace(pid=pid, usedGpuMemory=2**20) for pid in pids]
+
+    def nvmlDeviceGetComputeRunningProcesses(self, handle: FakeGpu) -> list[SimpleNamespace]:
+        return self._processes(handle, handle.compute_pids)
+
+    def nvmlDeviceGetGraphicsRunningProcesses(self, handle: FakeGpu) -> list[SimpleNamespace]:
+        return self._processes(handle, handle.graphics_pids)
+
+    def nvmlDeviceGetMigMode(self, handle: FakeGpu) -> list[int]:
+        if handle.mig_mode is None:
+            raise FakeNvmlError("Not Supported", NVML_ERROR_NOT_SUPPORTED)
+        return [handle.mig_mode, handle.mig_mode]  # [current, pending]
+
+    def nvmlDeviceGetPowerManagementLimit(self, handle: FakeGpu) -> int:
+        return handle.power_limit_mw
+
+    def nvmlDeviceGetPowerManagementLimitConstraints(self, handle: FakeGpu) -> list[int]:
+        return list(handle.limit_range_mw)
+
+    def nvmlDeviceSetPowerManagementLimit(self, handle: FakeGpu, limit_mw: int) -> None:
+        handle.set_limit_calls.append(limit_mw)
+        if handle.set_limit_errors:
+            raise handle.set_limit_errors.pop(0)
+        low, high = handle.limit_range_mw
+        if not low <= limit_mw <= high:
+            raise FakeNvmlError("Invalid Argument", NVML_ERROR_INVALID_ARGUMENT)
+        handle.power_limit_mw = limit_mw
 
 
 @pytest.fixture

@@ -20,9 +20,11 @@ def test_fake_nvml_mirrors_the_real_bindings(fake_nvml):
     """The fake only offers functions that pynvml really has (an autospec by hand)."""
     pynvml = pytest.importorskip("pynvml")
     api = [n for n in dir(fake_nvml) if n.startswith("nvml") or n == "NVMLError"]
-    assert len(api) == 10
+    assert len(api) == 16
     for name in api:
         assert hasattr(pynvml, name), name
+    for name in [n for n in dir(fake_nvml) if n.startswith("NVML_")]:  # the same codes
+        assert getattr(fake_nvml, name) == getattr(pynvml, name), name
 
 
 # --- CUDA_VISIBLE_DEVICES -------------------------------------------------------------------

@@ -49,6 +49,7 @@ FLAT_KEYS = [
     "epochs",
     "seed",
     "gpu_memory_gib",
+    "gpu_power_limit_w",
     "optimizer",
     "precision",
     "image_size",

@@ -1,6 +1,10 @@
 """ResultsStore: round trip, WAL, resume semantics, atomicity under SIGKILL, concurrent writers,
 exports, read-only opens that write nothing, and stores of the previous layout (schema 1).
-Needs no torch: specs are plain dicts."""
+Needs no torch: specs are plain dicts.
+
+The store's contract (the tests taking ``store`` or ``location``) runs against both backends:
+SQLite and PostgreSQL (:mod:`tests.experiment.postgres_server`, skipped where no server can
+start); the tests marked ``only_sqlite`` are about SQLite's file."""
 
 from __future__ import annotations
 
@@ -31,6 +35,7 @@ from wattwise.experiment import (
     TrialRecord,
 )
 from wattwise.experiment.spec import TrialSpec
+from wattwise.experiment.store import Store, open_store
 
 #: A store written by the previous wattwise (schema 1), as ``sqlite3`` ``iterdump()`` text: two ok
 #: trials (baseline; quantize:int8 with its variants) and a failed one, study "legacy".
@@ -81,10 +86,32 @@ def ok_record(trial_id: str, **changes: Any) -> TrialRecord:
     return TrialRecord(**(values | changes))
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def location(request: pytest.FixtureRequest, tmp_path: Path) -> str | Path:
+    """Where a new, empty store goes: a SQLite file, or a PostgreSQL database of its own."""
+    if request.param == "postgres":
+        return str(request.getfixturevalue("postgres_server").database())
+    return tmp_path / "run" / "results.sqlite"
+
+
+#: A test about SQLite's file: the ``store`` and ``location`` fixtures give SQLite only.
+only_sqlite = pytest.mark.parametrize("location", ["sqlite"], indirect=True)
+
+
 @pytest.fixture
-def store(tmp_path: Path) -> Any:
-    with ResultsStore(tmp_path / "run" / "results.sqlite", study="demo") as s:
+def store(location: str | Path) -> Any:
+    with open_store(location, study="demo") as s:
         yield s
+
+
+def stored_columns(store: Store) -> set[str]:
+    """The columns the store's ``trials`` table has."""
+    return set(store._table_columns())
+
+
+def sound(store: Store) -> bool:
+    """SQLite's integrity check passes (PostgreSQL keeps no file of ours to check)."""
+    return not isinstance(store, ResultsStore) or store.integrity_check() == "ok"
 
 
 def test_round_trip(store: ResultsStore) -> None:
@@ -123,6 +150,7 @@ def test_trial_spec_objects(store: ResultsStore) -> None:
     assert store.pending([trial]) == []
 
 
+@only_sqlite
 def test_wal_and_synchronous_full(store: ResultsStore) -> None:
     other = sqlite3.connect(store.path)
     assert other.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -131,16 +159,16 @@ def test_wal_and_synchronous_full(store: ResultsStore) -> None:
     assert store.integrity_check() == "ok"
 
 
-def test_meta_and_one_study_per_store(tmp_path: Path) -> None:
-    path = tmp_path / "results.sqlite"
-    with ResultsStore(path, study="a", config_yaml="name: a\n") as store:
+def test_meta_and_one_study_per_store(location: str | Path) -> None:
+    with open_store(location, study="a", config_yaml="name: a\n") as store:
         meta = store.meta()
         assert meta["schema_version"] == str(SCHEMA_VERSION) and "created_unix_s" in meta
         assert (store.study, store.config_yaml) == ("a", "name: a\n")
-    with ResultsStore(path, study="a", config_yaml="name: a\nseeds: [0, 1]\n") as store:
+    with open_store(location, study="a", config_yaml="name: a\nseeds: [0, 1]\n") as store:
         assert store.config_yaml == "name: a\nseeds: [0, 1]\n"
-    with pytest.raises(StoreError, match="holds study 'a', not 'b'; use another output folder"):
-        ResultsStore(path, study="b")
+    where = "output folder" if isinstance(location, Path) else "database"
+    with pytest.raises(StoreError, match=f"holds study 'a', not 'b'; use another {where}"):
+        open_store(location, study="b")
 
 
 def test_resume_skips_finished_trials_and_retries_unfinished_ones(store: ResultsStore) -> None:
@@ -271,9 +299,8 @@ def test_dataframe_and_parquet(store: ResultsStore, tmp_path: Path) -> None:
     assert frame["accuracy_per_j_per_image"][0] == pytest.approx(record.accuracy_per_j_per_image)
     assert frame["images_per_s"][0] == 500.0 and pd.isna(frame["accuracy_per_kj_train"][1])
     assert str(frame["params"].dtype) == "Int64" and pd.isna(frame["params"][1])
-    assert "accuracy_per_kj_train" not in {
-        r[1] for r in store._query("PRAGMA table_info(trials)")
-    }  # not stored twice
+    assert "accuracy_per_kj_train" not in stored_columns(store)  # not stored twice
+    assert {"params", "record_json"} <= stored_columns(store)
     assert store.export_parquet(tmp_path / "r.parquet") == 2
     table = pq.read_table(tmp_path / "r.parquet")
     assert table.column_names == list(EXPORT_COLUMNS)
@@ -323,6 +350,7 @@ def test_threads_share_a_store(store: ResultsStore) -> None:
 # --- reading only ------------------------------------------------------------------------------
 
 
+@only_sqlite
 def test_a_read_only_open_writes_nothing(store: ResultsStore) -> None:
     store.begin_trial("a", spec())
     stored = store.finish_trial(ok_record("a"))
@@ -345,6 +373,7 @@ def test_a_read_only_open_writes_nothing(store: ResultsStore) -> None:
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root ignores file permissions")
+@only_sqlite
 def test_a_read_only_open_works_in_a_read_only_folder(store: ResultsStore) -> None:
     store.begin_trial("a", spec())
     store.close()
@@ -357,10 +386,10 @@ def test_a_read_only_open_works_in_a_read_only_folder(store: ResultsStore) -> No
         folder.chmod(0o755)
 
 
-def test_a_reader_sees_what_an_open_writer_committed(store: ResultsStore) -> None:
-    store.begin_trial("a", spec())  # the writer stays open: its WAL holds the commit
-    assert Path(f"{store.path}-wal").exists()
-    with ResultsStore(store.path, read_only=True) as reader:
+def test_a_reader_sees_what_an_open_writer_committed(store: Store, location: Any) -> None:
+    store.begin_trial("a", spec())  # the writer stays open (SQLite: its WAL holds the commit)
+    assert not isinstance(store, ResultsStore) or Path(f"{store.path}-wal").exists()
+    with open_store(location, read_only=True) as reader:
         assert reader.status("a") == "running"
         store.finish_trial(ok_record("a"))
         assert reader.status("a") == "ok"
@@ -475,10 +504,10 @@ def test_a_schema_1_store_is_migrated_when_opened_for_writing(tmp_path: Path) ->
 WRITER = textwrap.dedent(
     """
     import os, sys, time
-    from wattwise.experiment import ResultsStore, TrialRecord
+    from wattwise.experiment import TrialRecord, open_store
 
     path, prefix, count, go = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
-    store = ResultsStore(path, study="demo")
+    store = open_store(path, study="demo")
     if go != "-":  # start together: say "ready", wait for "go"
         open(f"{go}.{prefix}", "w").close()
         while not os.path.exists(go):
@@ -493,7 +522,7 @@ WRITER = textwrap.dedent(
 
 
 def writer(
-    tmp_path: Path, db: Path, prefix: str, count: int, go: str = "-"
+    tmp_path: Path, db: str | Path, prefix: str, count: int, go: str = "-"
 ) -> subprocess.Popen[str]:
     script = tmp_path / "writer.py"
     script.write_text(WRITER)
@@ -538,29 +567,30 @@ def test_sigkill_mid_loop_then_resume_loses_and_repeats_nothing(tmp_path: Path) 
         assert {r.attempts for r in store.records()} <= {1, 2}
 
 
-def test_two_processes_write_concurrently(tmp_path: Path) -> None:
-    db = tmp_path / "shared.sqlite"  # both create the schema: neither finds it there
+@only_sqlite  # test_store_postgres.py races three processes on PostgreSQL
+def test_two_processes_write_concurrently(tmp_path: Path, location: str | Path) -> None:
+    db = location  # both create the schema: neither finds it there
     go = tmp_path / "go"
     procs = [writer(tmp_path, db, prefix, 40, str(go)) for prefix in ("a", "b")]
     deadline = time.monotonic() + 60
     while not all(Path(f"{go}.{p}").exists() for p in "ab") and time.monotonic() < deadline:
         time.sleep(0.01)
-    go.touch()  # both write at once: one waits on SQLite's lock while the other commits
+    go.touch()  # both write at once: one waits on the store's lock while the other commits
     outputs = [p.communicate(timeout=120)[0].split() for p in procs]
     assert [p.returncode for p in procs] == [0, 0]
     assert [len(o) for o in outputs] == [40, 40]
-    with ResultsStore(db) as store:
-        assert store.integrity_check() == "ok"
+    with open_store(db) as store:
+        assert sound(store)
         assert store.counts() == {"ok": 80, "failed": 0, "running": 0}
         assert {r.attempts for r in store.records()} == {1}
         assert store.config_yaml is None and store.study == "demo"
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
-def test_a_forked_child_opens_its_own_connection(store: ResultsStore) -> None:
+def test_a_forked_child_opens_its_own_connection(store: Store) -> None:
     store.begin_trial("t", spec())
     pid = os.fork()
-    if pid == 0:  # child: must not reuse the parent's SQLite connection
+    if pid == 0:  # child: must not reuse the parent's connection
         code = 1
         try:
             store.finish_trial(ok_record("t"))
@@ -569,7 +599,8 @@ def test_a_forked_child_opens_its_own_connection(store: ResultsStore) -> None:
             os._exit(code)
     _, wait_status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(wait_status) == 0
-    assert store.status("t") == "ok" and store.integrity_check() == "ok"
+    assert store.status("t") == "ok" and sound(store)
+    store.begin_trial("u", spec())  # the parent's connection still works
 
 
 def test_importing_the_store_and_config_is_torch_free() -> None:
@@ -607,7 +638,7 @@ def test_exports_carry_the_costs_and_the_final_saving(store: ResultsStore, tmp_p
     columns = ("technique_energy_j", "measurement_energy_j", "total_energy_j", "saving",
                "saving_low", "saving_high", "saving_significant", "noisy")  # fmt: skip
     assert set(columns) <= set(EXPORT_COLUMNS)
-    stored = {r[1] for r in store._query("PRAGMA table_info(trials)")}
+    stored = stored_columns(store)
     assert not stored & set(columns)  # computed on export, the store's schema is unchanged
     frame = store.to_dataframe()
     a, b = frame.iloc[0], frame.iloc[1]

@@ -30,7 +30,7 @@ from wattwise.cli._base import (
 )
 from wattwise.errors import ConfigError
 
-EXECUTORS = ("local", "local-gpus", "ray")
+EXECUTORS = ("local", "local-gpus", "ray", "slurm")
 STATUSES = ("ok", "failed", "running")
 
 
@@ -74,6 +74,16 @@ def register(subparsers: Any) -> None:
         help="print the plan (trials, trainings after reuse, teachers, an estimate) and check "
         "data and checkpoints; run nothing (exit 2 when a check fails)",
     )
+    p.add_argument(
+        "--mlflow",
+        nargs="?",
+        const=True,  # the flag alone (not a string: type= is not applied to it)
+        type=_mlflow_uri,
+        metavar="URI",
+        help="also log each finished trial as an MLflow run, nested under a run of the study, "
+        "to URI (default: the study's tracking.mlflow.uri, else sqlite:///<study folder>/"
+        "mlflow.db); put it after STUDY.yaml; needs pip install 'wattwise[mlflow]'",
+    )
     p.set_defaults(func=cmd_sweep)
 
     p = subparsers.add_parser(
@@ -84,7 +94,8 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "path",
         metavar="STUDY_DIR_OR_SQLITE",
-        help="a study folder (holding results.sqlite) or the results.sqlite file",
+        help="a study folder (holding results.sqlite, or whose study.yaml names a PostgreSQL "
+        "store), the results.sqlite file, or a postgresql:// URL",
     )
     p.add_argument("--status", choices=STATUSES, help="only trials with this status (default: all)")
     p.add_argument(
@@ -141,6 +152,16 @@ def _columns(text: str) -> tuple[str, ...]:
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
+def _mlflow_uri(text: str) -> str:
+    """``--mlflow URI``: checked as ``tracking.mlflow.uri`` is (a bad one: exit 2)."""
+    from wattwise.integrations.mlflow import checked_uri
+
+    try:
+        return checked_uri(text)
+    except ConfigError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def _column_names() -> str:
     from wattwise.cli.render import RESULTS_COLUMNS
 
@@ -174,6 +195,9 @@ def _with_executor(config: Any, kind: str | None, address: str | None) -> Any:
     kind = kind or current.kind
     if address is not None and kind != "ray":
         raise ConfigError(f"--address is for the ray executor, not {kind!r}")
+    if kind == "slurm":  # the study's slurm settings stay; another kind's do not apply
+        slurm = current if current.kind == "slurm" else ExecutorSettings(kind="slurm")
+        return replace(config, executor=slurm)
     settings = ExecutorSettings(
         kind=kind,
         address=address if address is not None else (current.address if kind == "ray" else None),
@@ -185,7 +209,7 @@ def _with_executor(config: Any, kind: str | None, address: str | None) -> Any:
 class _Announced:
     """A :class:`~wattwise.cli.progress.StudyProgress` that also names the store it resumes."""
 
-    def __init__(self, progress: Any, store_path: Path, *, resume: bool) -> None:
+    def __init__(self, progress: Any, store_path: Path | str, *, resume: bool) -> None:
         self.progress = progress
         self.store_path = store_path
         self.resume = resume
@@ -204,6 +228,25 @@ class _Announced:
         return getattr(self.progress, name)
 
 
+class _FanOut:
+    """Two or more reporters told the same things (an optional method goes to those that have
+    it, and exists only when one has it: the sweep looks optional ones up)."""
+
+    def __init__(self, *reporters: Any) -> None:
+        self.reporters = reporters
+
+    def __getattr__(self, name: str) -> Any:
+        targets = [getattr(r, name) for r in self.reporters if hasattr(r, name)]
+        if not name.startswith("on_") or not targets:
+            raise AttributeError(name)
+
+        def tell(*args: Any, **kwargs: Any) -> None:
+            for target in targets:
+                target(*args, **kwargs)
+
+        return tell
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
     from wattwise.data import download_hint
 
@@ -217,17 +260,37 @@ def _sweep(args: argparse.Namespace) -> int:
     from wattwise.cli.progress import StudyProgress
     from wattwise.cli.render import failed_lines
     from wattwise.config import load_study_config
-    from wattwise.experiment.store import STORE_FILE
-    from wattwise.experiment.sweep import StudyInterrupted, StudyLocked, run_study, study_dir_of
+    from wattwise.experiment.store import shown
+    from wattwise.experiment.sweep import (
+        StudyInterrupted,
+        StudyLocked,
+        run_study,
+        store_location,
+        study_dir_of,
+    )
 
     config = _with_executor(load_study_config(args.study), args.executor, args.address)
     folder = Path(args.out) if args.out else study_dir_of(config)
+    location = store_location(config, folder)  # results.sqlite, or the study's PostgreSQL URL
+    tracker = None
+    if args.mlflow is not None or config.tracking.mlflow is not None:
+        from wattwise.integrations.mlflow import study_tracker, with_mlflow
+
+        uri = args.mlflow if isinstance(args.mlflow, str) else None  # True: the flag alone
+        config = with_mlflow(config, uri)  # without mlflow installed: refused here
+        tracker = study_tracker(config, folder)
     if args.dry_run:
-        return _dry_run(config, folder / STORE_FILE)
+        return _dry_run(config, location)
+    if config.executor.kind == "slurm":  # no submitit, no sbatch: refused before any file
+        from wattwise.experiment.executor_slurm import check_slurm
+
+        check_slurm(config.executor)
     with _stop_signals() as received, third_party_log(folder):
         try:
-            with StudyProgress() as progress:
-                reporter = _Announced(progress, folder / STORE_FILE, resume=not args.no_resume)
+            with StudyProgress() as progress, tracker or contextlib.nullcontext():
+                reporter = _Announced(progress, shown(location), resume=not args.no_resume)
+                if tracker is not None:
+                    reporter = _FanOut(reporter, tracker)
                 sweep = functools.partial(
                     run_study,
                     config,
@@ -254,6 +317,8 @@ def _sweep(args: argparse.Namespace) -> int:
                 )
                 for line in failed_lines(summary, retry):
                     progress.console.print(line, highlight=False, soft_wrap=True)
+                for line in tracker.lines() if tracker is not None else ():
+                    progress.console.print(line, highlight=False, soft_wrap=True, markup=False)
         except StudyInterrupted as stop:
             s = stop.summary
             how = f" by {received[0].name}" if received else ""
@@ -274,14 +339,14 @@ def _sweep(args: argparse.Namespace) -> int:
     return 0
 
 
-def _dry_run(config: Any, store_path: Path) -> int:
+def _dry_run(config: Any, location: Path | str) -> int:
     """``sweep --dry-run``: the plan against what the store (read-only) already holds."""
     from wattwise.experiment.plan import plan_study
-    from wattwise.experiment.store import ResultsStore
+    from wattwise.experiment.store import open_store, store_exists
 
     records = []
-    if store_path.is_file():
-        with ResultsStore(store_path, read_only=True) as store:
+    if store_exists(location):
+        with open_store(location, read_only=True) as store:
             records = store.records()
     plan = plan_study(config, records)
     for line in plan.lines():
@@ -335,16 +400,22 @@ def _interrupted_code(received: list[signal.Signals]) -> int:
 # --- results --------------------------------------------------------------------------------
 
 
-def store_path_of(path: str | Path) -> Path:
-    """``results.sqlite`` of a study folder, or the file itself.
+def store_path_of(path: str | Path) -> Path | str:
+    """``results.sqlite`` of a study folder (or the PostgreSQL URL its ``study.yaml`` names), the
+    file itself, or a ``postgresql://`` URL as it is.
 
     Raises:
-        ConfigError: Nothing there, or a folder without ``results.sqlite``.
+        ConfigError: Nothing there, or a folder without ``results.sqlite`` or a store URL.
     """
-    from wattwise.experiment.store import STORE_FILE
+    from wattwise.experiment.store import STORE_FILE, is_postgres_url, study_store
 
+    if is_postgres_url(path):
+        return str(path)
     target = Path(path)
     if target.is_dir():
+        url = study_store(target) if not (target / STORE_FILE).is_file() else None
+        if url is not None:
+            return url
         target = target / STORE_FILE
         if not target.is_file():
             raise ConfigError(f"{path} holds no {STORE_FILE}: is it a study folder?")
@@ -357,7 +428,7 @@ def cmd_results(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from wattwise.cli.render import results_table
-    from wattwise.experiment import ResultsStore
+    from wattwise.experiment import open_store
 
     filters = {
         key: value
@@ -368,12 +439,12 @@ def cmd_results(args: argparse.Namespace) -> int:
         from wattwise.optimize import canonical_recipe
 
         filters["technique"] = canonical_recipe(filters["technique"])
-    with ResultsStore(store_path_of(args.path), read_only=True) as store:
+    with open_store(store_path_of(args.path), read_only=True) as store:
         records = store.records(args.status, **filters)
         console = Console()
         view = results_table(
             records,
-            title=f"{store.study or 'study'}: {store.path}",
+            title=f"{store.study or 'study'}: {store.location}",
             width=console.width,
             columns=args.columns,
         )

@@ -134,12 +134,16 @@ class Reading:
         suspect: Components whose change since the previous read is implausible (a counter
             restart, a possible missed wrap), with the reason. The monitor marks every window
             open at this read as suspect for them.
+        shared: Device-wide components that processes outside the measured process tree were
+            using at this read (NVML's process list), with their PIDs. The monitor marks every
+            window open at this read as shared for them, with the PIDs of the whole window.
     """
 
     energy_j: Mapping[str, float] = field(default_factory=dict)
     power_w: Mapping[str, float] = field(default_factory=dict)
     memory_bytes: Mapping[str, int] = field(default_factory=dict)
     suspect: Mapping[str, str] = field(default_factory=dict)
+    shared: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
 
 
 @runtime_checkable

@@ -130,7 +130,7 @@ def create_meters(
     if not has_rapl_dram:
         meters.append(_build("dram-estimate", settings, tree, required=False))
 
-    nvml = NvmlMeter(settings.nvml, visible_devices=settings.visible_devices)
+    nvml = NvmlMeter(settings.nvml, visible_devices=settings.visible_devices, tree=tree)
     probed["nvml"] = nvml.availability()
     if nvml.availability().available:
         meters.append(nvml)
@@ -150,7 +150,9 @@ def _build(name: str, settings: MeterSettings, tree: ProcessTree, *, required: b
     if name == "rapl":
         return RaplMeter(settings.powercap_root, required=required)
     if name == "nvml":
-        return NvmlMeter(settings.nvml, required=required, visible_devices=settings.visible_devices)
+        return NvmlMeter(
+            settings.nvml, required=required, visible_devices=settings.visible_devices, tree=tree
+        )
     if name == "nvidia-smi":
         return NvidiaSmiMeter(
             settings.nvidia_smi, required=required, visible_devices=settings.visible_devices

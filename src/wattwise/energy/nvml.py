@@ -9,6 +9,13 @@ Only the GPUs this process can see count: ``CUDA_VISIBLE_DEVICES`` is honoured (
 ``GPU-<uuid>`` prefixes; parsing stops at the first invalid entry, as CUDA does). Component
 ``gpu:i`` is the i-th *visible* GPU, i.e. ``cuda:i`` in PyTorch (this assumes
 ``CUDA_DEVICE_ORDER=PCI_BUS_ID``, NVML's order).
+
+Sharing: NVML's energy is the whole GPU's. The meter lists the compute and graphics processes on
+each GPU at most every ``process_check_s`` (1 s; between checks a read repeats the last answer)
+and reports those outside the measured process tree in ``Reading.shared``; a GPU in MIG mode is
+marked shared in its provenance (:mod:`wattwise.energy.sharing`). In a container with a PID
+namespace of its own, NVML may list host PIDs, so that this process looks like another one: the
+label then says "shared" where the GPU may be alone (never the other way round).
 """
 
 from __future__ import annotations
@@ -16,12 +23,19 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
 from wattwise.energy.base import DEVICE_WIDE, Availability, Provenance, Reading
+from wattwise.energy.process import ProcessTree
+from wattwise.energy.sharing import MIG_NOTE, add_shared
 from wattwise.errors import MeterError
+
+#: Seconds between two reads of a GPU's process list (a driver call; cheap, but not free).
+PROCESS_CHECK_S = 1.0
 
 
 @dataclass
@@ -33,6 +47,10 @@ class _Gpu:
     uuid: str
     has_counter: bool
     origin_mj: int = 0
+    mig: bool = False
+    list_error: str = ""  # why NVML cannot list the GPU's processes ("" when it can)
+    others: tuple[int, ...] = ()  # PIDs outside the measured tree at the last check
+    checked_at: float | None = None
 
 
 def parse_visible_devices(value: str | None, count: int, uuids: list[str]) -> list[int]:
@@ -75,6 +93,10 @@ class NvmlMeter:
         nvml: The NVML bindings module (default: ``import pynvml``). Tests pass a fake.
         required: When true (asked for by name), failure raises instead of ``unavailable``.
         visible_devices: A ``CUDA_VISIBLE_DEVICES`` value (default: the environment's).
+        tree: The measured process tree, whose processes on a GPU are not "others" (default:
+            this process and its descendants).
+        process_check_s: Seconds between two reads of each GPU's process list.
+        clock: Monotonic seconds (tests pass a fake).
     """
 
     name = "nvml"
@@ -85,11 +107,17 @@ class NvmlMeter:
         *,
         required: bool = False,
         visible_devices: str | None = None,
+        tree: ProcessTree | None = None,
+        process_check_s: float = PROCESS_CHECK_S,
+        clock: Callable[[], float] = time.monotonic,
     ):
         self._nvml = nvml
         self._gpus: list[_Gpu] = []
         self._initialized = False
         self._lock = threading.Lock()
+        self._tree = tree
+        self._process_check_s = process_check_s
+        self._clock = clock
         if visible_devices is None:
             visible_devices = os.environ.get("CUDA_VISIBLE_DEVICES")
         self._availability = self._probe(visible_devices)
@@ -119,17 +147,18 @@ class NvmlMeter:
                 except nvml.NVMLError:
                     origin, has_counter = 0, False
                     nvml.nvmlDeviceGetPowerUsage(handle)  # must work, else the GPU is unusable
-                self._gpus.append(
-                    _Gpu(
-                        component=f"gpu:{visible_index}",
-                        nvml_index=index,
-                        handle=handle,
-                        name=_text(nvml.nvmlDeviceGetName(handle)),
-                        uuid=uuids[index],
-                        has_counter=has_counter,
-                        origin_mj=origin,
-                    )
+                gpu = _Gpu(
+                    component=f"gpu:{visible_index}",
+                    nvml_index=index,
+                    handle=handle,
+                    name=_text(nvml.nvmlDeviceGetName(handle)),
+                    uuid=uuids[index],
+                    has_counter=has_counter,
+                    origin_mj=origin,
+                    mig=self._mig_enabled(handle),
                 )
+                self._gpus.append(gpu)
+                self._check_processes(gpu)  # learns whether NVML can list them
         except nvml.NVMLError as err:
             self.close()
             return Availability(False, f"NVML query failed: {err}")
@@ -176,13 +205,17 @@ class NvmlMeter:
         detail = (
             f"{gpu.name} (NVML index {gpu.nvml_index}): {how}; {DEVICE_WIDE.format(device='GPU')}"
         )
-        return Provenance.measured("nvml", detail, scope="device")
+        if gpu.list_error and not gpu.mig:
+            detail += f"; NVML cannot list the processes on it ({gpu.list_error})"
+        provenance = Provenance.measured("nvml", detail, scope="device")
+        return add_shared(provenance, MIG_NOTE) if gpu.mig else provenance
 
     def read(self) -> Reading:
         nvml = self._nvml
         energy: dict[str, float] = {}
         power: dict[str, float] = {}
         memory: dict[str, int] = {}
+        shared: dict[str, tuple[int, ...]] = {}
         with self._lock:
             for gpu in self._gpus:
                 if gpu.has_counter:
@@ -191,7 +224,41 @@ class NvmlMeter:
                 else:
                     power[gpu.component] = nvml.nvmlDeviceGetPowerUsage(gpu.handle) / 1000.0
                 memory[gpu.component] = int(nvml.nvmlDeviceGetMemoryInfo(gpu.handle).used)
-        return Reading(energy_j=energy, power_w=power, memory_bytes=memory)
+                if others := self._check_processes(gpu):
+                    shared[gpu.component] = others
+        return Reading(energy_j=energy, power_w=power, memory_bytes=memory, shared=shared)
+
+    def _mig_enabled(self, handle: Any) -> bool:
+        nvml = self._nvml
+        try:
+            current = nvml.nvmlDeviceGetMigMode(handle)[0]
+        except nvml.NVMLError:  # Not Supported: a GPU without MIG
+            return False
+        return bool(current == getattr(nvml, "NVML_DEVICE_MIG_ENABLE", 1))
+
+    def _check_processes(self, gpu: _Gpu) -> tuple[int, ...]:
+        """PIDs on ``gpu`` outside the measured tree, read at most every ``process_check_s``
+        (in between, the last answer). A GPU in MIG mode is marked in its provenance instead;
+        a list that fails keeps the last answer (the first failure is said in the detail)."""
+        now = self._clock()
+        if gpu.mig or (gpu.checked_at is not None and now - gpu.checked_at < self._process_check_s):
+            return gpu.others
+        gpu.checked_at = now
+        nvml = self._nvml
+        try:
+            pids = {p.pid for p in nvml.nvmlDeviceGetComputeRunningProcesses(gpu.handle)}
+            pids |= {p.pid for p in nvml.nvmlDeviceGetGraphicsRunningProcesses(gpu.handle)}
+        except nvml.NVMLError as err:
+            gpu.list_error = gpu.list_error or str(err) or type(err).__name__
+            return gpu.others
+        if self._tree is None:
+            self._tree = ProcessTree()
+        others = pids - self._tree.pids()
+        if others:  # a child started since the tree last looked is ours, not another's
+            self._tree.refresh_children()
+            others -= self._tree.pids()
+        gpu.others = tuple(sorted(others))
+        return gpu.others
 
     def close(self) -> None:
         if self._initialized:

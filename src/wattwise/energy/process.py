@@ -65,6 +65,12 @@ class ProcessTree:
         with self._lock:
             self._children = children
 
+    def pids(self) -> set[int]:
+        """The root's PID and those of the descendants found by the last
+        :meth:`refresh_children`."""
+        with self._lock:
+            return {self.pid, *(p.pid for p in self._children)}
+
     def cpu_seconds(self) -> float:
         """Cumulative user + system CPU seconds of the tree, reaped children included."""
         if self.pid == os.getpid():

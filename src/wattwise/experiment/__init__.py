@@ -1,5 +1,5 @@
-"""Experiments at scale: trial records, the SQLite results store, the trial runner, sweeps and
-executors.
+"""Experiments at scale: trial records, the results store (SQLite, or PostgreSQL shared by many
+workers), the trial runner, sweeps and executors.
 
     from wattwise.experiment import ResultsStore, TrialRecord, VariantRecord, run_study, run_trial
 
@@ -20,7 +20,14 @@ from wattwise.experiment.record import (
     VariantRecord,
     json_safe,
 )
-from wattwise.experiment.store import CONFIG_FILE, STORE_FILE, ResultsStore, StoreError
+from wattwise.experiment.store import (
+    CONFIG_FILE,
+    STORE_FILE,
+    ResultsStore,
+    Store,
+    StoreError,
+    open_store,
+)
 from wattwise.experiment.store_schema import EXPORT_COLUMNS, FILTERS, SCHEMA_VERSION
 
 _LAZY = {
@@ -34,22 +41,24 @@ _LAZY = {
     "Executor": "wattwise.experiment.executors",
     "LocalExecutor": "wattwise.experiment.executors",
     "LocalGpuExecutor": "wattwise.experiment.executors",
-    "RayExecutor": "wattwise.experiment.executors",
+    "RayExecutor": "wattwise.experiment.executor_ray",
     "create_executor": "wattwise.experiment.executors",
     "run_demo": "wattwise.experiment.demo",
+    "PostgresStore": "wattwise.experiment.store_postgres",
     "demo_config": "wattwise.experiment.demo",
 }
 
 if TYPE_CHECKING:  # pragma: no cover
     from wattwise.experiment.demo import demo_config, run_demo
+    from wattwise.experiment.executor_ray import RayExecutor
     from wattwise.experiment.executors import (
         Executor,
         LocalExecutor,
         LocalGpuExecutor,
-        RayExecutor,
         create_executor,
     )
     from wattwise.experiment.runner import TrialFailure, failure_reason, run_trial
+    from wattwise.experiment.store_postgres import PostgresStore
     from wattwise.experiment.summary import StudySummary, describe_trial
     from wattwise.experiment.sweep import StudyInterrupted, run_study
 
@@ -65,8 +74,10 @@ __all__ = [
     "LocalExecutor",
     "LocalGpuExecutor",
     "MemoryCap",
+    "PostgresStore",
     "RayExecutor",
     "ResultsStore",
+    "Store",
     "StoreError",
     "StudyInterrupted",
     "StudySummary",
@@ -79,6 +90,7 @@ __all__ = [
     "describe_trial",
     "failure_reason",
     "json_safe",
+    "open_store",
     "run_demo",
     "run_study",
     "run_trial",

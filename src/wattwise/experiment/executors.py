@@ -1,4 +1,5 @@
-"""Where trials run: this process, one worker process per local GPU, or a Ray cluster.
+"""Where trials run: this process, one worker process per local GPU, a Ray cluster, or SLURM
+job arrays (:mod:`wattwise.experiment.executor_ray`, :mod:`wattwise.experiment.executor_slurm`).
 
     executor = create_executor(config.executor)       # from the study's ``executor`` section
     with executor:
@@ -19,6 +20,8 @@ Executors that run several trials at once on a machine say so in every worker's 
 workers share) is marked ``shared`` in each trial's measurements.
 
 Importing this module is cheap (no torch, no Ray): workers import the runner when they start.
+
+The protocol and the failed record are in :mod:`.executor_base`; Ray in :mod:`.executor_ray`.
 """
 
 from __future__ import annotations
@@ -29,96 +32,66 @@ import multiprocessing
 import os
 import signal
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from wattwise.config import ExecutorSettings
 from wattwise.energy.sharing import parallel_env
 from wattwise.errors import ConfigError
+from wattwise.experiment.executor_base import (
+    Closing,
+    Executor,
+    OnDone,
+    OnEpoch,
+    OnStart,
+    failed_record,
+)
 from wattwise.experiment.record import TrialRecord
 from wattwise.experiment.spec import TrialSpec
 
-OnStart = Callable[[TrialSpec], None]
-OnDone = Callable[[TrialRecord], None]
-#: Told each finished epoch of a running trial's own training: ``(spec, epoch record)``.
-OnEpoch = Callable[[TrialSpec, "EpochRecord"], None]
-
 if TYPE_CHECKING:
-    from wattwise.train.loop import EpochRecord
+    from wattwise.experiment.executor_ray import RayExecutor
+
+__all__ = ["Executor", "LocalExecutor", "LocalGpuExecutor", "RayExecutor", "create_executor"]
+__all__ += ["failed_record", "visible_gpus"]
 
 
-class Executor(Protocol):
-    """Runs trials and reports each one to the driver.
+def __getattr__(name: str) -> Any:
+    """``RayExecutor`` from here too (its module imports Ray's glue only when used)."""
+    if name == "RayExecutor":
+        from wattwise.experiment.executor_ray import RayExecutor
 
-    Attributes:
-        name: ``local``, ``local-gpus`` or ``ray``.
-        slots: How many trials run at once.
-    """
-
-    name: str
-    slots: int
-
-    def run(
-        self,
-        specs: Sequence[TrialSpec],
-        *,
-        on_start: OnStart,
-        on_done: OnDone,
-        teacher_dir: str | Path | None = None,
-        on_epoch: OnEpoch | None = None,
-    ) -> None:
-        """Runs every spec; returns when all are done. ``KeyboardInterrupt`` propagates (after
-        the executor stopped its workers); trials in flight are not reported. ``on_epoch`` is
-        told each training epoch of a running trial, where the executor can (see the module)."""
-        ...
-
-    def close(self) -> None:
-        """Releases workers and caches."""
-        ...
-
-
-class _Closing:
-    def close(self) -> None:  # pragma: no cover - overridden
-        pass
-
-    def __enter__(self) -> Any:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        return RayExecutor
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def create_executor(settings: ExecutorSettings | None = None) -> Executor:
     """The executor a study's ``executor`` section describes.
 
     Raises:
-        ConfigError: ``local-gpus`` without a visible GPU, ``ray`` without Ray installed.
+        ConfigError: ``local-gpus`` without a visible GPU, ``ray`` without Ray installed,
+            ``slurm`` without submitit or without SLURM (:mod:`.executor_slurm`).
     """
     settings = settings or ExecutorSettings()
     if settings.kind == "local-gpus":
         return LocalGpuExecutor(settings.gpus)
     if settings.kind == "ray":
+        from wattwise.experiment.executor_ray import RayExecutor
+
         return RayExecutor(settings.address)
+    if settings.kind == "slurm":
+        from wattwise.experiment.executor_slurm import SlurmExecutor
+
+        return SlurmExecutor(settings)
     return LocalExecutor()
-
-
-def failed_record(spec: TrialSpec, reason: str) -> TrialRecord:
-    """The record of a trial whose worker could not report one."""
-    return TrialRecord(
-        trial_id=spec.trial_id,
-        study=spec.study,
-        spec=spec.to_dict(),
-        status="failed",
-        reason=reason,
-    )
 
 
 # --- local, sequential ------------------------------------------------------------------------
 
 
-class LocalExecutor(_Closing):
+class LocalExecutor(Closing):
     """One trial at a time, in this process (the default).
 
     Datasets and trained teachers stay in ``cache`` between trials (and between ``run`` calls)
@@ -217,7 +190,7 @@ class _Worker:
         self.conn.close()
 
 
-class _ProcessPool(_Closing):
+class _ProcessPool(Closing):
     """One long-lived worker process per slot; slot ``i`` runs with the environment ``envs[i]``
     (plus, with several slots, :func:`~wattwise.energy.sharing.parallel_env`).
 
@@ -381,108 +354,3 @@ class LocalGpuExecutor(_ProcessPool):
             [f"GPU {i}" for i in chosen],
             own_gpu=True,
         )
-
-
-# --- Ray --------------------------------------------------------------------------------------
-
-
-def _ray_trial(
-    spec_dict: dict[str, Any], teacher_dir: str | None, env: Mapping[str, str]
-) -> dict[str, Any]:
-    """A Ray task: one trial in a Ray worker, run with ``env`` added to its environment;
-    returns the record as a dict (no store)."""
-    os.environ.update(env)
-    from wattwise.experiment.runner import run_trial
-
-    spec = TrialSpec.from_dict(spec_dict)
-    return run_trial(spec, teacher_dir=teacher_dir).to_dict()
-
-
-def _import_ray() -> Any:
-    try:
-        import ray
-    except ImportError:
-        raise ConfigError("the ray executor needs Ray: pip install 'wattwise[ray]'") from None
-    return ray
-
-
-class RayExecutor(_Closing):
-    """Trials as Ray tasks: one per GPU (``num_gpus=1``) when the cluster has GPUs, else one per
-    CPU (``num_cpus=1``). Records come back to the driver, which writes the store; epochs do not
-    (``on_epoch`` is not called: no live predictions, the records keep theirs).
-
-    Args:
-        address: A Ray cluster (``ray://host:10001``, ``auto``); default: the Ray instance this
-            process already started, else a new local one (stopped again by :meth:`close`).
-
-    Raises:
-        ConfigError: Ray is not installed (``pip install 'wattwise[ray]'``) or cannot connect.
-    """
-
-    name = "ray"
-
-    def __init__(self, address: str | None = None) -> None:
-        ray = _import_ray()
-        self._ray = ray
-        self._owns = False
-        if not ray.is_initialized():
-            try:
-                if address is None:
-                    ray.init(include_dashboard=False, logging_level="warning")
-                else:
-                    ray.init(address=address, logging_level="warning")
-            except Exception as err:
-                where = address or "a local Ray instance"
-                raise ConfigError(f"cannot start or reach {where}: {err}".splitlines()[0]) from err
-            self._owns = True
-        resources = ray.cluster_resources()
-        self.gpus = int(resources.get("GPU", 0))
-        cpus = int(resources.get("CPU", 1))
-        self.slots = max(1, self.gpus if self.gpus else cpus)
-        self._options = {"num_gpus": 1} if self.gpus else {"num_cpus": 1}
-        #: What each task adds to its environment: up to ``slots`` trials share a machine (at
-        #: most; on a cluster fewer share each node), each with a GPU of its own in GPU mode.
-        self.worker_env = parallel_env(self.slots, own_gpu=bool(self.gpus))
-        self._task = ray.remote(_ray_trial).options(max_retries=0, **self._options)
-
-    def run(
-        self,
-        specs: Sequence[TrialSpec],
-        *,
-        on_start: OnStart,
-        on_done: OnDone,
-        teacher_dir: str | Path | None = None,
-        on_epoch: OnEpoch | None = None,
-    ) -> None:
-        del on_epoch  # a task reports only its record (see the class)
-        ray = self._ray
-        queue = deque(specs)
-        inflight: dict[Any, TrialSpec] = {}
-        where = None if teacher_dir is None else str(teacher_dir)
-        try:
-            while queue or inflight:
-                while queue and len(inflight) < self.slots:
-                    spec = queue.popleft()
-                    on_start(spec)
-                    inflight[self._task.remote(spec.to_dict(), where, self.worker_env)] = spec
-                done, _ = ray.wait(list(inflight), num_returns=1)
-                for ref in done:
-                    spec = inflight.pop(ref)
-                    try:
-                        record = TrialRecord.from_dict(ray.get(ref))
-                    except Exception as err:  # the worker crashed, or Ray lost the task
-                        message = str(err).strip().splitlines()[-1] if str(err).strip() else ""
-                        record = failed_record(
-                            spec, f"ray task failed: {type(err).__name__}: {message}"
-                        )
-                    on_done(record)
-        except BaseException:
-            for ref in inflight:
-                with contextlib.suppress(Exception):
-                    ray.cancel(ref, force=True)
-            raise
-
-    def close(self) -> None:
-        if self._owns and self._ray.is_initialized():
-            self._ray.shutdown()
-        self._owns = False

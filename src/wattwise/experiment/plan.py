@@ -239,6 +239,11 @@ def check_trial(spec: TrialSpec) -> None:
     device = resolve_device(spec.train.device)
     if spec.train.precision == "fp16" and device.type != "cuda":
         raise ConfigError("fp16 autocast is for GPUs; on CPU use precision bf16")
+    if spec.train.gpu_power_limit_w is not None and device.type != "cuda":
+        raise ConfigError(
+            f"a GPU power limit needs a GPU: this trial runs on {device.type}; drop "
+            "gpu_power_limits_w (--gpu-power-limit-w) or train on a GPU"
+        )
 
 
 def check_spec(spec: TrialSpec) -> None:

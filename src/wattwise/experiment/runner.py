@@ -26,6 +26,8 @@ trained it), ``teacher_logits`` (the teacher pass over the training split), ``tr
 trial's training: training and validation passes), ``test`` (final test evaluation),
 ``recipe/<step>`` (what each step cost: fine-tuning, calibration, compiling), ``inference/<step>``
 (each intermediate variant) and ``inference`` (the final model). Nothing is counted twice.
+A trial with a GPU power limit (``gpu_power_limit_w``) holds it through all of its phases and
+records it in ``details["power_limit"]`` (:mod:`wattwise.energy.power_limit`).
 
 Size: about 510 lines: the one pipeline, phase by phase, with the bookkeeping of what a trial
 measured so far (``_Trial``), so that a trial that fails half-way keeps it; splitting the phases
@@ -40,7 +42,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,6 +53,8 @@ from torch import nn
 from wattwise.data import DatasetSplits, load_dataset
 from wattwise.energy.base import Measurement
 from wattwise.energy.monitor import EnergyMonitor
+from wattwise.energy.power_limit import gpu_power_limit
+from wattwise.energy.profiler import OperatorProfile, profile_training_steps
 from wattwise.errors import WattwiseError
 from wattwise.experiment.baselines import (
     BASELINE_DIR,
@@ -75,6 +79,7 @@ from wattwise.optimize import DistillConfig, TechniqueConfig, TechniqueContext, 
 from wattwise.optimize.base import BaselineConfig
 from wattwise.optimize.compare import Comparison
 from wattwise.optimize.grammar import format_recipe
+from wattwise.optimize.profiles import profile_variants
 from wattwise.optimize.recipe import RecipeSettings, VariantResult, run_recipe
 from wattwise.train.checkpoint import save_checkpoint
 from wattwise.train.config import MemoryCap
@@ -134,6 +139,7 @@ class _Trial:
     train_energy_j: float | None = None
     train_energy_provenance: str | None = None
     comparison: Comparison | None = None
+    profiles: list[OperatorProfile] = field(default_factory=list)  # measurement.profile
 
     def record(self, duration_s: float) -> TrialRecord:
         peaks = {key: _peak(list(self.phases.values()), key) for key in _PEAKS}
@@ -164,6 +170,7 @@ class _Trial:
             noisy=compared.noisy if compared is not None else False,
             noise=compared.noise if compared is not None else (),
             threads=compared.threads if compared is not None else None,
+            profiles=tuple(self.profiles),
             history=tuple(self.history),
             details=self.details,
             environment=self.environment,
@@ -307,6 +314,9 @@ def _execute(
         if any(c.int8 for c in rest):
             stack.callback(_reset_compiler)
         device = resolve_device(tc.device)
+        limit = stack.enter_context(gpu_power_limit(tc.gpu_power_limit_w, str(device)))
+        if limit is not None:  # held for every phase: training, technique steps, measurement
+            trial.details["power_limit"] = limit.to_dict()
         trial.environment = environment(str(device), monitor)
         data = load_trial_data(spec, cache)
         info = data.info
@@ -330,10 +340,15 @@ def _execute(
             model.load_state_dict(reused.state)
             _record_reused(trial, reused)
         else:
-            if first is not None:
-                result = _distill(trial, first, model, data, monitor, cache, teacher_dir, on_epoch)
-            else:
-                result = fit(model, data, tc, monitor=monitor, progress=progress, on_epoch=on_epoch)
+            with _profiled_training(trial, model, monitor):
+                if first is not None:
+                    result = _distill(
+                        trial, first, model, data, monitor, cache, teacher_dir, on_epoch
+                    )
+                else:
+                    result = fit(
+                        model, data, tc, monitor=monitor, progress=progress, on_epoch=on_epoch
+                    )
             _record_training(trial, result)
         if checkpoint is not None:  # a diverged model is kept too, with its status
             _save_trained(checkpoint, model, model_spec, trial)
@@ -446,11 +461,28 @@ def _apply_recipe(
     if result.benchmark is not None:  # every variant's inference, measured side by side
         trial.phases["inference"] = result.benchmark
     trial.comparison = result.comparison
+    if trial.spec.measurement.profile:  # after the comparison: no profiler in its rounds
+        for profile in profile_variants(result, data, settings, monitor):
+            trial.phases[profile.window] = profile.measurement  # measurement energy
+            trial.profiles.append(profile)
     trial.details["notes"] = list(dict.fromkeys(n for v in trial.variants for n in v.notes))
     if settings.inference_s == 0:
         trial.details["notes"].append(
             "measurement.inference_s is 0: latency, throughput and J/image are not reported"
         )
+
+
+@contextlib.contextmanager
+def _profiled_training(trial: _Trial, model: nn.Module, monitor: EnergyMonitor) -> Iterator[None]:
+    """With ``measurement.profile``: a few of the training's steps profiled (their window is
+    inside the ``train`` phase: training joules, no phase of its own)."""
+    if not trial.spec.measurement.profile:
+        yield
+        return
+    with profile_training_steps(model, monitor) as steps:
+        yield
+    if steps.profile is not None:
+        trial.profiles.append(steps.profile)
 
 
 def _distill(

@@ -2,8 +2,10 @@
 
 :func:`wattwise.experiment.sweep.run_study` drives it for ``search.kind: optuna``: it asks for a
 batch of points, runs every point once per seed, and tells Optuna the mean of each objective over
-the seeds' ``ok`` records (a point with none fails). The search lives in its own SQLite file, so
-that a resumed study counts the trials it finished and finishes those a killed run left open.
+the seeds' ``ok`` records (a point with none fails). The search lives in its own SQLite file
+(only the sweep's process uses it), or, for a study stored in PostgreSQL, in that database
+(:func:`optuna_storage`: every worker's sweep shares it), so that a resumed study counts the
+trials it finished and finishes those a killed run left open.
 A point is evaluated once: a proposal that repeats one is recorded as a failed duplicate, which
 the sampler ignores and the count leaves out, and a search never asks for more points than the
 grid has.
@@ -20,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 
 from wattwise.config import StudyConfig
@@ -37,8 +40,12 @@ SEARCH_AXES = {
     "lr": "learning_rates",
     "epochs": "epochs",
     "gpu_memory_gib": "gpu_memory_gib",
+    "gpu_power_limit_w": "gpu_power_limits_w",
 }
 
+
+#: The Optuna study's storage inside a study folder (a study stored in SQLite).
+OPTUNA_FILE = "optuna.sqlite"
 
 #: User attribute of an Optuna trial that repeated an evaluated point (its number).
 DUPLICATE = "duplicate_of"
@@ -73,6 +80,16 @@ def objective_values(
     return values
 
 
+def optuna_storage(config: StudyConfig, folder: Path) -> Path | BaseStorage:
+    """Where a study's search lives: ``folder/optuna.sqlite``, or for a study stored in
+    PostgreSQL (``store:``) that database (its ``wattwise_optuna`` schema)."""
+    if config.store is None:
+        return folder / OPTUNA_FILE
+    from wattwise.experiment.store_postgres import optuna_storage as in_database
+
+    return in_database(config.store)  # type: ignore[no-any-return]
+
+
 class OptunaSearch:
     """``search.n_trials`` Optuna trials (TPE, seeded by the study's first seed) over the study.
 
@@ -82,15 +99,22 @@ class OptunaSearch:
         remaining: Optuna trials still to tell, including those :meth:`ask` handed out.
     """
 
-    def __init__(self, config: StudyConfig, storage_path: Path, *, resume: bool = True) -> None:
-        """Opens (or, with ``resume=False``, starts again) the search stored in ``storage_path``.
+    def __init__(
+        self, config: StudyConfig, storage_path: Path | BaseStorage, *, resume: bool = True
+    ) -> None:
+        """Opens (or, with ``resume=False``, starts again) the search stored in ``storage_path``
+        (a SQLite file, or an Optuna storage: :func:`optuna_storage`).
 
         Raises:
             ConfigError: The stored search has other objectives or directions.
         """
         search = config.search
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        storage = f"sqlite:///{Path(storage_path).resolve()}"
+        if isinstance(storage_path, BaseStorage):
+            storage: str | BaseStorage = storage_path
+            where = "the study's database"
+        else:
+            storage, where = f"sqlite:///{Path(storage_path).resolve()}", str(storage_path)
         if not resume:
             with contextlib.suppress(KeyError):
                 optuna.delete_study(study_name=config.name, storage=storage)
@@ -104,7 +128,7 @@ class OptunaSearch:
         wanted = [optuna.study.StudyDirection[d.upper()] for d in search.directions]
         if list(self._study.directions) != wanted:
             raise ConfigError(
-                f"{storage_path} holds a search with other objectives; run with "
+                f"{where} holds a search with other objectives; run with "
                 "--no-resume to start it again, or use another output folder"
             )
         self._objectives = tuple(search.objectives)

@@ -2,7 +2,7 @@
 
     from wattwise.experiment.spec import expand_grid
 
-    for spec in expand_grid(config):              # datasets x models x techniques x ... x GPU caps
+    for spec in expand_grid(config):              # datasets x models x ... x GPU power limits
         print(spec.trial_id, spec.technique, spec.train.epochs, spec.measurement.inference_s)
 
 A :class:`TrialSpec` holds the trial's complete :class:`~wattwise.train.TrainConfig` and its
@@ -27,6 +27,10 @@ from wattwise.validation import dump, fields_of, validate
 
 #: Measurement settings that say where or how CO2e is counted, not what is measured.
 _NOT_MEASUREMENT_IDENTITY = (*CARBON_KEYS, "powercap_root")
+#: Measurement settings in the identity only when they differ from this value, so that trials
+#: stored before the setting existed keep their ids. ``profile`` is identity: profiled steps run
+#: slower (their energy is in the trial's training) and add profile windows.
+_MEASUREMENT_IDENTITY_UNLESS = {"profile": False}
 
 if TYPE_CHECKING:
     from wattwise.optimize.base import TechniqueConfig
@@ -35,6 +39,15 @@ if TYPE_CHECKING:
 #: What says where things are, not what the trial is: outside its identity. The carbon settings
 #: are outside too: CO2e is computed from stored joules when results are analysed.
 _NOT_IDENTITY = ("trial_id", "study", "data_root", "download")
+
+#: Settings added after trials were stored -> the value they had before (the behaviour of then):
+#: at that value a setting is left out of the identity and the training key, so that stored
+#: trials keep their ids and their trained baselines.
+_ADDED_LATER: dict[str, Any] = {"gpu_power_limit_w": None}
+
+
+def _without_added_defaults(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if not (k in _ADDED_LATER and v == _ADDED_LATER[k])}
 
 
 @dataclass(frozen=True)
@@ -49,7 +62,8 @@ class TrialSpec:
 
     Attributes:
         train: The trial's complete training settings; ``epochs``, ``batch_size``, ``lr``,
-            ``seed``, ``gpu_memory_gib``, ``optimizer`` and ``precision`` read them too.
+            ``seed``, ``gpu_memory_gib``, ``gpu_power_limit_w``, ``optimizer`` and
+            ``precision`` read them too.
         measurement: How the trial is measured.
     """
 
@@ -96,6 +110,10 @@ class TrialSpec:
         return self.train.gpu_memory_gib
 
     @property
+    def gpu_power_limit_w(self) -> float | None:
+        return self.train.gpu_power_limit_w
+
+    @property
     def optimizer(self) -> str:
         return self.train.optimizer
 
@@ -111,9 +129,12 @@ class TrialSpec:
     def identity(self) -> dict[str, Any]:
         """The content that ``trial_id`` hashes."""
         data = self.to_dict(with_id=False)
-        content = {k: v for k, v in data.items() if k not in _NOT_IDENTITY}
+        content = {k: v for k, v in _without_added_defaults(data).items() if k not in _NOT_IDENTITY}
         content["measurement"] = {
-            k: v for k, v in data["measurement"].items() if k not in _NOT_MEASUREMENT_IDENTITY
+            k: v
+            for k, v in data["measurement"].items()
+            if k not in _NOT_MEASUREMENT_IDENTITY
+            and not (k in _MEASUREMENT_IDENTITY_UNLESS and v == _MEASUREMENT_IDENTITY_UNLESS[k])
         }
         return content
 
@@ -183,7 +204,8 @@ def _steps(technique: str) -> tuple[TechniqueConfig, ...]:
 
 def expand_grid(config: StudyConfig) -> list[TrialSpec]:
     """Every trial of the study: datasets x models x techniques x batch sizes x learning rates x
-    epochs x seeds x GPU memory caps, in that nesting order (the last varies fastest).
+    epochs x seeds x GPU memory caps x GPU power limits, in that nesting order (the last varies
+    fastest).
 
     Raises:
         ConfigError: The grid is empty, or two points are the same trial.
@@ -200,8 +222,9 @@ def expand_grid(config: StudyConfig) -> list[TrialSpec]:
         config.epochs,
         config.seeds,
         config.gpu_memory_gib,
+        config.gpu_power_limits_w,
     )
-    for dataset, model, technique, batch, lr, epochs, seed, cap in axes:
+    for dataset, model, technique, batch, lr, epochs, seed, cap, watts in axes:
         train = TrainConfig(
             **config.train,
             batch_size=batch,
@@ -209,6 +232,7 @@ def expand_grid(config: StudyConfig) -> list[TrialSpec]:
             epochs=epochs,
             seed=seed,
             gpu_memory_gib=cap,
+            gpu_power_limit_w=watts,
             optimizer=config.optimizer,
             precision=config.precision,
         )
@@ -248,7 +272,7 @@ def training_key(spec: Mapping[str, Any], *, seed: bool = True) -> str:
     trains the model (``distill:<teacher>``). Trials with the same key ran the identical
     training (``seed=False`` leaves the seed out: the key of a configuration over seeds)."""
     first = str(spec.get("technique") or "").split(",", 1)[0].strip()
-    values = {k: v for k, v in spec.items() if k not in _NOT_TRAINING}
+    values = {k: v for k, v in _without_added_defaults(spec).items() if k not in _NOT_TRAINING}
     values["trains_by"] = first if first.startswith("distill") else "fit"
     if seed:
         values["seed"] = spec.get("seed")

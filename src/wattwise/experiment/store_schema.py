@@ -1,9 +1,11 @@
 """The results store's table layout: columns, SQL, one row per record, filters, migration.
 
-:class:`~wattwise.experiment.store.ResultsStore` owns the connection and the transactions; this
-module says what a row holds. Schema 2 stores primitives only: the ratio columns of exports are
-computed from them (:data:`~wattwise.experiment.record.RATIOS`), and a schema-1 store (stored
-ratios, ``throughput_images_per_s``, variants in ``details``) is migrated by
+The stores (:class:`~wattwise.experiment.store.ResultsStore` for SQLite,
+:class:`~wattwise.experiment.store_postgres.PostgresStore`) own the connection and the transactions;
+this module says what a row holds, in SQL both run (``?`` placeholders; the PostgreSQL store passes
+its own column types to :func:`create_trials`). Schema 2 stores primitives only: the ratio columns
+of exports are computed from them (:data:`~wattwise.experiment.record.RATIOS`), and a schema-1 store
+(stored ratios, ``throughput_images_per_s``, variants in ``details``) is migrated by
 :func:`migrate_schema_1`.
 """
 
@@ -52,6 +54,15 @@ COMPUTED_COLUMNS: dict[str, str] = {
     "saving_significant": "BOOLEAN",
     "noisy": "BOOLEAN",
     "device_id": "TEXT",
+    # the per-trial columns of the report's trial table (its study-level columns, CO2e, teacher
+    # shares, accuracy intervals, are in report/tables/, wattwise.analysis.tables)
+    "training_energy_j": "REAL",
+    "teacher_energy_j": "REAL",
+    "saving_vs_best_fp32": "REAL",
+    "saving_vs_best_fp32_low": "REAL",
+    "saving_vs_best_fp32_high": "REAL",
+    "best_fp32": "TEXT",
+    "verdict": "TEXT",
 }
 
 
@@ -62,7 +73,11 @@ def computed_values(record: TrialRecord) -> tuple[Any, ...]:
     saving = [getattr(final, n) if final else None for n in names]
     noisy = record.noisy or any(v.noisy for v in record.variants)
     energies = (record.technique_energy_j, record.measurement_energy_j, record.total_energy_j)
-    return (*energies, *saving, noisy, (record.environment or {}).get("device_id"))
+    names = ("saving_vs_best_fp32", "saving_vs_best_fp32_low", "saving_vs_best_fp32_high")
+    fp32 = [getattr(final, n) if final else None for n in (*names, "best_fp32", "verdict")]
+    device = (record.environment or {}).get("device_id")
+    own = (record.training_energy_j, record.teacher_energy_j)
+    return (*energies, *saving, noisy, device, *own, *fp32)
 
 
 #: Columns of exports (CSV, Parquet, DataFrame), in order, with their types. The ratio columns
@@ -93,22 +108,36 @@ PANDAS_TYPES = {"TEXT": "string", "INTEGER": "Int64", "REAL": "float64", "BOOLEA
 #: Keyword filters of :meth:`ResultsStore.records` (and the exports), besides ``status``.
 FILTERS = ("study", *SPEC_COLUMNS)
 
-CREATE_TRIALS = (
-    "CREATE TABLE IF NOT EXISTS trials ("
-    "trial_id TEXT PRIMARY KEY, "
-    + ", ".join(f"{name} {kind}" for name, kind in list(STORED_COLUMNS.items())[1:])
-    + ", spec_json TEXT NOT NULL, record_json TEXT NOT NULL"
-    + ", CHECK (status IN ('ok', 'failed', 'running')))"
-)
+
+def create_trials(types: Mapping[str, str] | None = None, extra: str = "") -> str:
+    """``CREATE TABLE trials``: :data:`STORED_COLUMNS` with their types (``types`` maps a
+    SQLite type to another database's, e.g. ``REAL`` to ``DOUBLE PRECISION``), the JSON columns,
+    and ``extra`` column definitions (PostgreSQL's insertion order, SQLite's ``rowid``)."""
+    types = types or {}
+    return (
+        "CREATE TABLE IF NOT EXISTS trials ("
+        "trial_id TEXT PRIMARY KEY, "
+        + ", ".join(
+            f"{name} {types.get(kind, kind)}" for name, kind in list(STORED_COLUMNS.items())[1:]
+        )
+        + ", spec_json TEXT NOT NULL, record_json TEXT NOT NULL"
+        + (f", {extra}" if extra else "")
+        + ", CHECK (status IN ('ok', 'failed', 'running')))"
+    )
+
+
+CREATE_TRIALS = create_trials()
+CREATE_META = "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
 CREATE_INDEXES = [
     "CREATE INDEX IF NOT EXISTS trials_status ON trials (status)",
     "CREATE INDEX IF NOT EXISTS trials_point ON trials (dataset, model, technique)",
 ]
-SCHEMA_STATEMENTS = [
-    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-    CREATE_TRIALS,
-    *CREATE_INDEXES,
-]
+SCHEMA_STATEMENTS = [CREATE_META, CREATE_TRIALS, *CREATE_INDEXES]
+#: Sets one ``meta`` entry (key, value).
+META_UPSERT = (
+    "INSERT INTO meta (key, value) VALUES (?, ?) "
+    "ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+)
 TABLE_COLUMNS = [*STORED_COLUMNS, "spec_json", "record_json"]
 UPSERT = (
     f"INSERT INTO trials ({', '.join(TABLE_COLUMNS)}) "
@@ -189,5 +218,5 @@ def where_clause(
         if present:
             clauses.append(f"{name} IN ({', '.join('?' for _ in present)})")
             params.extend(present)
-        terms.append("(" + " OR ".join(clauses or ["0"]) + ")")
+        terms.append("(" + " OR ".join(clauses or ["1 = 0"]) + ")")
     return (" WHERE " + " AND ".join(terms) if terms else ""), params

@@ -59,7 +59,7 @@ class StudySummary:
     study: str
     search: str
     study_dir: Path
-    store_path: Path
+    store_path: Path | str  # the results.sqlite, or a PostgreSQL store's URL (password masked)
     config_path: Path
     total: int
     ok: int
@@ -90,7 +90,8 @@ class StudySummary:
 
 
 def describe_trial(spec: TrialSpec | Mapping[str, Any]) -> str:
-    """``digits small_cnn prune:structured:0.5 bs32 lr0.05 ep4 seed0`` (+ ``cap8GiB``)."""
+    """``digits small_cnn prune:structured:0.5 bs32 lr0.05 ep4 seed0`` (+ ``cap8GiB``, + the
+    GPU power limit ``limit200W``)."""
     s = spec.to_dict() if isinstance(spec, TrialSpec) else dict(spec)
     text = (
         f"{s.get('dataset')} {s.get('model')} {s.get('technique')} bs{s.get('batch_size')} "
@@ -98,6 +99,8 @@ def describe_trial(spec: TrialSpec | Mapping[str, Any]) -> str:
     )
     if s.get("gpu_memory_gib") is not None:
         text += f" cap{float(s['gpu_memory_gib']):g}GiB"
+    if s.get("gpu_power_limit_w") is not None:
+        text += f" limit{float(s['gpu_power_limit_w']):g}W"
     return text
 
 

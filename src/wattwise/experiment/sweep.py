@@ -8,6 +8,9 @@
 The study folder (``<output_dir>/<name>``, or ``study_dir``) holds ``study.yaml`` (the resolved
 config), ``results.sqlite`` (one row per trial), ``teachers/`` (trained distillation teachers),
 ``sweep.lock`` and, for an Optuna search (:mod:`wattwise.experiment.search`), ``optuna.sqlite``.
+A study whose ``store:`` names a PostgreSQL database keeps its trials, and its Optuna search,
+there instead (:mod:`wattwise.experiment.store_postgres`); ``study.yaml`` records the URL without
+its password.
 Trials finished in an earlier run are skipped; a trial left ``running`` by a killed or
 interrupted run is run again. ``run_study`` prints nothing: it tells a :class:`StudyReporter`
 what happens (the command line draws a live bar from it), with each running trial's predicted
@@ -39,9 +42,17 @@ from wattwise.experiment.executors import Executor, create_executor
 from wattwise.experiment.plan import plan_study
 from wattwise.experiment.recipe_searches import StudySearch, run_study_searches
 from wattwise.experiment.record import TrialRecord
-from wattwise.experiment.search import OptunaSearch
+from wattwise.experiment.search import OPTUNA_FILE as OPTUNA_FILE  # also this module's name
+from wattwise.experiment.search import OptunaSearch, optuna_storage
 from wattwise.experiment.spec import TrialSpec, expand_grid
-from wattwise.experiment.store import CONFIG_FILE, STORE_FILE, ResultsStore, check_study
+from wattwise.experiment.store import (
+    CONFIG_FILE,
+    STORE_FILE,
+    ResultsStore,
+    Store,
+    check_study,
+    open_store,
+)
 from wattwise.experiment.summary import (
     StudySummary,
     describe_trial,
@@ -53,8 +64,6 @@ from wattwise.experiment.teachers import TEACHER_DIR
 from wattwise.files import FileLock, LockHolder, write_text_atomic
 from wattwise.train.predict import Prediction, RunPredictor
 
-#: The Optuna study's storage inside a study folder.
-OPTUNA_FILE = "optuna.sqlite"
 #: The lock a running sweep holds in its study folder.
 LOCK_FILE = "sweep.lock"
 
@@ -141,6 +150,11 @@ def study_dir_of(config: StudyConfig) -> Path:
     return Path(config.output_dir) / config.name
 
 
+def store_location(config: StudyConfig, folder: Path) -> str | Path:
+    """Where the study's trials are stored: its ``store:`` URL, else ``folder/results.sqlite``."""
+    return config.store if config.store is not None else folder / STORE_FILE
+
+
 def run_study(
     config: StudyConfig,
     *,
@@ -179,7 +193,7 @@ def run_study(
     plan_study(config).check()  # missing data, GPU caps on a CPU...: refused before anything
     folder = Path(study_dir) if study_dir is not None else study_dir_of(config)
     _make_folder(folder)
-    check_study(folder / STORE_FILE, config.name)  # another study's folder: refused untouched
+    check_study(store_location(config, folder), config.name)  # another study's: refused untouched
     lock = _lock(folder, config.name, wait)
     try:
         return _run_locked(config, folder, started, resume, executor, reporter, retry_failed)
@@ -198,7 +212,7 @@ def _run_locked(
 ) -> StudySummary:
     reporter = reporter if reporter is not None else _Silent()
     own = executor is None
-    store = ResultsStore(folder / STORE_FILE, study=config.name)  # refuses another study's
+    store = open_store(store_location(config, folder), study=config.name)  # not another study's
     state = _State(config, folder, store, reporter, resume, retry_failed)
     try:
         executor = executor or create_executor(config.executor)
@@ -247,13 +261,17 @@ def _lock(folder: Path, study: str, wait: bool) -> FileLock:
 def recorded_config(config: StudyConfig, folder: Path) -> StudyConfig:
     """The study as ``study.yaml`` records it: in a folder named after the study, ``output_dir``
     is the folder's parent (absolute), so that ``wattwise sweep <folder>/study.yaml`` resumes
-    this folder wherever it is run from."""
+    this folder wherever it is run from. A PostgreSQL ``store`` is kept without its password."""
+    if config.store is not None:
+        from wattwise.experiment.store_postgres import url_without_password
+
+        config = dataclasses.replace(config, store=url_without_password(config.store))
     if folder.name != config.name:
         return config
     return dataclasses.replace(config, output_dir=os.path.abspath(folder.parent))
 
 
-def _write_config(folder: Path, config: StudyConfig, store: ResultsStore) -> None:
+def _write_config(folder: Path, config: StudyConfig, store: Store) -> None:
     """``study.yaml`` and the store's copy of it: written once the study is known to fit."""
     text = resolved_yaml(recorded_config(config, folder))
     config_path = folder / CONFIG_FILE
@@ -268,7 +286,7 @@ def _write_config(folder: Path, config: StudyConfig, store: ResultsStore) -> Non
 class _State:
     config: StudyConfig
     folder: Path
-    store: ResultsStore
+    store: Store
     reporter: StudyReporter
     resume: bool
     retry_failed: bool
@@ -331,7 +349,8 @@ def _search(state: _State, executor: Executor) -> None:
     """Batches of Optuna points, as many as the executor has slots for; each point runs every
     seed, then Optuna is told its score (see :class:`~wattwise.experiment.search.OptunaSearch`).
     """
-    search = OptunaSearch(state.config, state.folder / OPTUNA_FILE, resume=state.resume)
+    storage = optuna_storage(state.config, state.folder)
+    search = OptunaSearch(state.config, storage, resume=state.resume)
     seeds = len(state.config.seeds)
     state.total, state.search_left = search.total, search.remaining
     state.skipped = len(search.finished) * seeds
@@ -378,7 +397,9 @@ def _summary(state: _State, started: float, *, interrupted: bool = False) -> Stu
         study=state.config.name,
         search=state.config.search.kind,
         study_dir=state.folder,
-        store_path=state.store.path,
+        store_path=(
+            state.store.path if isinstance(state.store, ResultsStore) else state.store.location
+        ),
         config_path=state.folder / CONFIG_FILE,
         total=state.total,
         ok=counts["ok"],

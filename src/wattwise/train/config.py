@@ -84,6 +84,9 @@ class TrainConfig:
         device: ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``.
         gpu_memory_gib: Cap on this process's GPU memory in GiB (the seed's 4/8/16/32). Enforced
             on GPU; on CPU the peak is recorded and the cap marked not enforceable.
+        gpu_power_limit_w: GPU power limit in watts, held for the whole trial and restored
+            after it (NVML; needs root; :mod:`wattwise.energy.power_limit`). ``None``: the
+            GPU's limit is left as it is.
         eval_batch_size: Images per evaluation batch.
         num_threads: CPU threads for PyTorch (``None``: PyTorch's default).
     """
@@ -104,6 +107,7 @@ class TrainConfig:
     seed: Int = 0
     device: Device = "auto"
     gpu_memory_gib: _Positive | None = None
+    gpu_power_limit_w: _Positive | None = None
     eval_batch_size: PositiveInt = 256
     num_threads: PositiveInt | None = None
 
