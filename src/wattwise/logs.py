@@ -41,6 +41,12 @@ THIRD_PARTY_LOGGERS = (
     "filelock",
     "fsspec",
     "urllib3",
+    "mlflow",
+    "alembic",
+    "lightning",
+    "lightning.pytorch",
+    "transformers",
+    "submitit",
 )
 _PACKAGE_DIR = str(Path(__file__).resolve().parent)
 _FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"

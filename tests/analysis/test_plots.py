@@ -86,8 +86,9 @@ def test_history_data_accumulates_energy_per_epoch() -> None:
     assert data.accuracy_key == "val_accuracy"
     (series,) = data.series
     assert series.epochs == (1, 2, 3)
-    # seed 0: 100 J per epoch, seed 1: 200 J per epoch; mean cumulative in kJ
-    assert series.cumulative_energy_kj == pytest.approx((0.15, 0.30, 0.45))
+    # seed 0: 100 J per epoch, seed 1: 200 J per epoch; mean cumulative in J, shown in J
+    assert series.cumulative_energy_j == pytest.approx((150.0, 300.0, 450.0))
+    assert data.unit.symbol == "J"
     assert plots.history_data([make_record("x", history=())]).message is not None
 
 
@@ -100,10 +101,10 @@ def test_hyperparameter_data_means_with_ci() -> None:
     data = plots.hyperparameter_data(records, "batch_size")
     (line,) = data.lines
     assert line.x == (32.0, 64.0)
-    mean, _low, high = line.energy_kj[0]
-    assert mean == pytest.approx(1.0)
-    assert high - mean == pytest.approx(4.302653 * 0.1 / 3**0.5)  # t(0.975, 2) x sd / √n
-    assert line.energy_kj[1] == pytest.approx((0.5, 0.5, 0.5))
+    mean, _low, high = line.energy_j[0]
+    assert mean == pytest.approx(1000.0) and data.unit.symbol == "kJ"  # the axis: 0.5-1.25 kJ
+    assert high - mean == pytest.approx(4.302653 * 100 / 3**0.5)  # t(0.975, 2) x sd / √n
+    assert line.energy_j[1] == pytest.approx((500.0, 500.0, 500.0))
     assert line.n == (3, 3)
     assert plots.hyperparameter_data(records, "lr").message is not None  # a single lr
     with pytest.raises(ValueError):

@@ -19,6 +19,7 @@ import contextlib
 import errno
 import os
 import resource
+import shutil
 import sqlite3
 import stat
 import subprocess
@@ -383,6 +384,12 @@ CASES = [
     case("train-width-negative", *TRAIN, "--width", "-1", absent=("run",)),
     case("train-seed-not-a-number", *TRAIN, "--seed", "x", absent=("run",)),
     case("train-gpu-memory-negative", *TRAIN, "--gpu-memory-gib", "-8", absent=("run",)),
+    case("train-gpu-power-limit-zero", *TRAIN, "--gpu-power-limit-w", "0", absent=("run",)),
+    case(
+        "train-gpu-power-limit-on-cpu",
+        *(*TRAIN, "--device", "cpu", "--gpu-power-limit-w", "200"),
+        absent=("run",),
+    ),
     case("train-device-malformed-cuda", *TRAIN, "--device", "cuda:abc", absent=("run",)),
     case("train-pue-below-one", *TRAIN, "--pue", "0.5", absent=("run",)),
     case(
@@ -423,6 +430,7 @@ CASES = [
     ),
     # optimize: checkpoints
     case("optimize-checkpoint-missing", *OPT_MISSING, "prune:structured:0.5"),
+    case("optimize-profile-with-search", *OPT_MISSING[:3], "--search", "--profile"),
     case(
         "optimize-checkpoint-folder-without-file",
         *OPT,
@@ -584,6 +592,18 @@ CASES = [
     ),
     # sweep: the study file
     case("sweep-missing-file", "sweep", "{tmp}/missing.yaml"),
+    case(
+        "sweep-mlflow-bad-uri",
+        *("sweep", "{tmp}/s.yaml", "--mlflow", "ftp://h/x"),
+        build=STUDY,
+        absent=NO_SWEEP,
+    ),
+    case(
+        "sweep-tracking-bad-uri",
+        *("sweep", "{tmp}/s.yaml"),
+        build=(study(extra="tracking: {mlflow: {uri: mlruns}}\n"),),
+        absent=NO_SWEEP,
+    ),
     case("sweep-study-is-a-folder", "sweep", "{tmp}"),
     case(
         "sweep-study-fifo",
@@ -799,7 +819,17 @@ CASES = [
     case(
         "sweep-address-without-ray", "sweep", "{tmp}/s.yaml", "--address", "ray://x:1", build=STUDY
     ),
-    case("sweep-unknown-executor", "sweep", "{tmp}/s.yaml", "--executor", "slurm", build=STUDY),
+    case("sweep-unknown-executor", "sweep", "{tmp}/s.yaml", "--executor", "pbs", build=STUDY),
+    case(
+        "sweep-slurm-without-sbatch",
+        "sweep",
+        "{tmp}/s.yaml",
+        "--executor",
+        "slurm",
+        build=STUDY,
+        absent=NO_SWEEP,
+        marks=pytest.mark.skipif(shutil.which("sbatch") is not None, reason="SLURM is here"),
+    ),
     # compare
     case("compare-missing", "compare", "{tmp}/a.json", "{tmp}/b.json"),
     case(
@@ -975,6 +1005,7 @@ CASES = [
     case("report-floor-negative", "report", "{tmp}/study", "--floor", "-1", build=STORE),
     case("report-floor-nan", "report", "{tmp}/study", "--floor", "nan", build=STORE),
     case("report-by-unknown", "report", "{tmp}/study", "--by", "carbon", build=STORE),
+    case("report-latex-takes-no-value", "report", "{tmp}/study", "--latex=yes", build=STORE),
     case(
         "report-out-is-a-file",
         "report",

@@ -324,11 +324,16 @@ def _kill_and_resume(tmp_path: Path, sig: signal.Signals, rounds: int, seeds: in
 
 
 def test_sigkill_at_random_moments_then_resume(tmp_path):
-    _kill_and_resume(tmp_path, signal.SIGKILL, rounds=3, seeds=4)
+    _kill_and_resume(tmp_path, signal.SIGKILL, rounds=2, seeds=3)
+
+
+@pytest.mark.slow
+def test_sigkill_many_times_then_resume(tmp_path):
+    _kill_and_resume(tmp_path, signal.SIGKILL, rounds=5, seeds=5)
 
 
 def test_ctrl_c_at_random_moments_exits_130_then_resume(tmp_path):
-    _kill_and_resume(tmp_path, signal.SIGINT, rounds=2, seeds=3)
+    _kill_and_resume(tmp_path, signal.SIGINT, rounds=2, seeds=2)
 
 
 # --- one sweep per study, signals, the study file -----------------------------------------------

@@ -1,8 +1,5 @@
-"""Every option of ``train``, ``optimize``, ``sweep``, ``results``, ``demo`` and ``report`` says
-what it does, its default and its choices, and building the parser stays cheap (no torch).
-
-``devices``, ``monitor`` and ``inspect`` (:mod:`wattwise.cli.measure`) are not covered yet.
-"""
+"""Every option of every command says what it does, its default and its choices, and building
+the parser stays cheap (no torch)."""
 
 from __future__ import annotations
 
@@ -14,7 +11,14 @@ import pytest
 
 from wattwise.cli import build_parser
 
-COMMANDS = ("train", "optimize", "sweep", "results", "demo", "report")
+COMMANDS = ("train", "optimize", "sweep", "results", "demo", "report", "compare")
+COMMANDS += ("devices", "monitor", "inspect")
+
+
+def test_the_list_is_every_command() -> None:
+    parser = build_parser()
+    (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    assert set(sub.choices) == set(COMMANDS)
 
 
 def _command(name: str) -> argparse.ArgumentParser:

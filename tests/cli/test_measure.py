@@ -414,7 +414,13 @@ def test_fmt_bytes(value, text):
 
 @pytest.mark.parametrize(
     ("joules", "text"),
-    [(None, "-"), (0.5, "0.500 J"), (1500.0, "1.500 kJ"), (7.2e6, "2.000 kWh")],
+    [
+        (None, "-"),
+        (0.5, "500.000 mJ"),
+        (2.5, "2.500 J"),
+        (1500.0, "1.500 kJ"),
+        (7.2e6, "2.000 kWh"),
+    ],
 )
 def test_fmt_energy(joules, text):
     assert fmt_energy(joules) == text

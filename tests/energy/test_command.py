@@ -43,7 +43,14 @@ def test_the_window_covers_the_child_and_its_cpu_time(monitor):
 def test_the_default_name_is_the_start_of_the_command(monitor):
     command = ["sh", "-c", "true", "x" * 100]
     assert run_command(command, monitor).measurement.name == default_name(command)
-    assert len(default_name(command)) == 60
+    assert len(default_name(command)) == 60 and default_name(command).endswith("…")
+
+
+def test_a_multi_line_command_is_named_on_one_line():
+    command = ["python", "-c", "import time\n\nfor i in range(3):\n    time.sleep(0)\n"]
+    name = default_name(command)
+    assert name == "python -c import time for i in range(3): time.sleep(0)"
+    assert default_name(["sh", "-c", "true"]) == "sh -c true"
 
 
 def test_an_exit_status_is_returned_not_raised(monitor):

@@ -134,9 +134,17 @@ def test_inference_seconds_zero_measures_no_inference(trained):
 def test_prune_then_bf16_composes_and_measures_each_variant(trained):
     model, data = trained
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    result = run_recipe(model, data, "prune:structured:0.5,bf16", settings=FAST, model_spec=SPEC)
+    stages: list[str] = []
+    result = run_recipe(model, data, "prune:structured:0.5,bf16", settings=FAST, model_spec=SPEC,
+                        on_stage=stages.append)  # fmt: skip
     steps = [v.step for v in result.variants]
     assert steps == ["baseline", "prune:structured:0.5", "bf16"]
+    assert stages == [  # what a spinner shows while a step runs
+        "applying prune:structured:0.5 (step 1 of 2)",
+        "applying bf16 (step 2 of 2)",
+        f"measuring {len(result.variants) + len(result.references)} variants side by side",
+    ]
+    assert [m.applied for m in result.models][1:] == ["prune:structured:0.5", result.final.applied]
     base, pruned, bf16 = result.variants
     # the original model is untouched
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())

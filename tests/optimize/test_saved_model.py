@@ -136,12 +136,25 @@ def test_optimize_cli_saves_the_final_model_and_says_where(tmp_path, capsys):
     out = tmp_path / "opt"
     argv = ["optimize", "--checkpoint", str(tmp_path / "run"), "--recipe",
             "prune:structured:0.5", "--finetune-epochs", "1", "--inference-s", "0.1",
-            "--rounds", "2", "--max-rounds", "2", "--out", str(out)]  # fmt: skip
+            "--rounds", "2", "--max-rounds", "2", "--out", str(out),
+            "--save-steps", "--onnx"]  # fmt: skip
     assert main(argv) == 0
     text = capsys.readouterr().out
     assert (out / "model.pt").is_file() and f"model saved to {out / 'model.pt'}" in text
-    record = json.loads((out / "recipe.json").read_text())["model"]
+    recipe = json.loads((out / "recipe.json").read_text())
+    record = recipe["model"]
     assert record["path"] == str(out / "model.pt") and record["format"] == PRUNED_FORMAT
     assert count_parameters(wattwise.load_model(out / "model.pt")) < count_parameters(
         create_model(**SPEC)
     )
+    # --save-steps: the baseline and the step, each loadable, the baseline at full size
+    steps = recipe["step_models"]
+    assert [s["step"] for s in steps] == ["baseline", "prune:structured:0.5"]
+    assert all(s["saved"] for s in steps) and "2 of 2 step models saved" in text
+    sizes = [count_parameters(wattwise.load_model(s["path"])) for s in steps]
+    assert sizes[0] == count_parameters(create_model(**SPEC)) > sizes[1]
+    # --onnx: exported, checked against PyTorch, measured beside it
+    onnx = recipe["onnx"]
+    assert onnx["exported"] and (out / "model.onnx").is_file()
+    assert onnx["top1_agreement"] == 1.0 and onnx["comparison"]["rounds"] == 2
+    assert "ONNX Runtime vs PyTorch:" in text and "latency p50: ONNX Runtime" in text

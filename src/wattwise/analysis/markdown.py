@@ -11,6 +11,15 @@ from typing import Any
 
 from wattwise.analysis.base import fmt, pct, ratio
 from wattwise.analysis.metrics import config_label
+from wattwise.units import (
+    MASS_UNITS,
+    column_unit,
+    format_energy,
+    format_mass,
+    header,
+    pick_unit,
+    scaled,
+)
 
 #: A :class:`~wattwise.analysis.report.ReportData` (not imported: report imports this module).
 ReportData = Any
@@ -28,8 +37,9 @@ def _md_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]
     return [*lines, ""]
 
 
-def _kj(value: Any) -> str:
-    return fmt(value, ".4g", 1e-3)
+def _energy(value: Any) -> str:
+    """A number of joules in a sentence, in the unit of its size (``430 J``, ``1.05 kJ``)."""
+    return format_energy(value, spec=".4g")
 
 
 def _headline(data: ReportData) -> list[str]:
@@ -43,18 +53,19 @@ def _headline(data: ReportData) -> list[str]:
     c = data.costs
     if c is not None:
         out.append(
-            f"Study total over {c.trials} ok trial(s): {_kj(c.total_energy_j)} kJ — training "
-            f"{_kj(c.training_energy_j)} kJ, technique {_kj(c.technique_energy_j)} kJ (teachers "
-            f"{_kj(c.teacher_energy_j)} kJ, each once), measurement {_kj(c.measurement_energy_j)}"
-            f" kJ (not in CO2e); CO2e {fmt(c.co2e_g)} g (training {fmt(c.co2e_training_g)} g, "
-            f"technique {fmt(c.co2e_technique_g)} g). Training avoided by sharing "
-            f"{c.teachers} teacher(s): {_kj(c.teacher_training_avoided_j)} kJ; by training "
+            f"Study total over {c.trials} ok trial(s): {_energy(c.total_energy_j)} — training "
+            f"{_energy(c.training_energy_j)}, technique {_energy(c.technique_energy_j)} (teachers "
+            f"{_energy(c.teacher_energy_j)}, each once), measurement "
+            f"{_energy(c.measurement_energy_j)} (not in CO2e); CO2e {format_mass(c.co2e_g)} "
+            f"(training {format_mass(c.co2e_training_g)}, technique "
+            f"{format_mass(c.co2e_technique_g)}). Training avoided by sharing "
+            f"{c.teachers} teacher(s): {_energy(c.teacher_training_avoided_j)}; by training "
             f"once and compressing many: {c.trainings} training(s) for {c.trials} trial(s), "
-            f"{_kj(c.training_avoided_j)} kJ."
+            f"{_energy(c.training_avoided_j)}."
             + (
                 f" Not trials, so apart from that total: recipe search(es): "
-                f"{_kj(data.search_energy_j)} kJ; study and search together: "
-                f"{_kj(data.study_and_search_energy_j)} kJ."
+                f"{_energy(data.search_energy_j)}; study and search together: "
+                f"{_energy(data.study_and_search_energy_j)}."
                 if data.searches
                 else ""
             )
@@ -90,23 +101,31 @@ def render_markdown(data: ReportData, plot_files: Sequence[str] = ()) -> str:
             "Energy per trial, mean over seeds; cost = training + technique (a shared teacher "
             "charged 1/k); measurement is shown apart and not in CO2e. Saving: baseline J/image "
             "/ variant J/image from the interleaved comparison (95 % interval).", ""]  # fmt: skip
+    vs = data.variants
+    energies = ("training_energy_j", "technique_energy_j", "measurement_energy_j",
+                "total_energy_j", "inference_energy_per_image_j")  # fmt: skip
+    u = {k: column_unit(vs, k) for k in energies}
+    g = pick_unit([x for v in vs for x in (v.co2e_training_g, v.co2e_technique_g)], MASS_UNITS)
     out += _md_table(
-        ["variant", "n", "accuracy", "95 % CI (Wilson)", "training (kJ)", "technique (kJ)",
-         "measurement (kJ)", "total (kJ)", "accuracy per kJ of training + technique (1/kJ)",
-         "inference (J/image)", "saving vs eager baseline", "saving vs best fp32",
-         "CO2e training / technique (g)", "noisy"],
+        ["variant", "n", "accuracy", "95 % CI (Wilson)",
+         header("training", u["training_energy_j"]), header("technique", u["technique_energy_j"]),
+         header("measurement", u["measurement_energy_j"]), header("total", u["total_energy_j"]),
+         "accuracy per kJ of training + technique (1/kJ)",
+         header("inference", u["inference_energy_per_image_j"], per="image"),
+         "saving vs eager baseline", "saving vs best fp32",
+         header("CO2e training / technique", g), "noisy"],
         [
             (v.label, v.n, pct(v.accuracy),
              f"{pct(v.accuracy_low)} – {pct(v.accuracy_high)}" if v.accuracy_low is not None
-             else "—", _kj(v.training_energy_j), _kj(v.technique_energy_j),
-             _kj(v.measurement_energy_j), _kj(v.total_energy_j), fmt(v.accuracy_per_kj_cost),
-             fmt(v.inference_energy_per_image_j),
+             else "—", *(scaled(getattr(v, k), u[k]) for k in list(u)[:4]),
+             fmt(v.accuracy_per_kj_cost),
+             scaled(v.inference_energy_per_image_j, u["inference_energy_per_image_j"]),
              ratio(v.saving, v.saving_low, v.saving_high)
              + ("" if v.saving_significant is None else
                 " (significant)" if v.saving_significant else " (no significant difference)"),
              ratio(v.saving_vs_best_fp32, v.saving_vs_best_fp32_low, v.saving_vs_best_fp32_high)
              + (f" vs {v.best_fp32}" if v.best_fp32 else ""),
-             f"{fmt(v.co2e_training_g)} / {fmt(v.co2e_technique_g)}",
+             f"{scaled(v.co2e_training_g, g)} / {scaled(v.co2e_technique_g, g)}",
              "NOISY: " + "; ".join(v.noise) if v.noisy else "")
             for v in data.variants
         ],

@@ -81,6 +81,7 @@ __all__ = [
 #: is never averaged across devices); seeds are its repetitions.
 CONFIG_KEYS = (
     "dataset", "model", "technique", "batch_size", "lr", "epochs", "gpu_memory_gib", "device_id",
+    "gpu_power_limit_w",
 )  # fmt: skip
 
 EnergyBasis = Literal["inference", "train"]
@@ -146,7 +147,8 @@ class VariantSummary(ComparisonColumns, Result):
     for the test over seeds where no comparison was recorded. ``training_group``: the training
     settings the configuration's trials share (:func:`training_key` without the seed).
     ``device_id``: the device its trials ran on (``None``: not recorded); ``label`` ends with it
-    where the study's trials ran on several devices.
+    where the study's trials ran on several devices. ``gpu_power_limit_w``: the GPU power limit
+    its trials ran under (``None``: the GPU's own), a configuration axis like the memory cap.
     """
 
     label: str
@@ -187,6 +189,7 @@ class VariantSummary(ComparisonColumns, Result):
     training_energy_values: tuple[float | None, ...] = ()
     baseline_j_per_image: float | None = None
     device_id: str | None = None
+    gpu_power_limit_w: float | None = None
 
     def energy(self, by: EnergyBasis) -> float | None:
         """The energy the recommendation ranks by: J/image (``inference``) or J (``train``)."""
@@ -208,6 +211,8 @@ def config_label(
             parts.append(f"{values['epochs']} ep")
         if values.get("gpu_memory_gib") is not None:
             parts.append(f"{values['gpu_memory_gib']:g} GiB cap")
+        if values.get("gpu_power_limit_w") is not None:
+            parts.append(f"{values['gpu_power_limit_w']:g} W limit")
     label = " · ".join(parts) or "(unnamed)"
     return f"{label} · {device}" if device else label
 

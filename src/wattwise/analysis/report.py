@@ -48,6 +48,7 @@ from wattwise.analysis.metrics import (
 )
 from wattwise.analysis.plots import render_plots, write_plots
 from wattwise.analysis.prediction import PredictionReport, prediction_summary
+from wattwise.analysis.profiles import ProfileRow, profiles_markdown, study_profiles
 from wattwise.analysis.provenance import ProvenanceSummary, energy_provenance, environment_summary
 from wattwise.analysis.recommendation import (
     RATIO_CAVEAT,
@@ -58,11 +59,21 @@ from wattwise.analysis.recommendation import (
 )
 from wattwise.analysis.searches import SearchSummary, study_searches
 from wattwise.analysis.stats import StudyStatistics, study_statistics
+from wattwise.analysis.tables import report_tables, write_tables
 from wattwise.energy.carbon import CarbonConfig
 from wattwise.errors import ConfigError, WattwiseError
 from wattwise.experiment.record import TrialRecord
-from wattwise.experiment.store import CONFIG_FILE, STORE_FILE, ResultsStore, StoreError
+from wattwise.experiment.store import (
+    CONFIG_FILE,
+    STORE_FILE,
+    Store,
+    StoreError,
+    is_postgres_url,
+    open_store,
+    study_store,
+)
 from wattwise.files import write_text_atomic
+from wattwise.units import column_unit, format_energy, format_mass, scaled
 
 #: ``measurement:`` keys of a study.yaml -> the CarbonConfig field each one sets.
 _CARBON_KEYS = {
@@ -84,15 +95,21 @@ class ReportPaths:
     html: Path
     markdown: Path
     plots: tuple[Path, ...]
+    tables: tuple[Path, ...] = ()  # tables/<name>.csv, .parquet (and .tex with latex=True)
 
 
 # --- reading the study --------------------------------------------------------------------------
 
 
-def _locate(path: str | Path) -> Path:
+def _locate(path: str | Path) -> Path | str:
+    if is_postgres_url(path):
+        return str(path)
     p = Path(path)
     if p.is_dir():
         store = p / STORE_FILE
+        url = study_store(p) if not store.is_file() else None
+        if url is not None:  # the study's store is a PostgreSQL database
+            return url
         if not store.is_file():
             raise ReportError(
                 f"{p} holds no {STORE_FILE}: pass a study folder or its results store"
@@ -103,16 +120,17 @@ def _locate(path: str | Path) -> Path:
     raise ReportError(f"{p}: no such study folder or results store")
 
 
-def _open(store: Path) -> ResultsStore:
+def _open(store: Path | str) -> Store:
     try:
-        return ResultsStore(store, read_only=True)
+        return open_store(store, read_only=True)
     except StoreError as err:
         raise ReportError(str(err)) from err
 
 
-def find_store(path: str | Path) -> Path:
-    """The results store of ``path``: a study folder holding ``results.sqlite``, or the file.
-    It is opened read-only to check it (nothing is written).
+def find_store(path: str | Path) -> Path | str:
+    """The results store of ``path``: a study folder holding ``results.sqlite`` (or whose
+    ``study.yaml`` names a PostgreSQL store: its URL), the file, or a ``postgresql://`` URL. It
+    is opened read-only to check it (nothing is written).
 
     Raises:
         ReportError: Nothing there, not a SQLite file, or a SQLite file without a results table.
@@ -137,10 +155,15 @@ def study_carbon(folder: str | Path) -> tuple[CarbonConfig, str]:
         return CarbonConfig(), f"no {CONFIG_FILE} in {path.parent}: default carbon settings"
     except (OSError, UnicodeDecodeError) as err:
         raise ReportError(f"cannot read {path}: {getattr(err, 'strerror', None) or err}") from err
+    return _carbon(text, str(path))
+
+
+def _carbon(text: str, where: str) -> tuple[CarbonConfig, str]:
+    """The carbon settings of a study config's text (``where``: what messages call it)."""
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as err:
-        raise ReportError(f"{path} is not valid YAML: {' '.join(str(err).split())}") from err
+        raise ReportError(f"{where} is not valid YAML: {' '.join(str(err).split())}") from err
     section = data.get("measurement") if isinstance(data, dict) else None
     section = section if isinstance(section, dict) else {}
     values = {
@@ -149,8 +172,8 @@ def study_carbon(folder: str | Path) -> tuple[CarbonConfig, str]:
     try:
         carbon = CarbonConfig(**values)
     except ConfigError as err:
-        raise ReportError(f"{path}: measurement: {err}") from err
-    return carbon, f"the measurement section of {path}"
+        raise ReportError(f"{where}: measurement: {err}") from err
+    return carbon, f"the measurement section of {where}"
 
 
 def carbon_note(carbon: CarbonConfig, source: str) -> str:
@@ -220,12 +243,13 @@ class StudyData:
     """A study as read from its store: every record (any status), the store's metadata and the
     study's carbon settings (with where they came from)."""
 
-    store_path: Path
+    store_path: Path | str  # a PostgreSQL store's URL (password masked) has no folder
     study: str
     records: tuple[TrialRecord, ...]
     config_yaml: str | None = None
     carbon: CarbonConfig = field(default_factory=CarbonConfig)
     carbon_source: str = "default carbon settings"
+    folder: Path | None = None  # the study folder (study.yaml, search/), where there is one
 
     @property
     def ok(self) -> list[TrialRecord]:
@@ -239,16 +263,26 @@ class StudyData:
 def load_study(path: str | Path) -> StudyData:
     """Reads every record of the study at ``path`` (see :func:`find_store`), read-only, and its
     carbon settings (:func:`study_carbon`)."""
-    store_path = _locate(path)
-    with _open(store_path) as store:
+    location = _locate(path)
+    with _open(location) as store:
         try:
             meta = store.meta()
             records = tuple(store.records())
         except StoreError as err:
             raise ReportError(str(err)) from err
-    study = meta.get("study") or next((r.study for r in records if r.study), store_path.parent.name)
-    carbon, source = study_carbon(store_path.parent)
-    return StudyData(store_path, study, records, meta.get("config_yaml"), carbon, source)
+        shown = store.location
+    if isinstance(location, Path):
+        folder: Path | None = location.parent
+    else:
+        folder = Path(path) if Path(path).is_dir() else None
+    fallback = folder.name if folder is not None else "study"
+    study = meta.get("study") or next((r.study for r in records if r.study), fallback)
+    if folder is not None:
+        carbon, source = study_carbon(folder)
+    else:  # a bare URL: the study config the store keeps
+        carbon, source = _carbon(meta.get("config_yaml") or "", "the study config in the store")
+    where = location if isinstance(location, Path) else shown
+    return StudyData(where, study, records, meta.get("config_yaml"), carbon, source, folder)
 
 
 def _analysis_environment() -> list[tuple[str, str]]:
@@ -305,6 +339,7 @@ class ReportData:
     costs: StudyCosts | None = None  # the study's totals, each teacher counted once
     predictions: PredictionReport | None = None  # how well the live predictions held
     searches: tuple[SearchSummary, ...] = ()  # the study's recipe searches (<study>/search/)
+    profiles: tuple[ProfileRow, ...] = ()  # operator profiles (measurement.profile)
 
     @property
     def search_energy_j(self) -> float:
@@ -315,6 +350,13 @@ class ReportData:
     def study_and_search_energy_j(self) -> float | None:
         """The study's total energy and its recipe searches' together (J): each joule once."""
         return self.costs.total_energy_j + self.search_energy_j if self.costs else None
+
+
+def _folder(study: StudyData) -> Path | None:
+    """The study folder: the one it was read from, else the SQLite store's."""
+    if study.folder is not None:
+        return study.folder
+    return study.store_path.parent if isinstance(study.store_path, Path) else None
 
 
 def report_data(
@@ -356,7 +398,8 @@ def report_data(
         noisy=noise_warnings(analysis),
         costs=analysis.costs,
         predictions=prediction_summary(study.records),
-        searches=study_searches(study.store_path.parent),
+        searches=study_searches(folder) if (folder := _folder(study)) is not None else (),
+        profiles=study_profiles(study.records),
     )
 
 
@@ -379,6 +422,11 @@ def _template() -> Any:
     env.globals["payback"] = payback
     env.globals["device_label"] = device_label
     env.filters["label"] = lambda spec: config_label(spec)
+    # units: a column takes one unit from its values; a number in a sentence, its own
+    env.globals["unit_of"] = column_unit
+    env.filters["scaled"] = scaled
+    env.filters["energy"] = lambda joules: format_energy(joules, spec=".4g")
+    env.filters["mass"] = lambda grams: format_mass(grams, spec=".4g")
     return env.get_template("report.html")
 
 
@@ -393,8 +441,11 @@ def build_report(
     *,
     floor_points: float = 1.0,
     by: EnergyBasis = "inference",
+    latex: bool = False,
 ) -> ReportPaths:
-    """Writes ``report.html``, ``report.md`` and ``plots/`` (PNG + SVG) for a study.
+    """Writes ``report.html``, ``report.md``, ``plots/`` (PNG + SVG) and ``tables/`` (the
+    variants, trials and paybacks as CSV and Parquet, :mod:`wattwise.analysis.tables`) for a
+    study.
 
     Args:
         store_path_or_dir: A study folder holding ``results.sqlite``, or the file itself.
@@ -402,6 +453,8 @@ def build_report(
         floor_points: Accuracy points (1 point = 0.01) a recommended variant may lose against the
             best baseline of its dataset × model.
         by: Rank the primary recommendation by ``inference`` energy per image or ``train`` energy.
+        latex: Also write the main tables as LaTeX (booktabs): ``tables/variants.tex``,
+            ``tables/trials.tex``.
 
     Raises:
         ReportError: No store at the path, or not a wattwise results store.
@@ -410,9 +463,17 @@ def build_report(
     if not floor_points >= 0:
         raise ValueError(f"floor_points must be >= 0, got {floor_points!r}")
     study = load_study(store_path_or_dir)
-    out = Path(out_dir) if out_dir is not None else study.store_path.parent / "report"
+    if out_dir is not None:
+        out = Path(out_dir)
+    elif study.folder is not None:
+        out = study.folder / "report"
+    else:
+        raise ReportError(f"{study.store_path} has no study folder: pass the report's one (--out)")
     data = report_data(study, floor_points=floor_points, by=by)
-    rendered = render_plots(data.analysis)  # once; the same bytes go to disk and into the page
+    recommended = {b: [r.chosen.label for r in recs if r.chosen is not None]
+                   for b, recs in data.recommendations.items()}  # fmt: skip
+    # once; the same bytes go to disk and into the page
+    rendered = render_plots(data.analysis, recommended=recommended)
     data = replace(
         data,
         plots=tuple(
@@ -423,7 +484,11 @@ def build_report(
     try:
         plot_paths = write_plots(rendered, out / "plots")
         write_text_atomic(html_path, render_html(data))
-        write_text_atomic(md_path, render_markdown(data, [f"{p.name}.png" for p in rendered]))
+        markdown = render_markdown(data, [f"{p.name}.png" for p in rendered])
+        if data.profiles:  # the operator section (wattwise.analysis.profiles) comes last
+            markdown = markdown.rstrip("\n") + "\n\n" + "\n".join(profiles_markdown(data.profiles))
+        write_text_atomic(md_path, markdown)
+        table_paths = write_tables(report_tables(data), out / "tables", latex=latex)
     except OSError as err:
         raise ReportError(f"cannot write the report to {out}: {err.strerror or err}") from err
-    return ReportPaths(out, html_path, md_path, tuple(plot_paths))
+    return ReportPaths(out, html_path, md_path, tuple(plot_paths), tuple(table_paths))

@@ -58,6 +58,7 @@ class TrialMetrics(ComparisonColumns, Result):
     comparison with its eager baseline (``None`` where none was recorded). ``device_id``: the
     device it ran on (``environment["device_id"]``, :mod:`wattwise.experiment.environment`;
     ``None`` in older stores): energy is only ever averaged and compared within one device.
+    ``gpu_power_limit_w``: the GPU power limit it ran under (``None``: the GPU's own).
     """
 
     trial_id: str
@@ -98,6 +99,7 @@ class TrialMetrics(ComparisonColumns, Result):
     training_key: str = ""
     baseline_j_per_image: float | None = None
     device_id: str | None = None
+    gpu_power_limit_w: float | None = None
 
 
 def num_classes(record: TrialRecord | Mapping[str, Any]) -> int | None:
@@ -142,6 +144,7 @@ def trial_metrics(
         epochs=spec.get("epochs"),
         seed=spec.get("seed"),
         gpu_memory_gib=spec.get("gpu_memory_gib"),
+        gpu_power_limit_w=spec.get("gpu_power_limit_w"),
         accuracy=rec.accuracy,
         train_energy_j=rec.train_energy_j,
         inference_energy_per_image_j=rec.inference_energy_per_image_j,

@@ -167,17 +167,7 @@ def add_meter_options(p: argparse.ArgumentParser) -> None:
         metavar="HZ",
         help="sampling rate of the background sampler, instead of --interval",
     )
-    g.add_argument("--powercap-root", help="RAPL sysfs root (default /sys/class/powercap)")
-    g.add_argument(
-        "--cpu-tdp-w",
-        type=positive_float("--cpu-tdp-w"),
-        help="TDP of one CPU package in watts, for the CPU estimate",
-    )
-    g.add_argument(
-        "--cpu-threads",
-        type=positive_int("--cpu-threads"),
-        help="hardware threads sharing that TDP (default: from the TDP table or this machine)",
-    )
+    add_device_options(g)
     g.add_argument("--country", help="ISO 3166-1 alpha-3 code for the grid's carbon intensity")
     g.add_argument(
         "--carbon-intensity-g-per-kwh",
@@ -190,11 +180,20 @@ def add_meter_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--pue", type=float, default=1.0, help="data-centre PUE (default 1.0)")
 
 
-def add_device_options(p: argparse.ArgumentParser) -> None:
-    """``--powercap-root``, ``--cpu-tdp-w`` and ``--cpu-threads`` on their own (``devices``)."""
+def add_device_options(p: Any) -> None:
+    """``--powercap-root``, ``--cpu-tdp-w`` and ``--cpu-threads``: on their own (``devices``)
+    or in the meter options' group."""
     p.add_argument("--powercap-root", help="RAPL sysfs root (default /sys/class/powercap)")
-    p.add_argument("--cpu-tdp-w", type=positive_float("--cpu-tdp-w"))
-    p.add_argument("--cpu-threads", type=positive_int("--cpu-threads"))
+    p.add_argument(
+        "--cpu-tdp-w",
+        type=positive_float("--cpu-tdp-w"),
+        help="TDP of one CPU package in watts, for the CPU estimate",
+    )
+    p.add_argument(
+        "--cpu-threads",
+        type=positive_int("--cpu-threads"),
+        help="hardware threads sharing that TDP (default: from the TDP table or this machine)",
+    )
 
 
 def meter_settings(args: argparse.Namespace) -> Any:

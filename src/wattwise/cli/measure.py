@@ -50,12 +50,29 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=cmd_monitor)
 
     p = subparsers.add_parser("inspect", help="parameters, MACs, FLOPs and size of a model")
-    p.add_argument("model")
+    p.add_argument("model", help="a model of the registry (listed below)")
     p.add_argument("--input", default="3x224x224", help="CxHxW (default 3x224x224)")
-    p.add_argument("--num-classes", type=positive_int("--num-classes"), default=1000)
-    p.add_argument("--width", type=positive_float("--width"), default=1.0)
-    p.add_argument("--json", metavar="PATH")
+    p.add_argument(
+        "--num-classes",
+        type=positive_int("--num-classes"),
+        default=1000,
+        help="classes of the output layer (default %(default)s)",
+    )
+    p.add_argument(
+        "--width",
+        type=positive_float("--width"),
+        default=1.0,
+        help="channel width multiplier (default %(default)s)",
+    )
+    p.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
+    p.add_help_note("models", _model_names)
     p.set_defaults(func=cmd_inspect)
+
+
+def _model_names() -> str:
+    from wattwise.models import list_models
+
+    return ", ".join(list_models())
 
 
 def cmd_devices(args: argparse.Namespace) -> int:

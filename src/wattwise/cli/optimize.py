@@ -153,6 +153,23 @@ def register(subparsers: Any) -> None:
         "(default: <run>/optimize-<time>), or for search.json and "
         "search.sqlite (default: <run>/search)",
     )
+    p.add_argument(
+        "--save-steps",
+        action="store_true",
+        help="also save each step's model in <out>/steps/<n>-<step>/ (as the final model is)",
+    )
+    p.add_argument(
+        "--onnx",
+        action="store_true",
+        help="also export the final model to <out>/model.onnx and measure it in ONNX Runtime "
+        "beside PyTorch (same protocol, same threads; needs wattwise[onnx])",
+    )
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="after the comparison, profile each variant's inference with torch.profiler: "
+        "top operators with FLOPs, time, memory and estimated energy shares (in recipe.json)",
+    )
     add_meter_options(p)
     p.add_help_note("recipe steps (--recipe)", _technique_steps)
     p.set_defaults(func=in_cli_words(cmd_optimize))
@@ -173,14 +190,18 @@ def _optimize(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from wattwise.cli.render import rank_line, variant_line, variants_table
+    from wattwise.cli.render_profiles import print_profiles
     from wattwise.data import load_dataset
     from wattwise.energy.monitor import EnergyMonitor
     from wattwise.optimize import StaticInt8Config, load_recipe
     from wattwise.optimize.grammar import format_recipe
+    from wattwise.optimize.profiles import profile_variants
     from wattwise.optimize.recipe import RecipeSettings, run_recipe
     from wattwise.train import load_checkpoint
     from wattwise.train.device import resolve_device
 
+    if args.profile and args.search:
+        raise ConfigError("--profile profiles the variants of a --recipe, not a --search")
     configs = load_recipe(args.recipe) if not args.search else ()
     if args.calibration_batches is not None:  # shorthand for each int8 step's option
         configs = tuple(
@@ -226,7 +247,10 @@ def _optimize(args: argparse.Namespace) -> int:
     def on_variant(variant: Any) -> None:
         console.print(variant_line(variant))
 
-    with EnergyMonitor(monitor_config_from_args(args)) as monitor:
+    with (
+        EnergyMonitor(monitor_config_from_args(args)) as monitor,
+        console.status("starting...") as status,
+    ):
         result = run_recipe(
             model,
             data,
@@ -235,8 +259,13 @@ def _optimize(args: argparse.Namespace) -> int:
             model_spec=checkpoint.model_spec,
             monitor=monitor,
             on_variant=on_variant,
+            on_stage=lambda text: status.update(f"{text}..."),
         )
+        if args.profile:  # after the comparison: the profiler is in none of its rounds
+            status.update("profiling operators...")
+        profiles = profile_variants(result, data, settings, monitor) if args.profile else ()
     console.print(variants_table(result.variants, result.references))
+    print_profiles(console, profiles)
     if result.comparison is not None:
         compared = result.comparison
         console.print(f"measured side by side: {compared.method}")
@@ -261,6 +290,13 @@ def _optimize(args: argparse.Namespace) -> int:
         else checkpoint.path.parent / time.strftime("optimize-%Y%m%d-%H%M%S")
     )
     record = {**result.to_dict(), "model": save_final(result, data, checkpoint, out, console)}
+    if profiles:
+        record["profiles"] = [profile.to_dict() for profile in profiles]
+    if args.save_steps:
+        record["step_models"] = save_steps(result, data, checkpoint, out, console)
+    if args.onnx:
+        with EnergyMonitor(monitor_config_from_args(args)) as monitor:
+            record["onnx"] = onnx_final(result, data, settings, out, console, monitor)
     write_json(out / "recipe.json", record)
     console.print(f"results written to {out / 'recipe.json'}")
     return 0
@@ -285,6 +321,91 @@ def save_final(result: Any, data: Any, checkpoint: Any, out: Path, console: Any)
     console.print(f"model saved to {escape(str(saved.path))}", soft_wrap=True, highlight=False)
     console.print(f"  {escape(saved.contents)}", soft_wrap=True, highlight=False)
     return {"saved": True, **saved.to_dict()}
+
+
+def save_steps(
+    result: Any, data: Any, checkpoint: Any, out: Path, console: Any
+) -> list[dict[str, Any]]:
+    """``--save-steps``: every variant's model (the baseline first) saved as the final one is,
+    in ``out/steps/<n>-<step>/``; one record per variant for ``recipe.json``."""
+    import re
+
+    from wattwise.errors import WattwiseError
+    from wattwise.optimize.saved_model import save_model
+    from wattwise.train.inference import inference_batch
+
+    saved = []
+    for n, (variant, prepared) in enumerate(zip(result.variants, result.models, strict=True)):
+        folder = out / "steps" / f"{n}-{re.sub(r'[^A-Za-z0-9_.=-]+', '_', variant.step)}"
+        example = inference_batch(data, getattr(prepared.module, "batch_size", None) or 1)
+        try:
+            model = save_model(prepared, folder, checkpoint.model_spec, example)
+        except WattwiseError as err:
+            saved.append({"step": variant.step, "saved": False, "reason": str(err)})
+            continue
+        saved.append({"step": variant.step, "saved": True, **model.to_dict()})
+    console.print(
+        f"{sum(s['saved'] for s in saved)} of {len(saved)} step models saved in {out / 'steps'}",
+        soft_wrap=True,
+        highlight=False,
+    )
+    return saved
+
+
+def onnx_final(
+    result: Any, data: Any, settings: Any, out: Path, console: Any, monitor: Any
+) -> dict[str, Any]:
+    """``--onnx``: the final model exported to ``out/model.onnx`` and measured in ONNX Runtime
+    beside PyTorch (:mod:`wattwise.optimize.onnx_export`); the record for ``recipe.json``
+    (``{"exported": False, "reason"}`` when the exporter cannot: the results still count)."""
+    from wattwise.cli.render import escape
+    from wattwise.errors import WattwiseError
+    from wattwise.optimize.onnx_export import export_onnx, onnx_beside_pytorch
+    from wattwise.train.inference import inference_batch
+
+    final = result.final
+    batch = inference_batch(data, getattr(final.module, "batch_size", None) or settings.batch_size)
+    try:
+        with console.status("exporting to ONNX (torch.onnx, dynamo exporter)..."):
+            export = export_onnx(final, out / "model.onnx", batch)
+        console.print(f"ONNX model saved to {escape(str(export.path))}", soft_wrap=True)
+        console.print(f"  {escape(export.contents)}", soft_wrap=True, highlight=False)
+        with console.status("measuring ONNX Runtime beside PyTorch..."):
+            compared = onnx_beside_pytorch(
+                final,
+                export,
+                batch,
+                settings=settings.compare_settings(),
+                monitor=monitor,
+                measure=settings.inference_s > 0,
+            )
+    except WattwiseError as err:
+        console.print(f"[yellow]ONNX: {escape(str(err))}[/yellow]")
+        return {"exported": False, "reason": str(err)}
+    console.print(
+        f"ONNX Runtime agrees with PyTorch: top-1 {compared.top1_agreement:.1%} of "
+        f"{batch.shape[0]} images, logits within {compared.max_abs_diff:.2g}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    ratio = compared.saving()
+    if ratio is not None:
+        stats = compared.comparison.variants
+        console.print(
+            f"latency p50: ONNX Runtime {stats['onnxruntime'].latency_p50_ms:.3g} ms, "
+            f"PyTorch {stats['pytorch'].latency_p50_ms:.3g} ms per batch; "
+            f"ONNX Runtime vs PyTorch: {ratio.verdict}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        if compared.comparison.noisy:
+            console.print(
+                "[yellow]noisy: "
+                + escape("; ".join(compared.comparison.noise))
+                + ": rerun on a quiet machine[/yellow]",
+                soft_wrap=True,
+            )
+    return {"exported": True, **compared.to_dict()}
 
 
 def run_search(

@@ -27,20 +27,16 @@ from rich.text import Text
 
 from wattwise.cli.render import study_start_line, study_summary_table, trial_line
 from wattwise.train.predict import Interval, Prediction, RunPredictor
-
-
-def _energy_unit(joules: float) -> tuple[float, str]:
-    if joules >= 3.6e6:
-        return 3.6e6, "kWh"
-    return (1e3, "kJ") if joules >= 1e3 else (1.0, "J")
+from wattwise.units import energy_unit, format_energy
 
 
 def _energy(value: Interval | None) -> str:
     """``1.23 kJ (0.9-1.6)``: the unit of the value, three significant digits."""
     if value is None:
         return "energy unknown"
-    scale, unit = _energy_unit(value.value)
-    return f"{value.value / scale:.3g} {unit} ({value.low / scale:.3g}-{value.high / scale:.3g})"
+    unit = energy_unit([value.value])
+    low, high = unit.of(value.low), unit.of(value.high)
+    return f"{unit.of(value.value):.3g} {unit.symbol} ({low:.3g}-{high:.3g})"
 
 
 def _seconds(seconds: float) -> str:
@@ -92,8 +88,7 @@ def outcome_line(record: Any) -> str | None:
     for e in trial_prediction_errors(record):
         energy = "energy unknown"
         if e.predicted_energy_j is not None:
-            scale, unit = _energy_unit(e.predicted_energy_j)
-            energy = _with_error(f"{e.predicted_energy_j / scale:.3g} {unit}", e.energy_error)
+            energy = _with_error(format_energy(e.predicted_energy_j), e.energy_error)
         duration = _with_error(_seconds(e.predicted_duration_s), e.duration_error)
         parts.append(f"after epoch {e.after_epoch}: {energy}, {duration}")
     return "predicted " + "; ".join(parts) if parts else None

@@ -25,6 +25,7 @@ from rich.table import Table
 from rich.text import Text
 
 from wattwise.energy.base import Measurement
+from wattwise.units import format_energy
 
 
 def fmt_bytes(value: int | None) -> str:
@@ -40,14 +41,9 @@ def fmt_bytes(value: int | None) -> str:
 
 
 def fmt_energy(joules: float | None) -> str:
-    """Joules as J, kJ or kWh with three decimals; ``None`` is ``-``."""
-    if joules is None:
-        return "-"
-    if abs(joules) >= 3.6e6:
-        return f"{joules / 3.6e6:.3f} kWh"
-    if abs(joules) >= 1e3:
-        return f"{joules / 1e3:.3f} kJ"
-    return f"{joules:.3f} J"
+    """Joules in the unit of their size (:func:`wattwise.units.format_energy`: mJ, J, kJ, kWh)
+    with three decimals; ``None`` is ``-``."""
+    return format_energy(joules, spec=".3f", missing="-")
 
 
 def fmt_float(value: float | None, digits: int = 2, unit: str = "") -> str:
@@ -229,7 +225,7 @@ def summary_rows(record: Any) -> list[tuple[str, str]]:
             rows.append(
                 (
                     "efficiency (inference)",
-                    f"{record.accuracy_per_j_per_image:.4g} accuracy per (J/image)",
+                    f"{record.accuracy_per_j_per_image:.4g} correct predictions per J",
                 )
             )
     rows.append(("peak RSS", fmt_bytes(record.peak_rss_bytes)))
@@ -712,9 +708,10 @@ def trial_line(record: Any, done: int, total: int) -> str:
     if record.accuracy is not None:
         parts.append(f"acc {record.accuracy:.2%}")
     if record.train_energy_j is not None:
-        parts.append(f"train {record.train_energy_j:.4g} J ({record.train_energy_provenance})")
+        energy = format_energy(record.train_energy_j, spec=".4g")
+        parts.append(f"train {energy} ({record.train_energy_provenance})")
     if record.inference_energy_per_image_j is not None:
-        parts.append(f"{record.inference_energy_per_image_j:.3g} J/image")
+        parts.append(format_energy(record.inference_energy_per_image_j, per="image"))
     final = record.final_variant
     if final is not None and final.verdict and final.step != "baseline":
         parts.append(escape(final.verdict))

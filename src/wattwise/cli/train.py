@@ -168,6 +168,14 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
         help="cap this process's GPU memory (GiB = 2**30 bytes; default: no cap)",
     )
     t.add_argument(
+        "--gpu-power-limit-w",
+        dest="gpu_power_limit_w",
+        type=positive_float("--gpu-power-limit-w"),
+        metavar="WATTS",
+        help="hold the GPU's power limit at WATTS for the run, restored on every exit (needs "
+        "the privilege to set it; default: unchanged)",
+    )
+    t.add_argument(
         "--num-threads",
         "--threads",
         dest="num_threads",
@@ -182,6 +190,13 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
         default=3.0,
         metavar="SECONDS",
         help="length of the inference measurement (default %(default)s; 0 skips it)",
+    )
+    t.add_argument(
+        "--profile",
+        action="store_true",
+        help="profile operators with torch.profiler (a few training steps, then inference "
+        "batches): top operators with FLOPs, time, memory and estimated energy shares; the "
+        "profiled steps run slower",
     )
     p.add_argument("--out", help="folder for the run (default: runs/<time>-<dataset>-<model>)")
 
@@ -207,6 +222,7 @@ def _trial_spec(args: argparse.Namespace) -> Any:
         seed=args.seed,
         device=args.device,
         gpu_memory_gib=args.gpu_memory_gib,
+        gpu_power_limit_w=args.gpu_power_limit_w,
         num_threads=args.num_threads,
     )
     return TrialSpec(
@@ -215,7 +231,7 @@ def _trial_spec(args: argparse.Namespace) -> Any:
         model=args.model.strip(),
         technique="baseline",
         train=train,
-        measurement=measurement_from_args(args, inference_s=args.inference_s),
+        measurement=measurement_from_args(args, inference_s=args.inference_s, profile=args.profile),
         image_size=args.image_size,
         width=args.width,
         weights=args.weights,
@@ -236,6 +252,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     from wattwise.cli.progress import TrainBar
     from wattwise.cli.render import epoch_table, measurement_table, print_rows, summary_rows
+    from wattwise.cli.render_profiles import print_profiles
     from wattwise.energy.base import Measurement
     from wattwise.experiment.runner import train_and_save
 
@@ -262,5 +279,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     if train is not None:
         console.print(measurement_table(Measurement.from_dict(train)))
     print_rows(console, "summary", summary_rows(record))
+    print_profiles(console, record.profiles)
     console.print(f"run saved to {out}")
     return 0 if record.status == "ok" else 1

@@ -78,8 +78,10 @@ class CommandResult:
 
 
 def default_name(command: Sequence[str]) -> str:
-    """The window name of a command: its first :data:`NAME_CHARS` characters."""
-    return " ".join(command)[:NAME_CHARS]
+    """The window name of a command: on one line (a multi-line ``-c`` script's newlines and runs
+    of spaces become one space), at most :data:`NAME_CHARS` characters, ``…`` where it was cut."""
+    text = " ".join(" ".join(str(part).split()) for part in command)
+    return text if len(text) <= NAME_CHARS else text[: NAME_CHARS - 1] + "…"
 
 
 def run_command(

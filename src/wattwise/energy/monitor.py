@@ -19,7 +19,8 @@ How the numbers are made:
   initialized CUDA, or a ``sync`` callable you pass).
 * Reads are bounded (``read_timeout_s``, :mod:`wattwise.energy.bounded`); a reading's
   ``suspect`` components mark the windows open then; the sampler reads at least every
-  ``max_read_interval_s`` of each meter; device-wide energy of parallel trials is ``shared``
+  ``max_read_interval_s`` of each meter; device-wide energy of parallel trials, and of a GPU
+  that other processes used while the window was open, is ``shared``
   (:mod:`wattwise.energy.sharing`).
 
 Size: about 510 lines: one state machine — open windows, the sampler thread and the meter reads
@@ -37,7 +38,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import Annotated, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 from annotated_types import Ge, Le
 
@@ -54,9 +55,12 @@ from wattwise.energy.carbon import CarbonConfig
 from wattwise.energy.memory import CudaPeakTracker
 from wattwise.energy.meters import MeterNames, MeterSet, MeterSettings, create_meters
 from wattwise.energy.process import ProcessTree
-from wattwise.energy.sharing import mark_shared
+from wattwise.energy.sharing import mark_shared, shared_by_processes
 from wattwise.errors import WattwiseError
 from wattwise.validation import Bool, Number, PositiveInt, PositiveNumber, config_dataclass
+
+if TYPE_CHECKING:
+    from wattwise.energy.profiler import WindowProfiler
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -102,6 +106,7 @@ class _Open:
     timeline_from: int
     failed: dict[str, str] = field(default_factory=dict)  # component -> edge read error
     suspect: dict[str, list[Any]] = field(default_factory=dict)  # component -> [reason, count]
+    shared: dict[str, set[int]] = field(default_factory=dict)  # component -> other PIDs seen
     peak_power_w: float | None = None
     peak_component_w: dict[str, float] = field(default_factory=dict)
     peak_rss_bytes: int = 0
@@ -194,6 +199,7 @@ class EnergyMonitor:
         #: up at the next read, power is integrated across the gap) or timed out.
         self.read_errors: dict[str, str] = self._readers.errors
         self._failed: dict[str, str] = {}
+        self._shared_now: dict[str, tuple[int, ...]] = {}  # the last read's other processes
         self._closed = False
 
     # --- public API -------------------------------------------------------------------------
@@ -208,12 +214,15 @@ class EnergyMonitor:
         counter could otherwise wrap twice between reads (its ``max_read_interval_s``)."""
         return self._interval_s
 
-    def begin_window(self, name: str, *, profile: bool = False) -> None:
+    def begin_window(self, name: str, *, profile: bool | WindowProfiler = False) -> None:
         """Open window ``name``. A name that is already open is a ``ValueError``.
 
         Args:
             name: The window's key, e.g. ``"train/epoch3"``.
-            profile: Also run torch.profiler over the window (FLOPs, top operators).
+            profile: Also run torch.profiler over the window (FLOPs, top operators); pass a
+                :class:`~wattwise.energy.profiler.WindowProfiler` to get its operators with
+                their energy afterwards. Profiled windows nest and overlap, in every monitor
+                of the process (they share torch.profiler's one session).
         """
         if self._closed:
             raise WattwiseError("this EnergyMonitor is closed")
@@ -221,12 +230,13 @@ class EnergyMonitor:
             if name in self._open:
                 raise ValueError(f"window {name!r} is already open")
         profiler = None
-        if profile:
+        if profile is not False:
             from wattwise.energy.profiler import WindowProfiler
 
-            if any(w.profiler is not None for w in self._open.values()):
-                raise WattwiseError("only one profiled window can be open at a time")
-            profiler = WindowProfiler()
+            profiler = profile if isinstance(profile, WindowProfiler) else WindowProfiler()
+            # started before the window's first read and stopped after its last one, so that
+            # the profiler's own start and stop (up to a second) are outside the window
+            profiler.start()
         if self._sync is not None:
             self._sync()
         with self._lock:
@@ -242,13 +252,12 @@ class EnergyMonitor:
                 start_energy=dict(self._cum),
                 failed={c: f"at the window's start: {e}" for c, e in self._failed.items()},
                 timeline_from=self._timeline_offset + len(self._timeline),
+                shared={comp: set(pids) for comp, pids in self._shared_now.items()},
                 peak_rss_bytes=self.tree.rss_bytes(),
                 profiler=profiler,
             )
         self._ensure_sampler()
         self._wake.set()
-        if profiler is not None:
-            profiler.start()
 
     def end_window(self, name: str) -> Measurement:
         """Close window ``name`` and return what it cost. An unknown name is a ``ValueError``."""
@@ -258,7 +267,6 @@ class EnergyMonitor:
             profiler = self._open[name].profiler
         if self._sync is not None:
             self._sync()
-        summary = profiler.stop() if profiler is not None else None
         with self._lock:
             now = self._tick(sampled=False)
             state = self._open.pop(name)
@@ -266,15 +274,17 @@ class EnergyMonitor:
                 state.failed.setdefault(comp, f"at the window's end: {error}")
             cuda_alloc, cuda_reserved = self._cuda.end(name)
             state.peak_rss_bytes = max(state.peak_rss_bytes, self.tree.rss_bytes())
-            measurement = self._measurement(state, now, cuda_alloc, cuda_reserved, summary)
+            measurement = self._measurement(state, now, cuda_alloc, cuda_reserved, None)
             self._trim_timeline()
             if not self._open:  # meters that timed out are tried again in the next window
                 self._readers.reset()
+        if profiler is not None:
+            measurement = replace(measurement, profile=profiler.stop())
         self.history.append(measurement)
         return measurement
 
     @contextmanager
-    def window(self, name: str, *, profile: bool = False) -> Iterator[Window]:
+    def window(self, name: str, *, profile: bool | WindowProfiler = False) -> Iterator[Window]:
         """Context manager around begin/end; the Measurement is kept even if the body raises."""
         handle = Window(name)
         self.begin_window(name, profile=profile)
@@ -380,6 +390,7 @@ class EnergyMonitor:
         now = time.perf_counter()
         dt = None if self._last_t is None else now - self._last_t
         memory: dict[str, int] = {}
+        self._shared_now = {c: pids for reading in readings for c, pids in reading.shared.items()}
         for reading in readings:
             for comp, energy_j in reading.energy_j.items():
                 self._counter_comps.add(comp)
@@ -393,6 +404,9 @@ class EnergyMonitor:
                     self._cum.setdefault(comp, 0.0)
                 self._last_power[comp] = power_w
             memory.update(reading.memory_bytes)
+            for comp, pids in reading.shared.items():
+                for state in self._open.values():
+                    state.shared.setdefault(comp, set()).update(pids)
             for comp, why in reading.suspect.items():
                 for state in self._open.values():
                     state.suspect.setdefault(comp, [why, 0])[1] += 1
@@ -475,6 +489,8 @@ class EnergyMonitor:
                     why, count = state.suspect[comp]
                     more = f" (and {count - 1} more suspect reads)" if count > 1 else ""
                     provenance = provenance.with_suspect(f"{why}{more}")
+                if comp in state.shared:
+                    provenance = shared_by_processes(provenance, state.shared[comp])
             components.append(
                 ComponentEnergy(
                     component=comp,

@@ -112,7 +112,8 @@ TEACHER_PHASE = "teacher"
 def phase_category(name: str) -> PhaseCategory:
     """The category of a phase: ``training`` (``train``: the trial's own training and validation
     passes, ``test``), ``technique`` (``recipe/<step>``, ``teacher_logits``, ``teacher``) or
-    ``measurement`` (``inference``, ``inference/<step>``, ``compare/<...>``: benchmark windows).
+    ``measurement`` (``inference``, ``inference/<step>``, ``compare/<...>``: benchmark windows;
+    ``profile/<variant>``: a variant's profiled inference batches).
 
     Raises:
         ValueError: A phase name of no category (every joule must be in one).
@@ -122,7 +123,7 @@ def phase_category(name: str) -> PhaseCategory:
         return "training"
     if (head == "recipe" and "/" in name) or name in ("teacher_logits", TEACHER_PHASE):
         return "technique"
-    if name == "inference" or (head in ("inference", "compare") and "/" in name):
+    if name == "inference" or (head in ("inference", "compare", "profile") and "/" in name):
         return "measurement"
     raise ValueError(f"phase {name!r} has no category (training, technique or measurement)")
 
@@ -299,6 +300,9 @@ class TrialRecord:
         noisy: Any variant's comparison was flagged noisy (reasons in ``noise``).
         noise: Why, with the figures, one reason each.
         threads: The thread count the comparison ran with.
+        profiles: Operator profiles (``OperatorProfile.to_dict()``, ``measurement.profile``):
+            the top operators of a few training steps and of each variant's inference, with
+            their estimated energy shares; an ``OperatorProfile`` is converted on the way in.
 
     ``train_energy_j`` is the trial's own training only (phase ``train``); the accounting of all
     phases by category is in :attr:`training_energy_j`, :attr:`technique_energy_j`,
@@ -338,6 +342,7 @@ class TrialRecord:
     noisy: bool = False
     noise: tuple[str, ...] = ()
     threads: int | None = None
+    profiles: tuple[Mapping[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.trial_id, str) or not self.trial_id:
@@ -366,6 +371,8 @@ class TrialRecord:
         setattr_(self, "noisy", _flag(self.noisy, "noisy"))
         setattr_(self, "noise", tuple(str(n) for n in self.noise))
         setattr_(self, "threads", _number(self.threads, True))
+        profiles = (p.to_dict() if hasattr(p, "to_dict") else dict(p) for p in self.profiles)
+        setattr_(self, "profiles", tuple(json_safe(list(profiles))))
         for f in fields(self):
             if f.name in METRICS or f.name in ("started_unix_s", "finished_unix_s"):
                 setattr_(self, f.name, _number(getattr(self, f.name), f.name in _INT_FIELDS))

@@ -125,6 +125,8 @@ class RecipeResult:
     comparison: Comparison | None = None
     references: list[VariantResult] = field(default_factory=list)
     benchmark: Measurement | None = None
+    #: Each variant's model, in the order of ``variants`` (``optimize --save-steps`` saves them).
+    models: tuple[PreparedModel, ...] = ()
 
     @property
     def baseline(self) -> VariantResult:
@@ -201,6 +203,7 @@ def run_recipe(
     on_variant: Callable[[VariantResult], None] | None = None,
     on_epoch: Callable[[Any], None] | None = None,
     teacher: nn.Module | None = None,
+    on_stage: Callable[[str], None] | None = None,
 ) -> RecipeResult:
     """Measure ``model`` as the baseline, then apply and measure each step in order.
 
@@ -215,6 +218,9 @@ def run_recipe(
         on_variant: Called with each :class:`VariantResult` as soon as it is measured.
         on_epoch: Called with each ``EpochRecord`` of the steps' training (fine-tuning, KD).
         teacher: A trained teacher module for a ``distill`` step (else the step builds it).
+        on_stage: Called with what starts now, in words (``applying quantize:int8 (step 2 of
+            2)``, ``measuring 3 variants side by side``): a long step (an int8 compile takes
+            5-80 s) shows what it is doing.
     """
     settings = settings or RecipeSettings()
     configs = as_configs(recipe)
@@ -260,11 +266,14 @@ def run_recipe(
     evaluate = _Evaluator(data, settings, device, model_spec)
     candidates = [evaluate(current, "baseline")]
     spent = 0.0
+    stage = on_stage or (lambda _text: None)
+    steps = sum(not isinstance(c, BaselineConfig) for c in configs)
     try:
         for config in configs:
             if isinstance(config, BaselineConfig):
                 continue
             step = config.to_step()
+            stage(f"applying {step} (step {len(candidates)} of {steps})")
             with monitor.window(f"recipe/{step}") as w:
                 current, details = _apply(config, current, context, data, settings, on_epoch)
             assert w.measurement is not None
@@ -283,6 +292,7 @@ def run_recipe(
                 )
                 for name, ref in refs.items()
             ]
+            stage(f"measuring {len(candidates) + len(references)} variants side by side")
             with monitor.window("inference") as bench:  # measurement, not technique energy
                 results, comparison = measure_variants(
                     [*candidates, *references],
@@ -307,6 +317,7 @@ def run_recipe(
         comparison,
         [r for r in results if r.reference],
         benchmark,
+        tuple(c.prepared for c in candidates),
     )
 
 

@@ -7,7 +7,9 @@ renders it (Optuna's layout).
     rendered = render_plots(analysis)                       # every plot, PNG and SVG bytes
     save_all(analysis, "report/plots")                      # ... written to files
 
-Every data function also takes records (it analyses them itself). Figures are
+Every data function also takes records (it analyses them itself). The Pareto plots star the
+recommended variants: the report passes those its recommendation chose (``recommended``: basis ->
+labels); without them the default recommendation is drawn. Figures are
 ``matplotlib.figure.Figure`` objects with an Agg canvas: pyplot is never imported, so the user's
 backend and pyplot state are untouched and nothing opens a window. Only ``ok`` trials are plotted.
 A plot without data renders a figure that says why (e.g. "no timeline recorded"), so every file
@@ -43,13 +45,21 @@ from wattwise.analysis.plots.pareto import ParetoData, ParetoPoint, pareto_data,
 from wattwise.analysis.plots.timeline import TimelineData, render_timeline, timeline_data
 from wattwise.files import write_bytes_atomic
 
+#: ``train``/``inference`` -> labels of the recommended variants (``None``: the default ones).
+Recommended = Mapping[str, Sequence[str]] | None
+
 
 class PlotSpec(NamedTuple):
-    """One plot of :data:`PLOTS`: its file stem, its caption and how it is drawn."""
+    """One plot of :data:`PLOTS`: its file stem, its caption and how it is drawn (from the
+    analysis and the recommended variants)."""
 
     name: str
     title: str
-    draw: Callable[[Analysis], Figure]
+    draw: Callable[[Analysis, Recommended], Figure]
+
+
+def _recommended(recommended: Recommended, by: str) -> Sequence[str] | None:
+    return None if recommended is None else recommended.get(by, ())
 
 
 #: The plots :func:`render_plots` draws, in order (file stem, caption, drawing).
@@ -57,45 +67,49 @@ PLOTS: tuple[PlotSpec, ...] = (
     PlotSpec(
         "pareto_train",
         "Accuracy vs training energy, with the Pareto front",
-        lambda a: render_pareto(pareto_data(a, by="train")),
+        lambda a, r: render_pareto(
+            pareto_data(a, by="train", recommended=_recommended(r, "train"))
+        ),
     ),
     PlotSpec(
         "pareto_inference",
         "Accuracy vs inference energy per image, with the Pareto front",
-        lambda a: render_pareto(pareto_data(a, by="inference")),
+        lambda a, r: render_pareto(
+            pareto_data(a, by="inference", recommended=_recommended(r, "inference"))
+        ),
     ),
     PlotSpec(
         "history",
         "Accuracy and cumulative training energy per epoch",
-        lambda a: render_history(history_data(a)),
+        lambda a, r: render_history(history_data(a)),
     ),
     PlotSpec(
         "batch_size",
         "Energy and efficiency vs batch size",
-        lambda a: render_hyperparameter(hyperparameter_data(a, "batch_size")),
+        lambda a, r: render_hyperparameter(hyperparameter_data(a, "batch_size")),
     ),
     PlotSpec(
         "lr",
         "Energy and efficiency vs learning rate",
-        lambda a: render_hyperparameter(hyperparameter_data(a, "lr")),
+        lambda a, r: render_hyperparameter(hyperparameter_data(a, "lr")),
     ),
     PlotSpec(
         "efficiency_train",
         "Accuracy per kJ of training + technique, per technique",
-        lambda a: render_efficiency(efficiency_data(a)),
+        lambda a, r: render_efficiency(efficiency_data(a)),
     ),
     PlotSpec(
         "efficiency_inference",
-        "Accuracy per J/image, per technique",
-        lambda a: render_efficiency(efficiency_data(a, metric="accuracy_per_j_per_image")),
+        "Correct predictions per joule of inference, per technique",
+        lambda a, r: render_efficiency(efficiency_data(a, metric="accuracy_per_j_per_image")),
     ),
     PlotSpec(
-        "timeline", "Power timeline of one trial", lambda a: render_timeline(timeline_data(a))
+        "timeline", "Power timeline of one trial", lambda a, r: render_timeline(timeline_data(a))
     ),
     PlotSpec(
         "memory",
         "Peak memory against 4/8/16/32 GiB capacities",
-        lambda a: render_memory(memory_data(a)),
+        lambda a, r: render_memory(memory_data(a)),
     ),
 )
 
@@ -108,10 +122,10 @@ class RenderedPlot(NamedTuple):
     files: Mapping[str, bytes]
 
 
-def figures(study: Analysis | Records) -> dict[str, Figure]:
+def figures(study: Analysis | Records, *, recommended: Recommended = None) -> dict[str, Figure]:
     """Every plot of :data:`PLOTS`, drawn, by name."""
     analysis = as_analysis(study)
-    return {spec.name: spec.draw(analysis) for spec in PLOTS}
+    return {spec.name: spec.draw(analysis, recommended) for spec in PLOTS}
 
 
 def figure_bytes(fig: Figure, fmt: str, *, dpi: int = 100) -> bytes:
@@ -124,13 +138,18 @@ def figure_bytes(fig: Figure, fmt: str, *, dpi: int = 100) -> bytes:
 
 
 def render_plots(
-    study: Analysis | Records, *, formats: Sequence[str] = ("png", "svg"), dpi: int = 100
+    study: Analysis | Records,
+    *,
+    formats: Sequence[str] = ("png", "svg"),
+    dpi: int = 100,
+    recommended: Recommended = None,
 ) -> tuple[RenderedPlot, ...]:
-    """Every plot of :data:`PLOTS`, drawn once and rendered once per format."""
+    """Every plot of :data:`PLOTS`, drawn once and rendered once per format; ``recommended``:
+    the variants the Pareto plots star (see :data:`Recommended`)."""
     analysis = as_analysis(study)
     rendered = []
     for spec in PLOTS:
-        fig = spec.draw(analysis)
+        fig = spec.draw(analysis, recommended)
         files = {fmt: figure_bytes(fig, fmt, dpi=dpi) for fmt in formats}
         rendered.append(RenderedPlot(spec.name, spec.title, files))
     return tuple(rendered)
@@ -181,6 +200,7 @@ __all__ = [
     "ParetoData",
     "ParetoPoint",
     "PlotSpec",
+    "Recommended",
     "RenderedPlot",
     "TimelineData",
     "efficiency_data",

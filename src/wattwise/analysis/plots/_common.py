@@ -19,6 +19,13 @@ from wattwise.analysis.metrics import CONFIG_KEYS, TrialMetrics, VariantSummary,
 GIB = 2**30
 _COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2")
 _COLORS += ("#7f7f7f", "#bcbd22", "#17becf")
+#: Markers of the configurations within one colour group; the star is the recommendation's.
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "h")
+LINESTYLES = ("-", "--", "-.", ":")
+#: How transparent a point is, so that one drawn over another still shows.
+POINT_ALPHA = 0.7
+#: How opaque a confidence band is (under its line, readable where bands overlap).
+BAND_ALPHA = 0.2
 
 
 def series_label(m: TrialMetrics | VariantSummary, several_tasks: bool) -> str:
@@ -42,9 +49,42 @@ def short_config_label(m: TrialMetrics | VariantSummary, several_tasks: bool) ->
     return config_label(values)
 
 
+def settings_labels(items: Sequence[TrialMetrics | VariantSummary]) -> list[str]:
+    """What tells apart the configurations of one colour group, per item: the training settings
+    that vary among ``items`` (``bs 32 · lr 0.01``), without dataset, model and technique."""
+    keys = [k for k in CONFIG_KEYS if k not in ("dataset", "model", "technique")]
+    varying = [k for k in keys if len({getattr(m, k) for m in items}) > 1]
+    return [config_label({k: getattr(m, k) for k in varying}) if varying else "" for m in items]
+
+
 def colors(labels: Iterable[str]) -> dict[str, str]:
     """A colour per distinct label, in sorted order (the same label, the same colour)."""
     return {label: _COLORS[i % len(_COLORS)] for i, label in enumerate(sorted(set(labels)))}
+
+
+def markers(groups: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    """A marker per ``(colour group, configuration)``: configurations of one colour group (e.g.
+    the same technique at two learning rates) get distinct markers, in sorted order."""
+    by_group: dict[str, list[str]] = {}
+    for group, config in sorted(set(groups)):
+        by_group.setdefault(group, []).append(config)
+    return {
+        (group, config): MARKERS[i % len(MARKERS)]
+        for group, configs in by_group.items()
+        for i, config in enumerate(configs)
+    }
+
+
+def linestyle(marker: str) -> str:
+    """The line style that goes with ``marker`` (a second cue where markers are small)."""
+    return LINESTYLES[MARKERS.index(marker) % len(LINESTYLES)] if marker in MARKERS else "-"
+
+
+def wrapped(text: str, width_in: float, fontsize_pt: float = 10.0) -> str:
+    """``text`` wrapped, line by line, to fit ``width_in`` inches at ``fontsize_pt`` (an average
+    character is about 0.55 em wide), so that a title is never cut at the figure's edge."""
+    chars = max(20, int(width_in * 72 / (0.55 * fontsize_pt)))
+    return "\n".join("\n".join(textwrap.wrap(line, chars)) or line for line in text.split("\n"))
 
 
 def figure(ncols: int = 1, *, width: float = 7.0, height: float = 4.5) -> tuple[Figure, list[Any]]:

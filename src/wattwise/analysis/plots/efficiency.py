@@ -35,7 +35,7 @@ class EfficiencyData(NamedTuple):
 _EFFICIENCY_LABELS = {
     "accuracy_per_kj_cost": "accuracy per kJ of training + technique (1/kJ)",
     "accuracy_per_kj_train": "accuracy per kJ of training (1/kJ)",
-    "accuracy_per_j_per_image": "accuracy per J/image (image/J)",
+    "accuracy_per_j_per_image": "correct predictions per joule (1/J)",
 }
 
 

@@ -1,6 +1,9 @@
 """Accuracy and cumulative training energy after each epoch, per configuration.
 
 render_history(history_data(analysis))
+
+Colour: the technique; marker and line style: the configuration within it (two learning rates of
+one technique are two markers). The energy axis takes the unit of its largest value.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from wattwise.analysis.metrics import Analysis, Records, as_analysis
 from wattwise.analysis.plots._common import (
     colors,
     figure,
+    linestyle,
+    markers,
     message_figure,
     series_label,
     several_tasks,
@@ -23,6 +28,7 @@ from wattwise.analysis.plots._common import (
 )
 from wattwise.analysis.stats import mean_ci
 from wattwise.experiment.record import TrialRecord
+from wattwise.units import Unit, energy_unit, header
 
 
 class HistorySeries(NamedTuple):
@@ -30,7 +36,7 @@ class HistorySeries(NamedTuple):
     series: str
     epochs: tuple[int, ...]
     accuracy: tuple[float | None, ...]
-    cumulative_energy_kj: tuple[float | None, ...]
+    cumulative_energy_j: tuple[float | None, ...]
 
 
 class HistoryData(NamedTuple):
@@ -38,6 +44,7 @@ class HistoryData(NamedTuple):
     series: tuple[HistorySeries, ...]
     omitted: int  # configurations not drawn (beyond max_series)
     message: str | None
+    unit: Unit = Unit("J", 1.0)  # of the energy axis, picked from its largest value
 
 
 def history_data(study: Analysis | Records, *, max_series: int = 10) -> HistoryData:
@@ -61,7 +68,7 @@ def history_data(study: Analysis | Records, *, max_series: int = 10) -> HistoryD
             for i, epoch in enumerate(rec.history):
                 n = int(epoch.get("epoch", i + 1))
                 total += float(epoch.get("energy_j") or 0.0)
-                energy[n].append(total / 1e3)
+                energy[n].append(total)
                 if epoch.get(key) is not None:
                     acc[n].append(float(epoch[key]))
         epochs = tuple(sorted(energy))
@@ -75,7 +82,8 @@ def history_data(study: Analysis | Records, *, max_series: int = 10) -> HistoryD
             )
         )
     message = None if series else "no per-epoch history recorded in the finished trials"
-    return HistoryData(key, tuple(series), max(0, len(groups) - max_series), message)
+    unit = energy_unit(e for s in series for e in s.cumulative_energy_j)
+    return HistoryData(key, tuple(series), max(0, len(groups) - max_series), message, unit)
 
 
 def render_history(data: HistoryData) -> Figure:
@@ -85,16 +93,18 @@ def render_history(data: HistoryData) -> Figure:
         return message_figure(title, data.message)
     fig, (ax_acc, ax_energy) = figure(2, width=13)
     palette = colors(s.series for s in data.series)
+    shapes = markers((s.series, s.label) for s in data.series)
     for s in data.series:
-        style = {"color": palette[s.series], "marker": "o", "markersize": 3, "linewidth": 1.2}
+        marker = shapes[(s.series, s.label)]
+        style = {"color": palette[s.series], "marker": marker, "markersize": 4,
+                 "linewidth": 1.2, "linestyle": linestyle(marker), "alpha": 0.85}  # fmt: skip
+        energy = [math.nan if e is None else data.unit.of(e) for e in s.cumulative_energy_j]
         ax_acc.plot(
             s.epochs, [math.nan if a is None else a for a in s.accuracy], **style, label=s.label
         )
-        ax_energy.plot(
-            s.epochs, [math.nan if e is None else e for e in s.cumulative_energy_kj], **style
-        )
+        ax_energy.plot(s.epochs, energy, **style)
     ax_acc.set_ylabel(data.accuracy_key.replace("_", " "))
-    ax_energy.set_ylabel("cumulative training energy (kJ)")
+    ax_energy.set_ylabel(header("cumulative training energy", data.unit))
     for ax in (ax_acc, ax_energy):
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))

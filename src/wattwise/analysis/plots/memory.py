@@ -17,6 +17,7 @@ from wattwise.analysis.plots._common import (
     message_figure,
     several_tasks,
     short_config_label,
+    wrapped,
 )
 from wattwise.train.config import GPU_MEMORY_CAPACITIES_GIB
 
@@ -104,6 +105,6 @@ def render_memory(data: MemoryData) -> Figure:
         lines.append(f"capacities above the axis: {', '.join(hidden)} GiB")
     if data.note:
         lines.append(data.note)
-    ax.set_title("\n".join(lines), fontsize="small")
+    ax.set_title(wrapped("\n".join(lines), fig.get_figwidth() * 0.9, 10.0), fontsize="small")
     ax.grid(alpha=0.3, axis="y")
     return fig
