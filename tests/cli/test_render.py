@@ -370,3 +370,22 @@ def test_the_train_tables_show_every_number_whole_at_80_columns():
     _assert_fits(text, 80)
     for whole in ("1234.567 kJ", "634.567 kJ", "123.45 W", "234.56 W", "estimated:dram-rss"):
         assert whole in text, whole
+
+
+def test_the_devices_table_keeps_paths_labels_and_names_whole_at_80_columns():
+    from wattwise.cli.render import devices_notes, devices_table
+
+    path = "/sys/class/powercap/intel-rapl:0"
+    info = {
+        "meters": [
+            {"meter": "rapl", "available": False, "provenance": "measured:rapl",
+             "components": [], "detail": f"no powercap interface at {path}"},
+            {"meter": "dram-estimate", "available": True, "provenance": "estimated:dram-rss",
+             "components": ["dram"], "detail": "0.375 W per GiB x resident memory of the "
+             "process tree, integrated over time (no DRAM counter here)"},
+        ]
+    }  # fmt: skip
+    text = _printed(80, devices_table(info), *devices_notes(info))
+    _assert_fits(text, 80)
+    assert path in text  # the path is not broken mid-word
+    assert "estimated:dram-rss" in text and "unavailable" in text and "dram-estimate" in text

@@ -78,7 +78,13 @@ def _model_names() -> str:
 def cmd_devices(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from wattwise.cli.render import devices_table, gpu_lines, machine_rows, print_rows
+    from wattwise.cli.render import (
+        devices_notes,
+        devices_table,
+        gpu_lines,
+        machine_rows,
+        print_rows,
+    )
     from wattwise.energy.devices import describe_devices
 
     info = describe_devices(meter_settings(args))
@@ -87,6 +93,8 @@ def cmd_devices(args: argparse.Namespace) -> int:
     console = Console()
     print_rows(console, "machine", machine_rows(info))
     console.print(devices_table(info))
+    for note in devices_notes(info):
+        console.print(note, highlight=False)
     for line in gpu_lines(info):
         console.print(line)
     return 0

@@ -109,20 +109,29 @@ def measurement_table(m: Measurement) -> Table:
 
 
 def devices_table(info: dict[str, Any]) -> Table:
-    """Every meter of ``describe_devices()``: available or not, provenance, components, why."""
+    """Every meter of ``describe_devices()``: its provenance (green when it measures, red
+    ``unavailable`` when not) and the components it reads. How each measures, or why not, is in
+    :func:`devices_notes`, printed under the table at the terminal's full width, so that a
+    detail such as a path is not wrapped inside a narrow column.
+    """
     table = Table(title="meters", title_justify="left")
-    for col in ("meter", "available", "provenance", "components"):
-        table.add_column(col)
-    table.add_column("detail / reason", overflow="fold", max_width=80)
+    for col in ("meter", "provenance", "components"):
+        table.add_column(col, no_wrap=True)
     for meter in info["meters"]:
+        available = meter["available"]
         table.add_row(
             meter["meter"],
-            "[green]yes[/green]" if meter["available"] else "[red]no[/red]",
-            meter["provenance"] if meter["available"] else "unavailable",
+            f"[green]{escape(meter['provenance'])}[/green]"
+            if available
+            else "[red]unavailable[/red]",
             ", ".join(meter["components"]) or "-",
-            meter["detail"],
         )
     return table
+
+
+def devices_notes(info: dict[str, Any]) -> list[str]:
+    """One line per meter of ``describe_devices()``: ``meter: how it measures, or why not``."""
+    return [f"{escape(m['meter'])}: {escape(m['detail'])}" for m in info["meters"]]
 
 
 def print_rows(console: Console, title: str, rows: Sequence[tuple[str, str]]) -> None:
