@@ -283,6 +283,7 @@ class StudyConfig:
     search: SearchSettings = field(default_factory=SearchSettings)
     recipe_search: RecipeSearchStudy | None = None
     tracking: TrackingSettings = field(default_factory=TrackingSettings)
+    keep_models: Bool = True  # each ok trial's final model in <study>/models/<trial_id>/
 
     @model_validator(mode="before")
     @classmethod

@@ -28,9 +28,9 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 
 from wattwise.analysis.base import Result
 from wattwise.analysis.intervals import Interval, difference, welch_ratio
@@ -42,6 +42,9 @@ from wattwise.analysis.metrics import (
     device_label,
 )
 from wattwise.decide import choose_with_ties
+
+if TYPE_CHECKING:
+    from wattwise.experiment.record import TrialRecord
 
 #: What the report says next to every efficiency ranking.
 RATIO_CAVEAT = (
@@ -104,6 +107,8 @@ class Recommendation(Result):
         message: One paragraph for the report.
         device: The device of this group (``unknown device`` where unrecorded) where the study's
             variants ran on several devices, one recommendation each; ``None`` where on one.
+        saved_models: The chosen variant's model files the study kept, one per seed, relative to
+            the study folder (:func:`with_saved_models`; :mod:`wattwise.experiment.kept_models`).
     """
 
     dataset: str | None
@@ -133,6 +138,7 @@ class Recommendation(Result):
     message: str
     caveat: str = RATIO_CAVEAT
     device: str | None = None
+    saved_models: tuple[str, ...] = ()
 
 
 def flag_reasons(
@@ -402,3 +408,26 @@ def payback_sentence(payback: Interval) -> str:
     high = f"{payback.high:.3g}" if payback.high is not None else "never"
     low = f"{payback.low:.3g}" if payback.low is not None else "never"
     return f"Pays back after {payback.estimate:.3g} inferences ({low} to {high})."
+
+
+def with_saved_models(
+    recommendations: Iterable[Recommendation], records: Iterable[TrialRecord]
+) -> tuple[Recommendation, ...]:
+    """Each recommendation with the model files its chosen variant's trials kept (``records``:
+    the trial records, whose ``details["model"]`` says where), named at the end of its message:
+    what to deploy of the recommendation, without training it again."""
+    kept = {
+        r.trial_id: r.details["model"]["path"]
+        for r in records
+        if isinstance(r.details.get("model"), dict) and r.details["model"].get("saved")
+    }
+    named = []
+    for rec in recommendations:
+        ids = rec.chosen.trial_ids if rec.chosen is not None else ()
+        paths = tuple(kept[i] for i in ids if i in kept)
+        if paths:
+            what = "Its saved model" if len(paths) == 1 else "Its saved models (one per seed)"
+            message = f"{rec.message} {what}: {', '.join(paths)}."
+            rec = replace(rec, saved_models=paths, message=message)
+        named.append(rec)
+    return tuple(named)

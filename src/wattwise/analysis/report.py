@@ -56,6 +56,7 @@ from wattwise.analysis.recommendation import (
     describe,
     payback_sentence,
     recommend,
+    with_saved_models,
 )
 from wattwise.analysis.searches import SearchSummary, study_searches
 from wattwise.analysis.stats import StudyStatistics, study_statistics
@@ -367,8 +368,11 @@ def report_data(
     fills it with the rendered PNGs."""
     analysis = analyze(study.records, study.carbon)
     order: tuple[EnergyBasis, ...] = (by, "train" if by == "inference" else "inference")
-    recommendations = {
-        b: tuple(recommend(analysis.variants, floor_points=floor_points, by=b)) for b in order
+    recommendations = {  # each naming the model files the chosen variant's trials kept
+        b: with_saved_models(
+            recommend(analysis.variants, floor_points=floor_points, by=b), analysis.records
+        )
+        for b in order
     }
     flags = {f.label: f.reasons for r in recommendations[by] for f in r.flagged}
     return ReportData(

@@ -20,6 +20,9 @@ value:
 3. **recipe**: the other steps run through :func:`wattwise.optimize.recipe.run_recipe`, which
    measures the trained model (``baseline``) and every variant by the same inference protocol
    and computes the payback of each step.
+4. **keep**: in a study folder, the final variant is saved in ``models/<trial_id>/``
+   (:mod:`wattwise.experiment.kept_models`; ``details["model"]`` says where and how to load it;
+   not measured, and a model that cannot be saved fails nothing).
 
 Phase names in ``TrialRecord.phases``: ``teacher`` (teacher training, only in the trial that
 trained it), ``teacher_logits`` (the teacher pass over the training split), ``train`` (the
@@ -29,18 +32,20 @@ trial's training: training and validation passes), ``test`` (final test evaluati
 A trial with a GPU power limit (``gpu_power_limit_w``) holds it through all of its phases and
 records it in ``details["power_limit"]`` (:mod:`wattwise.energy.power_limit`).
 
-Size: about 510 lines: the one pipeline, phase by phase, with the bookkeeping of what a trial
+Size: about 590 lines: the one pipeline, phase by phase, with the bookkeeping of what a trial
 measured so far (``_Trial``), so that a trial that fails half-way keeps it; splitting the phases
 over modules would scatter one sequence.
 
 Any exception — missing data, out of memory, divergence, a bug — ends the trial as ``failed``
-with a one-line reason; what was measured before is kept. ``KeyboardInterrupt`` is not caught:
+with a one-line reason (:func:`failure_reason`: an out-of-memory outside the training names
+what the trial was doing); what was measured before is kept. ``KeyboardInterrupt`` is not caught:
 an interrupted trial stays ``running`` in the store and runs again on resume.
 """
 
 from __future__ import annotations
 
 import contextlib
+import gc
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -63,6 +68,7 @@ from wattwise.experiment.baselines import (
     keep_baseline,
 )
 from wattwise.experiment.environment import environment
+from wattwise.experiment.kept_models import keep_model
 from wattwise.experiment.plan import check_spec, check_trial
 from wattwise.experiment.record import TrialRecord, VariantRecord
 from wattwise.experiment.spec import TrialSpec
@@ -76,7 +82,7 @@ from wattwise.experiment.teachers import (
 from wattwise.files import write_json_atomic
 from wattwise.models import create_model
 from wattwise.optimize import DistillConfig, TechniqueConfig, TechniqueContext, apply_technique
-from wattwise.optimize.base import BaselineConfig
+from wattwise.optimize.base import BaselineConfig, PreparedModel
 from wattwise.optimize.compare import Comparison
 from wattwise.optimize.grammar import format_recipe
 from wattwise.optimize.profiles import profile_variants
@@ -140,6 +146,8 @@ class _Trial:
     train_energy_provenance: str | None = None
     comparison: Comparison | None = None
     profiles: list[OperatorProfile] = field(default_factory=list)  # measurement.profile
+    #: What the trial is doing, in words (``None``: its training), for an out-of-memory reason.
+    stage: str | None = "setting up the trial"
 
     def record(self, duration_s: float) -> TrialRecord:
         peaks = {key: _peak(list(self.phases.values()), key) for key in _PEAKS}
@@ -194,7 +202,10 @@ def run_trial(
         spec: The trial (from :func:`wattwise.experiment.spec.expand_grid`, or built by
             ``wattwise train``).
         data_cache: Datasets and trained teachers kept between trials (see :data:`TrialCache`).
-        teacher_dir: Where trained teachers are saved and looked up (``None``: nowhere).
+        teacher_dir: The study's ``teachers/`` folder, where trained teachers are saved and
+            looked up (``None``: nowhere). Its parent is the study folder, which also holds the
+            trained baselines (``baselines/``) and the model each ok trial keeps (``models/``,
+            unless ``spec.keep_models`` is off: :mod:`wattwise.experiment.kept_models`).
         on_epoch: Called with each epoch's record of the trial's own training (``fit``, or the
             distillation student's), never of a recipe step's (fine-tuning after pruning); a
             trial that reuses a trained baseline trains nothing and calls it never.
@@ -212,7 +223,13 @@ def run_trial(
         return trial.record(time.perf_counter() - t0)
     except Exception as err:
         trial.details["error"] = f"{type(err).__name__}: {err}"[:2000]
-        return trial.record(time.perf_counter() - t0).failed(failure_reason(err, spec))
+        failed = trial.record(time.perf_counter() - t0).failed(
+            failure_reason(err, spec, trial.stage)
+        )
+        out_of_memory = is_out_of_memory(err) or isinstance(err, MemoryError)
+    if out_of_memory:  # out of the handler: the traceback's frames no longer hold the tensors
+        _release_memory()
+    return failed
 
 
 def train_and_save(
@@ -248,15 +265,27 @@ def train_and_save(
     return record
 
 
-def failure_reason(err: BaseException, spec: TrialSpec | None = None) -> str:
-    """One line saying why a trial failed: ``does not fit in 8 GiB`` under a GPU memory cap,
-    else the exception's type and message (at most :data:`MAX_REASON` characters)."""
+def failure_reason(
+    err: BaseException, spec: TrialSpec | None = None, stage: str | None = None
+) -> str:
+    """One line saying why a trial failed (at most :data:`MAX_REASON` characters): the
+    exception's type and message; out of memory (CUDA's, a ``RuntimeError`` saying so, or
+    ``MemoryError``) reads as the training loop reports it — ``does not fit in 8 GiB`` under a
+    GPU memory cap, else ``out of memory: <error>`` — and names ``stage``, what the trial was
+    doing outside its training: ``does not fit in 8 GiB: out of memory while measuring 3 variants
+    side by side (<error>)``, ``out of memory while loading the data: MemoryError``."""
+    error = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
+    cap = spec.gpu_memory_gib if spec is not None else None
     if isinstance(err, TrialFailure):
         text = str(err)
-    elif is_out_of_memory(err) or isinstance(err, MemoryError):
-        text = out_of_memory_reason(err, spec.gpu_memory_gib if spec is not None else None)
+    elif not (is_out_of_memory(err) or isinstance(err, MemoryError)):
+        text = error
+    elif stage is None:  # the trial's training: as fit reports an out-of-memory it catches
+        text = out_of_memory_reason(err, cap).rstrip(": ")  # MemoryError() has no message
+    elif cap:
+        text = f"{out_of_memory_reason(err, cap)}: out of memory while {stage} ({error})"
     else:
-        text = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
+        text = f"out of memory while {stage}: {error}"
     text = " ".join(text.split())
     return text if len(text) <= MAX_REASON else text[: MAX_REASON - 3] + "..."
 
@@ -318,6 +347,7 @@ def _execute(
         if limit is not None:  # held for every phase: training, technique steps, measurement
             trial.details["power_limit"] = limit.to_dict()
         trial.environment = environment(str(device), monitor)
+        trial.stage = "loading the data"
         data = load_trial_data(spec, cache)
         info = data.info
         trial.details["dataset"] = {
@@ -333,9 +363,13 @@ def _execute(
         model_spec = model_spec_for(spec.model, info, spec.width)
         trial.details["model_spec"] = model_spec
         torch.manual_seed(spec.seed)
+        trial.stage = "creating the model"
         model = create_model(**model_spec, weights=spec.weights)
-        shared = Path(teacher_dir).parent / BASELINE_DIR if teacher_dir is not None else None
+        study_dir = Path(teacher_dir).parent if teacher_dir is not None else None
+        shared = study_dir / BASELINE_DIR if study_dir is not None else None
+        trial.stage = "loading the trained baseline"
         reused = find_baseline(spec, cache, shared) if first is None else None
+        trial.stage = None  # the training: fit moves the model to the device, trains, tests
         if reused is not None:  # train once, compress many: another trial trained these weights
             model.load_state_dict(reused.state)
             _record_reused(trial, reused)
@@ -356,9 +390,12 @@ def _execute(
             why = result.reason or result.status
             raise TrialFailure(why if result.status == "oom" else f"{result.status}: {why}")
         if reused is None and first is None:
+            trial.stage = "saving the trained baseline"
             kept = keep_baseline(spec, model, model_spec, _training_summary(trial), cache, shared)
             trial.details["baseline"] = kept.details(trained_here=True)
-        _apply_recipe(trial, model, data, rest, str(device), model_spec, monitor)
+        final = _apply_recipe(trial, model, data, rest, str(device), model_spec, monitor)
+        if study_dir is not None and spec.keep_models:  # measured: what to deploy of it, kept
+            trial.details["model"] = keep_model(spec.trial_id, final, data, model_spec, study_dir)
 
 
 def _training_summary(trial: _Trial) -> dict[str, Any]:
@@ -439,12 +476,17 @@ def _apply_recipe(
     device: str,
     model_spec: dict[str, Any],
     monitor: EnergyMonitor,
-) -> None:
+) -> PreparedModel:
+    """Runs the recipe on the trained model, records every variant and returns the final one."""
     settings = recipe_settings(trial.spec, steps, device)
     trial.details["recipe"] = {
         "steps": format_recipe(steps) if steps else "baseline",
         "settings": dump(settings),
     }
+    trial.stage = "evaluating the trained model"
+
+    def stage(text: str) -> None:  # "applying <step> (step 1 of 2)", "measuring 3 variants..."
+        trial.stage = text
 
     result = run_recipe(
         model,
@@ -453,6 +495,7 @@ def _apply_recipe(
         settings=settings,
         model_spec=model_spec,
         monitor=monitor,
+        on_stage=stage,
     )
     trial.variants = [*result.variants, *result.references]
     for variant in result.variants:
@@ -462,6 +505,7 @@ def _apply_recipe(
         trial.phases["inference"] = result.benchmark
     trial.comparison = result.comparison
     if trial.spec.measurement.profile:  # after the comparison: no profiler in its rounds
+        trial.stage = "profiling operators"
         for profile in profile_variants(result, data, settings, monitor):
             trial.phases[profile.window] = profile.measurement  # measurement energy
             trial.profiles.append(profile)
@@ -470,6 +514,7 @@ def _apply_recipe(
         trial.details["notes"].append(
             "measurement.inference_s is 0: latency, throughput and J/image are not reported"
         )
+    return result.final
 
 
 @contextlib.contextmanager
@@ -500,9 +545,11 @@ def _distill(
     technique itself)."""
     teacher = None
     if config.teacher is not None:
+        trial.stage = f"training the teacher {config.teacher}"
         found = teacher_for(
             trial.spec, config.teacher, data, monitor, cache, teacher_dir, config.teacher_kwargs
         )
+        trial.stage = None
         if found.training is not None:
             trial.phases["teacher"] = found.training
         trial.details["teacher"] = found.details()
@@ -524,6 +571,14 @@ def _distill(
         "teacher_test_accuracy": outcome.teacher_test_accuracy,  # type: ignore[union-attr]
     }
     return outcome.train  # type: ignore[union-attr,no-any-return]
+
+
+def _release_memory() -> None:
+    """After running out of memory: what the failed trial held, handed back (the worker's next
+    trial needs it; the training loop does the same for an out-of-memory it catches)."""
+    gc.collect()
+    if torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
 
 
 def _reset_compiler() -> None:

@@ -37,8 +37,9 @@ if TYPE_CHECKING:
     from wattwise.train.config import TrainConfig
 
 #: What says where things are, not what the trial is: outside its identity. The carbon settings
-#: are outside too: CO2e is computed from stored joules when results are analysed.
-_NOT_IDENTITY = ("trial_id", "study", "data_root", "download")
+#: are outside too: CO2e is computed from stored joules when results are analysed. So is
+#: ``keep_models``: whether the trial's final model is kept changes nothing it measures.
+_NOT_IDENTITY = ("trial_id", "study", "data_root", "download", "keep_models")
 
 #: Settings added after trials were stored -> the value they had before (the behaviour of then):
 #: at that value a setting is left out of the identity and the training key, so that stored
@@ -55,16 +56,18 @@ class TrialSpec:
     """One point of a study's grid: everything a trial's result depends on.
 
     ``trial_id`` is the first 16 hex digits of the SHA-256 of the canonical JSON of
-    :meth:`identity`: :meth:`to_dict` without ``study``, ``data_root`` and ``download`` (names
-    and locations, not content) and without the carbon settings (``measurement.country``,
-    ``carbon_intensity_g_per_kwh``, ``pue``). The same trial has the same id in every run, on
-    every machine and under any key order.
+    :meth:`identity`: :meth:`to_dict` without ``study``, ``data_root``, ``download`` and
+    ``keep_models`` (names, locations and what is kept, not content) and without the carbon
+    settings (``measurement.country``, ``carbon_intensity_g_per_kwh``, ``pue``). The same trial
+    has the same id in every run, on every machine and under any key order.
 
     Attributes:
         train: The trial's complete training settings; ``epochs``, ``batch_size``, ``lr``,
             ``seed``, ``gpu_memory_gib``, ``gpu_power_limit_w``, ``optimizer`` and
             ``precision`` read them too.
         measurement: How the trial is measured.
+        keep_models: Whether a trial run in a study folder saves its final model there
+            (:mod:`wattwise.experiment.kept_models`; the study's ``keep_models``).
     """
 
     study: str
@@ -79,6 +82,7 @@ class TrialSpec:
     val_fraction: float
     data_root: str | None = None
     download: bool = False
+    keep_models: bool = True
     trial_id: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -159,6 +163,8 @@ class TrialSpec:
             "data_root": self.data_root,
             "download": self.download,
         }
+        if not self.keep_models:  # only where off: the specs stored before it existed stay equal
+            data["keep_models"] = False
         if with_id:
             data["trial_id"] = self.trial_id
         return data
@@ -250,6 +256,7 @@ def expand_grid(config: StudyConfig) -> list[TrialSpec]:
                 val_fraction=config.val_fraction,
                 data_root=config.data_root,
                 download=config.download,
+                keep_models=config.keep_models,
             )
         )
     if not trials:
@@ -261,9 +268,7 @@ def expand_grid(config: StudyConfig) -> list[TrialSpec]:
 
 
 #: Spec keys (of ``TrialSpec.to_dict()``) that do not change what a trial's training computes.
-_NOT_TRAINING = frozenset(
-    {"study", "technique", "seed", "measurement", "data_root", "download", "trial_id"}
-)
+_NOT_TRAINING = frozenset({*_NOT_IDENTITY, "technique", "seed", "measurement"})
 
 
 def training_key(spec: Mapping[str, Any], *, seed: bool = True) -> str:

@@ -7,7 +7,9 @@
 
 The study folder (``<output_dir>/<name>``, or ``study_dir``) holds ``study.yaml`` (the resolved
 config), ``results.sqlite`` (one row per trial), ``teachers/`` (trained distillation teachers),
-``sweep.lock`` and, for an Optuna search (:mod:`wattwise.experiment.search`), ``optuna.sqlite``.
+``baselines/`` (trained weights trials share), ``models/`` (each ok trial's final model, unless
+``keep_models: false``: :mod:`~wattwise.experiment.kept_models`), ``sweep.lock`` and, for an
+Optuna search (:mod:`wattwise.experiment.search`), ``optuna.sqlite``.
 A study whose ``store:`` names a PostgreSQL database keeps its trials, and its Optuna search,
 there instead (:mod:`wattwise.experiment.store_postgres`); ``study.yaml`` records the URL without
 its password.
