@@ -35,7 +35,7 @@ import itertools
 import warnings
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from scipy import stats as sps
@@ -309,9 +309,43 @@ def _paired_pairwise(
             if normal is not None and normal > alpha:
                 test, r = "paired t", sps.ttest_rel(a, b)
             else:
-                test, r = "Wilcoxon signed-rank", sps.wilcoxon(a, b)
+                test, r = "Wilcoxon signed-rank", signed_rank_test(a, b)
             raw.append((names[i], names[j], test, finite(r.statistic), finite(r.pvalue)))
     return _holm_pairs(raw, alpha), normality
+
+
+class _SignedRank(NamedTuple):
+    statistic: float
+    pvalue: float
+
+
+def signed_rank_test(a: np.ndarray, b: np.ndarray) -> Any:
+    """``scipy.stats.wilcoxon(a, b)`` (two-sided, zeros dropped), the same statistic and p-value,
+    computed fast where scipy is slow.
+
+    With ties or zero differences and at most 13 pairs, scipy computes the exact p-value by a
+    permutation test over all ``2**n`` sign flips, calling the statistic once per flip in
+    Python: 1.9 s per test at n = 12 here, most of a report's time. The flips do not change the
+    ranks of ``|a - b|``, so here the same ``scipy.stats.permutation_test`` gets a vectorized
+    statistic (the rank sum of the positive differences over precomputed ranks): the identical
+    null distribution, in milliseconds. Every other case is scipy's own call.
+    """
+    d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
+    nonzero = d[d != 0]
+    ties = np.unique(np.abs(nonzero)).size < nonzero.size
+    if d.size > 13 or not (ties or nonzero.size < d.size) or nonzero.size == 0:
+        return sps.wilcoxon(a, b)
+    ranks = np.zeros_like(d)
+    ranks[d != 0] = sps.rankdata(np.abs(nonzero))  # zeros rank 0: dropped ("wilcox")
+
+    def r_plus(x: np.ndarray, axis: int = -1) -> np.ndarray:
+        return ((x > 0) * ranks).sum(axis=axis)
+
+    p = sps.permutation_test(
+        (d,), r_plus, permutation_type="samples", vectorized=True, n_resamples=9999
+    ).pvalue
+    plus = float(r_plus(d))
+    return _SignedRank(min(plus, float(ranks.sum()) - plus), float(p))
 
 
 def _why_paired_test(normality: Mapping[str, float | None], alpha: float) -> str:
