@@ -333,7 +333,7 @@ def test_sigkill_many_times_then_resume(tmp_path):
 
 
 def test_ctrl_c_at_random_moments_exits_130_then_resume(tmp_path):
-    _kill_and_resume(tmp_path, signal.SIGINT, rounds=2, seeds=2)
+    _kill_and_resume(tmp_path, signal.SIGINT, rounds=1, seeds=2)
 
 
 # --- one sweep per study, signals, the study file -----------------------------------------------
