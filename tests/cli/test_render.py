@@ -101,10 +101,13 @@ def test_the_summary_table_names_counts_highlights_and_paths(tmp_path: Path):
         best_accuracy=Highlight("abc", "digits small_cnn", 0.9),
         lowest_train_energy=Highlight("def", "digits small_cnn", 1500.0, "estimated"),
         interrupted=True,
+        energy_j=14.477,
+        co2e_g=0.000532,
     )
     text = _text(study_summary_table(summary))
     assert "study s (interrupted)" in text and "left to run (resume)" in text
     assert "90.00%" in text and "1.500 kJ (estimated)" in text and "results.sqlite" in text
+    assert "14.477 J, CO2e 0.532 mg" in text  # CO2e in the unit of its size, not 0.000532 g
 
 
 def test_the_training_bar_opens_and_closes_once_per_epoch():

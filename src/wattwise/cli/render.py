@@ -25,7 +25,7 @@ from rich.table import Table
 from rich.text import Text
 
 from wattwise.energy.base import Measurement
-from wattwise.units import format_energy
+from wattwise.units import format_energy, format_mass
 
 
 def fmt_bytes(value: int | None) -> str:
@@ -96,7 +96,7 @@ def measurement_table(m: Measurement) -> Table:
         extras.append(("peak CUDA allocated", fmt_bytes(m.peak_cuda_allocated_bytes)))
         extras.append(("peak CUDA reserved", fmt_bytes(m.peak_cuda_reserved_bytes)))
     if m.carbon is not None:
-        extras.append(("CO2e", f"{m.carbon.co2e_g:.3g} g"))
+        extras.append(("CO2e", format_mass(m.carbon.co2e_g)))
         notes.append(
             f"CO2e: {m.carbon.intensity_g_per_kwh:g} g/kWh ({m.carbon.source}), "
             f"PUE {m.carbon.pue:g}"
@@ -669,7 +669,7 @@ def study_summary_table(summary: Any) -> Table:
         )
     table.add_row("time", f"{summary.duration_s:.1f} s")
     if summary.ok:
-        co2e = f", CO2e {summary.co2e_g:.3g} g" if summary.co2e_g is not None else ""
+        co2e = f", CO2e {format_mass(summary.co2e_g)}" if summary.co2e_g is not None else ""
         table.add_row("energy (all phases)", f"{fmt_energy(summary.energy_j)}{co2e}")
         table.add_row(
             "trainings",
