@@ -308,13 +308,11 @@ def save_final(result: Any, data: Any, checkpoint: Any, out: Path, console: Any)
     (``{"saved": False, "reason"}`` for a model no format can store: the results still count)."""
     from wattwise.cli.render import escape
     from wattwise.errors import WattwiseError
-    from wattwise.optimize.saved_model import save_model
-    from wattwise.train.inference import inference_batch
+    from wattwise.optimize.saved_model import example_batch, save_model
 
-    module = result.final.module
-    batch = getattr(module, "batch_size", None) or 1  # an int8 graph's export batch size
+    final = result.final
     try:
-        saved = save_model(result.final, out, checkpoint.model_spec, inference_batch(data, batch))
+        saved = save_model(final, out, checkpoint.model_spec, example_batch(final, data))
     except WattwiseError as err:
         console.print(f"[yellow]model not saved: {escape(str(err))}[/yellow]")
         return {"saved": False, "reason": str(err)}
@@ -331,13 +329,12 @@ def save_steps(
     import re
 
     from wattwise.errors import WattwiseError
-    from wattwise.optimize.saved_model import save_model
-    from wattwise.train.inference import inference_batch
+    from wattwise.optimize.saved_model import example_batch, save_model
 
     saved = []
     for n, (variant, prepared) in enumerate(zip(result.variants, result.models, strict=True)):
         folder = out / "steps" / f"{n}-{re.sub(r'[^A-Za-z0-9_.=-]+', '_', variant.step)}"
-        example = inference_batch(data, getattr(prepared.module, "batch_size", None) or 1)
+        example = example_batch(prepared, data)
         try:
             model = save_model(prepared, folder, checkpoint.model_spec, example)
         except WattwiseError as err:

@@ -22,7 +22,7 @@ from typing import Any
 from wattwise.data import DatasetSplits
 from wattwise.files import write_json_atomic
 from wattwise.optimize.base import PreparedModel
-from wattwise.optimize.saved_model import save_model
+from wattwise.optimize.saved_model import example_batch, save_model
 
 #: The folder of a study that holds the kept models, one subfolder per trial id.
 MODEL_DIR = "models"
@@ -53,15 +53,12 @@ def keep_model(
         "channels_last", "contents"}`` (with ``"existing": True`` when a run before wrote it),
         or ``{"saved": False, "reason": <one line>}``.
     """
-    from wattwise.train.inference import inference_batch
-
     folder = study_dir / MODEL_DIR / trial_id
     earlier = _kept_before(folder, study_dir)
     if earlier is not None:
         return {**earlier, "existing": True}
     try:
-        batch = getattr(final.module, "batch_size", None) or 1  # an int8 graph's export batch
-        saved = save_model(final, folder, model_spec, inference_batch(data, batch))
+        saved = save_model(final, folder, model_spec, example_batch(final, data))
         path = saved.path.relative_to(study_dir).as_posix()
         entry = {"saved": True, **saved.to_dict(), "path": path}
         write_json_atomic(folder / MODEL_RECORD, entry)

@@ -69,19 +69,16 @@ def _import_ort() -> Any:
 
 def _float_module(prepared: PreparedModel) -> tuple[torch.nn.Module, str]:
     """The module to export and the precision the file computes in."""
-    from wattwise.optimize.compiled import CompiledModule
     from wattwise.optimize.quantize import Int8Module
+    from wattwise.optimize.saved_model import packed_int8_layer, stored_module
 
-    module = prepared.module
+    module = stored_module(prepared)
     if isinstance(module, Int8Module):
         return module.graph, "int8"
-    if isinstance(module, CompiledModule):
-        module = module.module
-    quantized = [m for m in module.modules() if type(m).__module__.startswith("torch.ao.nn.")]
-    if quantized:
+    packed = packed_int8_layer(module)
+    if packed is not None:
         raise ModelError(
-            f"{prepared.applied}: {type(quantized[0]).__name__} (dynamic int8) has no ONNX "
-            "export; not exported"
+            f"{prepared.applied}: {packed} (dynamic int8) has no ONNX export; not exported"
         )
     return module, "fp32"
 

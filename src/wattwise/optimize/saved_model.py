@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from wattwise.data.types import DatasetSplits
 from wattwise.errors import ModelError
 from wattwise.optimize.base import PreparedModel
 from wattwise.optimize.pruned_files import PRUNED_FORMAT, load_pruned, save_pruned
@@ -80,19 +81,16 @@ def save_model(
     Raises:
         ModelError: A model neither format can store (dynamic int8), or an export that failed.
     """
-    from wattwise.optimize.compiled import CompiledModule
     from wattwise.optimize.quantize import Int8Module
 
     folder = Path(directory)
-    module = prepared.module
+    module = stored_module(prepared)
     if isinstance(module, Int8Module):
         return _save_int8(module, folder / "model.pt2", example.cpu())
-    if isinstance(module, CompiledModule):  # compiled code is not saved: its float model is
-        module = module.module
-    quantized = [m for m in module.modules() if type(m).__module__.startswith("torch.ao.nn.")]
-    if quantized:
+    packed = packed_int8_layer(module)
+    if packed is not None:
         raise ModelError(
-            f"{prepared.applied}: {type(quantized[0]).__name__} holds packed int8 parameters that "
+            f"{prepared.applied}: {packed} holds packed int8 parameters that "
             "neither a state_dict file nor torch.export can store; the model was not saved"
         )
     path = save_pruned(module, folder / "model.pt", model_spec)
@@ -109,6 +107,31 @@ def save_model(
         prepared.channels_last,
         f"layer shapes + state_dict of {prepared.applied}: wattwise.load_model(path){run}",
     )
+
+
+def stored_module(prepared: PreparedModel) -> nn.Module:
+    """What a file of ``prepared`` holds: an int8 PT2E variant's ``Int8Module``, else its float
+    model (a compiled variant's model before ``torch.compile``: compiled code is not saved).
+    :func:`save_model` and the ONNX export both start from it."""
+    from wattwise.optimize.compiled import CompiledModule
+
+    module = prepared.module
+    return module.module if isinstance(module, CompiledModule) else module
+
+
+def packed_int8_layer(module: nn.Module) -> str | None:
+    """The type name of ``module``'s first dynamic-int8 layer (``torch.ao.nn``: packed
+    parameters that no file format here stores), or ``None``."""
+    packed = [m for m in module.modules() if type(m).__module__.startswith("torch.ao.nn.")]
+    return type(packed[0]).__name__ if packed else None
+
+
+def example_batch(prepared: PreparedModel, data: DatasetSplits) -> torch.Tensor:
+    """The ``example`` :func:`save_model` needs for ``prepared``: the first test images, as many
+    as an int8 graph's export batch size (it may be specialized to it), else one."""
+    from wattwise.train.inference import inference_batch
+
+    return inference_batch(data, getattr(prepared.module, "batch_size", None) or 1)
 
 
 def _save_int8(module: Any, path: Path, example: torch.Tensor) -> SavedModel:
