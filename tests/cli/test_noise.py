@@ -121,8 +121,10 @@ def test_routing_restores_loggers_and_warnings_afterwards(tmp_path: Path) -> Non
 
 
 def test_an_unwritable_log_sends_the_lines_to_stderr(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # ray.init(logging_level=...) in an earlier test leaves the "ray" logger's level raised
+    monkeypatch.setattr(logging.getLogger("ray"), "level", logging.NOTSET)
     blocker = tmp_path / "file"
     blocker.write_text("")
     with route_third_party(blocker / THIRD_PARTY_LOG) as log:

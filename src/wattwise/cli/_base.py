@@ -316,7 +316,8 @@ def in_cli_words(command: Any) -> Any:
 def third_party_log(folder: str | Path) -> Iterator[None]:
     """While a long command runs, third-party warnings and log lines go to
     ``<folder>/third_party.log`` (:func:`wattwise.logs.route_third_party`); at the end, when
-    any were captured, one stderr line says how many and where.
+    any were captured (by this process or by the sweep's workers, which append to the same
+    file), one stderr line says how many and where.
 
     Args:
         folder: The folder the command writes to; a file stands for its folder (``optimize
@@ -331,5 +332,5 @@ def third_party_log(folder: str | Path) -> Iterator[None]:
         try:
             yield
         finally:
-            if log.lines:
-                print(f"third-party warnings: {log.lines} line(s) in {log.path}", file=sys.stderr)
+            if lines := log.appended_lines():
+                print(f"third-party warnings: {lines} line(s) in {log.path}", file=sys.stderr)

@@ -28,12 +28,17 @@ def _ray_trial(
     spec_dict: dict[str, Any], teacher_dir: str | None, env: Mapping[str, str]
 ) -> dict[str, Any]:
     """A Ray task: one trial in a Ray worker, run with ``env`` added to its environment;
-    returns the record as a dict (no store)."""
+    returns the record as a dict (no store). Its third-party warnings and log lines go to the
+    study folder's ``third_party.log`` where the worker sees that folder (this machine, a
+    shared file system), else to stderr as before
+    (:func:`wattwise.logs.route_worker_third_party`)."""
     os.environ.update(env)
     from wattwise.experiment.runner import run_trial
+    from wattwise.logs import route_worker_third_party
 
     spec = TrialSpec.from_dict(spec_dict)
-    return run_trial(spec, teacher_dir=teacher_dir).to_dict()
+    with route_worker_third_party(teacher_dir):
+        return run_trial(spec, teacher_dir=teacher_dir).to_dict()
 
 
 def _import_ray() -> Any:
@@ -127,7 +132,7 @@ class RayExecutor(Closing):
         ray = self._ray
         queue = deque(specs)
         inflight: dict[Any, TrialSpec] = {}
-        where = None if teacher_dir is None else str(teacher_dir)
+        where = None if teacher_dir is None else str(Path(teacher_dir).absolute())  # any cwd
         try:
             while queue or inflight:
                 while queue and len(inflight) < self.slots:

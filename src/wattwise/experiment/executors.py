@@ -131,9 +131,20 @@ def _worker_main(env: Mapping[str, str], conn: Connection, teacher_dir: str | No
     """A worker process: applies ``env`` before torch is imported, then runs trials it is sent
     (spec dicts) until it receives ``None``. For each trial it sends ``("epoch", epoch record
     dict)`` for every epoch of the trial's training as it ends, then ``("record", record
-    dict)``."""
+    dict)``.
+
+    Third-party warnings and log lines go to the study folder's ``third_party.log``, as the
+    driver's do (:func:`wattwise.logs.route_worker_third_party`); wattwise's stay on stderr."""
     os.environ.update(env)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver decides; it terminates workers
+    from wattwise.logs import route_worker_third_party
+
+    with route_worker_third_party(teacher_dir):  # after env: it imports torch
+        _serve(conn, teacher_dir)
+
+
+def _serve(conn: Connection, teacher_dir: str | None) -> None:
+    """The worker's loop (see :func:`_worker_main`)."""
     from wattwise.experiment.runner import run_trial
 
     cache: dict[tuple[Any, ...], Any] = {}
