@@ -212,6 +212,10 @@ def _nest_carbon(cls: type[MeasurementSettings], data: dict[str, Any]) -> dict[s
     return data
 
 
+#: Seconds between two saves of a trial's running training, at most, by default
+#: (:mod:`wattwise.train.resume`; the study's ``checkpoint_every_s``).
+CHECKPOINT_EVERY_S = 60.0
+
 #: The sweep axes of a study, outermost first.
 _AXES = (
     "datasets",
@@ -284,6 +288,8 @@ class StudyConfig:
     recipe_search: RecipeSearchStudy | None = None
     tracking: TrackingSettings = field(default_factory=TrackingSettings)
     keep_models: Bool = True  # each ok trial's final model in <study>/models/<trial_id>/
+    # a running training's state, saved at most this often, in <study>/checkpoints/; null: never
+    checkpoint_every_s: NonNegativeNumber | None = CHECKPOINT_EVERY_S
 
     @model_validator(mode="before")
     @classmethod

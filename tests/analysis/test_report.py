@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import dataclasses
 import os
 import re
 import shutil
@@ -147,6 +148,23 @@ def test_provenance_status_measured_and_mixed() -> None:
     summary = energy_provenance(mixed)
     assert summary.status == "mixed" and "ESTIMATED" in summary.headline
     assert energy_provenance([]).status == "unavailable"
+
+
+def test_suspect_energy_is_named_with_its_phase_reason_and_trials() -> None:
+    """A resumed training's energy is a lower bound: the report says so, above the entries."""
+    why = "resumed after epoch 2: not counted after the last save (a lower bound)"
+    plain, resumed = make_record("p", seed=0), make_record("r", seed=1)
+    train = dict(resumed.phases["train"])
+    train["components"] = [
+        {**c, "provenance": {**c["provenance"], "suspect": why}} for c in train["components"]
+    ]
+    resumed = dataclasses.replace(resumed, phases={**resumed.phases, "train": train})
+    summary = energy_provenance([plain, resumed])
+    assert summary.suspect == (f"train energy of 1 trial(s) is suspect: {why}.",)
+    assert energy_provenance([plain]).suspect == ()
+    data = report_data(StudyData(Path("s.sqlite"), "s", (plain, resumed)))
+    assert '<ul id="suspect-energy">' in render_html(data)
+    assert f"**train energy of 1 trial(s) is suspect: {why}.**" in render_markdown(data)
 
 
 def test_empty_and_tiny_studies_render() -> None:

@@ -286,19 +286,28 @@ def test_a_task_without_records_fails_its_trials_with_the_reason(tmp_path):
 
 @needs_submitit
 def test_a_study_through_local_jobs_requeues_a_preempted_trial_and_fails_a_dead_one(tmp_path):
-    """Two trials, one task each, in parallel: the first is preempted once (SLURM's signal,
-    USR2) and requeued by submitit, then trains; the second's process is killed (SIGKILL): it
-    is failed with the reason and the first goes on. The sweep stores each trial once."""
+    """Two trials, one task each, in parallel: the first is preempted (SLURM's signal, USR2)
+    after its training saved epoch 1, requeued by submitit, and continues with epoch 2; the
+    second's process is killed (SIGKILL): it is failed with the reason and the first goes on.
+    The sweep stores each trial once."""
 
     class Scripted(SlurmTask):  # pickled by value into the jobs
         def run_one(self, spec: TrialSpec) -> TrialRecord:
             if spec.lr == 0.1:
                 os.kill(os.getpid(), signal.SIGKILL)
-            if self.attempt == 1:
-                os.kill(os.getpid(), signal.SIGUSR2)  # the handler checkpoints and requeues
+            if self.attempt == 1:  # preempted once the training state of epoch 1 is saved
+                from wattwise.train.resume import ResumeFile
+
+                save = ResumeFile.save
+
+                def save_then_preempt(resume: ResumeFile, state: dict[str, Any]) -> None:
+                    save(resume, state)
+                    os.kill(os.getpid(), signal.SIGUSR2)  # the handler checkpoints, requeues
+
+                ResumeFile.save = save_then_preempt  # type: ignore[method-assign]
             return super().run_one(spec)
 
-    study = config(tmp_path)
+    study = config(tmp_path, epochs=[2], checkpoint_every_s=0)
     preempted, killed = expand_grid(study)
     executor = SlurmExecutor(local(array_parallelism=2), task_class=Scripted)
     summary = run_study(study, executor=executor)
@@ -309,6 +318,12 @@ def test_a_study_through_local_jobs_requeues_a_preempted_trial_and_fails_a_dead_
         ok, failed = store.get(preempted.trial_id), store.get(killed.trial_id)
     assert ok.status == "ok" and ok.attempts == 1 and ok.phases["train"]["total_energy_j"] > 0
     assert ok.details["slurm"]["attempts"] == 2 and ok.details["slurm"]["cluster"] == "local"
+    # the requeued attempt continued the training: epoch 1 was not trained again
+    assert ok.details["train"]["resumed"] == {"from_epoch": 1, "attempts": 2}
+    assert [e["epoch"] for e in ok.history] == [1, 2]
+    suspect = ok.phases["train"]["suspect"]  # its energy: a lower bound, labelled
+    assert suspect and all("resumed after epoch 1" in s for s in suspect)
+    assert not list((summary.study_dir / "checkpoints").glob("*"))  # nothing left to resume
     assert failed.status == "failed"
     assert failed.reason.startswith("SLURM task ") and "ended without a result" in failed.reason
     logs = summary.study_dir / "slurm"

@@ -89,6 +89,7 @@ def render_markdown(data: ReportData, plot_files: Sequence[str] = ()) -> str:
         f"> **Energy provenance: {data.provenance.status}.** {_md(data.provenance.headline)}",
         "",
     ]
+    out += [f"- **{_md(line)}**" for line in data.provenance.suspect]
     out += [f"- {_md(e.sentence)}" for e in data.provenance.entries]
     out += [f"- {_md(data.carbon_note)}", ""]
     out += ["## Recommendation", "", f"> {_md(data.caveat)}", ""]

@@ -45,16 +45,20 @@ class ProvenanceEntry:
 @dataclass(frozen=True)
 class ProvenanceSummary:
     """The study's energy provenance: ``status`` is ``measured``, ``estimated`` (every summed
-    component is an estimate), ``mixed`` or ``unavailable`` (no energy at all)."""
+    component is an estimate), ``mixed`` or ``unavailable`` (no energy at all); ``suspect``
+    names each phase whose energy a meter or a resumed training marked suspect, the reason and
+    how many trials."""
 
     status: str
     entries: tuple[ProvenanceEntry, ...]
     headline: str
+    suspect: tuple[str, ...] = ()  # one sentence per (phase, reason) of suspect energy
 
 
 def energy_provenance(records: Iterable[TrialRecord]) -> ProvenanceSummary:
     """Collects the provenance of every component of every phase of the ``ok`` records."""
     seen: dict[tuple[str, str, str], tuple[set[str], set[str]]] = {}
+    suspect: dict[tuple[str, str], set[str]] = defaultdict(set)
     kinds_summed: set[str] = set()
     fallback: set[str] = set()
     for rec in records:
@@ -74,6 +78,8 @@ def energy_provenance(records: Iterable[TrialRecord]) -> ProvenanceSummary:
                 trials.add(rec.trial_id)
                 if comp.get("nested_in") is None and comp.get("energy_j") is not None:
                     kinds_summed.add(kind)
+                if prov.get("suspect"):
+                    suspect[(phase_name.split("/", 1)[0], str(prov["suspect"]))].add(rec.trial_id)
     entries = tuple(
         ProvenanceEntry(comp, label.split(":", 1)[0], label, detail, tuple(sorted(ph)), len(tr))
         for (comp, label, detail), (ph, tr) in sorted(seen.items())
@@ -90,7 +96,11 @@ def energy_provenance(records: Iterable[TrialRecord]) -> ProvenanceSummary:
         "power sensors.",
         "unavailable": "No energy was recorded in this study's finished trials.",
     }[status]
-    return ProvenanceSummary(status, entries, headline)
+    flagged = tuple(
+        f"{phase} energy of {len(trials)} trial(s) is suspect: {why}."
+        for (phase, why), trials in sorted(suspect.items())
+    )
+    return ProvenanceSummary(status, entries, headline, flagged)
 
 
 def environment_summary(records: Iterable[TrialRecord]) -> list[tuple[str, str, int]]:

@@ -23,7 +23,7 @@ How the numbers are made:
   that other processes used while the window was open, is ``shared``
   (:mod:`wattwise.energy.sharing`).
 
-Size: about 510 lines: one state machine — open windows, the sampler thread and the meter reads
+Size: about 545 lines: one state machine — open windows, the sampler thread and the meter reads
 — whose parts share one lock and the cumulative values; split, each half would reach into the
 other's state.
 """
@@ -308,6 +308,22 @@ class EnergyMonitor:
             sampled = self._sampled
             power = dict(sampled[1]) if sampled and sampled[0] >= state.start_mono else {}
         return WindowProgress(measurement, power)
+
+    def so_far(self, name: str) -> Measurement:
+        """Window ``name`` from its start to now, read fresh (the meters are read, as at its
+        end), and left open: what a training's checkpoint saves of its running ``fit`` window.
+        Without the CUDA memory peaks (read only when the window ends). An unknown name is a
+        ``ValueError``."""
+        with self._lock:
+            if name not in self._open:
+                raise ValueError(f"window {name!r} is not open")
+        if self._sync is not None:
+            self._sync()
+        with self._lock:
+            now = self._tick(sampled=False)
+            state = self._open[name]
+            state.peak_rss_bytes = max(state.peak_rss_bytes, self.tree.rss_bytes())
+            return self._measurement(state, now, None, None, None)
 
     def measure(self, name: str | None = None, *, profile: bool = False) -> Callable[[F], F]:
         """Decorator: each call of the function is a window (see ``history`` / ``last``)."""

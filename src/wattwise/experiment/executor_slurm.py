@@ -17,8 +17,10 @@ the compute nodes share with the node the sweep runs on.
 Requeue: when SLURM signals a task (``USR2``, ``signal_delay_s`` before its time limit, and on
 preemption where the cluster sends it), submitit's handler calls :meth:`SlurmTask.checkpoint`,
 pickles the task as it is (the records of its finished trials included) and requeues it. The
-trainer cannot resume a trial from the middle of its training, so the trial that was running
-starts again from scratch; its record counts the starts (``details["slurm"]["attempts"]``). A
+trial that was running starts again and its training continues after the last epoch it saved in
+``<study folder>/checkpoints/`` (:mod:`wattwise.train.resume`, at most every
+``checkpoint_every_s``; ``details["train"]["resumed"]``); its record counts the starts
+(``details["slurm"]["attempts"]``). A
 task that timed out ``max_timeouts`` times is not requeued: its running trial fails with the
 reason, the trials it had not started fail too.
 

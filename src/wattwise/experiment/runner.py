@@ -29,10 +29,14 @@ trained it), ``teacher_logits`` (the teacher pass over the training split), ``tr
 trial's training: training and validation passes), ``test`` (final test evaluation),
 ``recipe/<step>`` (what each step cost: fine-tuning, calibration, compiling), ``inference/<step>``
 (each intermediate variant) and ``inference`` (the final model). Nothing is counted twice.
-A trial with a GPU power limit (``gpu_power_limit_w``) holds it through all of its phases and
-records it in ``details["power_limit"]`` (:mod:`wattwise.energy.power_limit`).
+A trial in a study folder saves its running training in ``checkpoints/<trial_id>.pt`` (at most
+every ``checkpoint_every_s``): started again after an interruption (a SLURM requeue, a resumed
+sweep, ``--retry-failed``) it continues after the last saved epoch, and records
+``details["train"]["resumed"]`` (:mod:`wattwise.train.resume`; a distillation student trains
+from scratch again). A trial with a GPU power limit (``gpu_power_limit_w``) holds it through all
+of its phases and records it in ``details["power_limit"]`` (:mod:`wattwise.energy.power_limit`).
 
-Size: about 590 lines: the one pipeline, phase by phase, with the bookkeeping of what a trial
+Size: about 610 lines: the one pipeline, phase by phase, with the bookkeeping of what a trial
 measured so far (``_Trial``), so that a trial that fails half-way keeps it; splitting the phases
 over modules would scatter one sequence.
 
@@ -97,6 +101,7 @@ from wattwise.train.device import (
 )
 from wattwise.train.loop import EpochRecord, TrainProgress, TrainResult, fit
 from wattwise.train.predict import predictions
+from wattwise.train.resume import ResumeFile
 from wattwise.validation import dump
 
 __all__ = [
@@ -119,6 +124,8 @@ FINETUNE_EPOCHS = 2
 #: Longest failure reason kept (characters).
 MAX_REASON = 500
 
+#: Folder (below the study folder) of the running trainings' saved states.
+RESUME_DIR = "checkpoints"
 #: The file ``run_trial(..., checkpoint=...)`` writes the trained model to (wattwise train).
 CHECKPOINT_FILE = "checkpoint.pt"
 
@@ -380,8 +387,15 @@ def _execute(
                         trial, first, model, data, monitor, cache, teacher_dir, on_epoch
                     )
                 else:
+                    resume = _resume_file(spec, study_dir)
                     result = fit(
-                        model, data, tc, monitor=monitor, progress=progress, on_epoch=on_epoch
+                        model,
+                        data,
+                        tc,
+                        monitor=monitor,
+                        progress=progress,
+                        on_epoch=on_epoch,
+                        resume=resume,
                     )
             _record_training(trial, result)
         if checkpoint is not None:  # a diverged model is kept too, with its status
@@ -442,12 +456,23 @@ def _record_training(trial: _Trial, result: TrainResult) -> None:
         "best_epoch": result.best_epoch,
         "epochs_run": len(result.history),
     }
+    if "resumed" in result.extra:  # continued after an interruption: wattwise.train.resume
+        trial.details["train"]["resumed"] = result.extra["resumed"]
     # [prediction] what was predicted after each of the first epochs (what `train` showed live)
     made = predictions(result.history, result.config.epochs)
     trial.details["prediction"] = [p.to_dict() for p in made]
     # the trial's own training only: the teacher's pass and training are technique energy
     trial.train_energy_j = result.train_energy_j
     trial.train_energy_provenance = result.fit.total_provenance if result.fit else None
+
+
+def _resume_file(spec: TrialSpec, study_dir: Path | None) -> ResumeFile | None:
+    """Where a trial in a study folder saves its running training (``checkpoints/``), to
+    continue from it when started again; ``None`` outside a study or when the study says
+    never."""
+    if study_dir is None or spec.checkpoint_every_s is None:
+        return None
+    return ResumeFile(study_dir / RESUME_DIR / f"{spec.trial_id}.pt", spec.checkpoint_every_s)
 
 
 def _save_trained(

@@ -21,7 +21,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from wattwise.config import CARBON_KEYS, TOP_LEVEL_TRAIN, MeasurementSettings, StudyConfig
+from wattwise.config import (
+    CARBON_KEYS,
+    CHECKPOINT_EVERY_S,
+    TOP_LEVEL_TRAIN,
+    MeasurementSettings,
+    StudyConfig,
+)
 from wattwise.errors import ConfigError
 from wattwise.validation import dump, fields_of, validate
 
@@ -38,8 +44,16 @@ if TYPE_CHECKING:
 
 #: What says where things are, not what the trial is: outside its identity. The carbon settings
 #: are outside too: CO2e is computed from stored joules when results are analysed. So is
-#: ``keep_models``: whether the trial's final model is kept changes nothing it measures.
-_NOT_IDENTITY = ("trial_id", "study", "data_root", "download", "keep_models")
+#: ``keep_models`` and ``checkpoint_every_s``: whether the trial's final model is kept, and how
+#: often its training is saved to continue after an interruption, change nothing it measures.
+_NOT_IDENTITY = (
+    "trial_id",
+    "study",
+    "data_root",
+    "download",
+    "keep_models",
+    "checkpoint_every_s",
+)
 
 #: Settings added after trials were stored -> the value they had before (the behaviour of then):
 #: at that value a setting is left out of the identity and the training key, so that stored
@@ -68,6 +82,9 @@ class TrialSpec:
         measurement: How the trial is measured.
         keep_models: Whether a trial run in a study folder saves its final model there
             (:mod:`wattwise.experiment.kept_models`; the study's ``keep_models``).
+        checkpoint_every_s: How often a trial run in a study folder saves its running training
+            there, at most, to continue from it when started again (:mod:`wattwise.train.resume`;
+            the study's ``checkpoint_every_s``); ``None``: never.
     """
 
     study: str
@@ -83,6 +100,7 @@ class TrialSpec:
     data_root: str | None = None
     download: bool = False
     keep_models: bool = True
+    checkpoint_every_s: float | None = CHECKPOINT_EVERY_S
     trial_id: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -165,6 +183,8 @@ class TrialSpec:
         }
         if not self.keep_models:  # only where off: the specs stored before it existed stay equal
             data["keep_models"] = False
+        if self.checkpoint_every_s != CHECKPOINT_EVERY_S:  # the same: only where not the default
+            data["checkpoint_every_s"] = self.checkpoint_every_s
         if with_id:
             data["trial_id"] = self.trial_id
         return data
@@ -257,6 +277,7 @@ def expand_grid(config: StudyConfig) -> list[TrialSpec]:
                 data_root=config.data_root,
                 download=config.download,
                 keep_models=config.keep_models,
+                checkpoint_every_s=config.checkpoint_every_s,
             )
         )
     if not trials:

@@ -30,6 +30,14 @@ from wattwise.train.device import (
     out_of_memory_reason,
     resolve_device,
 )
+from wattwise.train.resume import (
+    ResumeFile,
+    fingerprint,
+    join_measurements,
+    restore_state,
+    saved_state,
+    uncounted_note,
+)
 
 Status = Literal["ok", "diverged", "oom"]
 
@@ -231,6 +239,7 @@ def fit(
     progress: TrainProgress | None = None,
     on_epoch: Callable[[EpochRecord], None] | None = None,
     step_fn: StepFn | None = None,
+    resume: ResumeFile | None = None,
 ) -> TrainResult:
     """Train ``model`` on ``data.train``, validating each epoch and testing at the end.
 
@@ -244,6 +253,10 @@ def fit(
         step_fn: Computes ``(loss, logits)`` for a batch (used by distillation); default:
             cross-entropy with the configured label smoothing. ``idx`` are the batch's row
             indices in ``data.train``.
+        resume: Where the running training's state is saved at the end of its epochs, and
+            continued from when this training starts again after an interruption
+            (:mod:`wattwise.train.resume`); ``None``: never saved. A resumed training records
+            ``extra["resumed"]`` (``from_epoch``, ``attempts``).
 
     Returns:
         A :class:`TrainResult`. Divergence and out-of-memory end the run with a recorded status
@@ -261,7 +274,7 @@ def fit(
     info = data.info
     try:
         with num_threads(config.num_threads):
-            _run(model, data, config, device, monitor, result, step, progress, on_epoch)
+            _run(model, data, config, device, monitor, result, step, progress, on_epoch, resume)
             if result.status == "ok":
                 with monitor.window("test") as w:
                     result.test_loss, result.test_accuracy = evaluate(
@@ -291,6 +304,7 @@ def _run(
     step: StepFn,
     progress: TrainProgress | None,
     on_epoch: Callable[[EpochRecord], None] | None,
+    resume: ResumeFile | None = None,
 ) -> None:
     info = data.info
     model.to(device)
@@ -320,10 +334,16 @@ def _run(
         else None
     )
     scaler = torch.amp.GradScaler("cuda") if config.precision == "fp16" else None
-    since_best = 0
+    since_best, first_epoch, earlier = 0, 1, None
+    key = fingerprint(model, config.to_dict()) if resume is not None else ""
+    state = resume.load(key) if resume is not None else None
+    if state is not None:  # an interrupted attempt of this training saved it: continue from it
+        since_best, earlier = state["since_best"], Measurement.from_dict(state["fit"])
+        first_epoch = _restore(state, model, optimizer, scheduler, scaler, loader, result, device)
     monitor.begin_window("fit")
+    saved = time.perf_counter()
     try:
-        for epoch in range(1, config.epochs + 1):
+        for epoch in range(first_epoch, config.epochs + 1):
             if progress is not None:
                 progress.on_epoch_start(epoch, config.epochs, len(loader))
             name = f"train/epoch{epoch}"
@@ -373,6 +393,19 @@ def _run(
                     f"(best {result.best_val_accuracy:.4f} at epoch {result.best_epoch})"
                 )
                 break
+            due = resume is not None and time.perf_counter() - saved >= resume.every_s
+            if due and epoch < config.epochs:
+                so_far = monitor.so_far("fit")
+                parts = [earlier, so_far] if earlier is not None else [so_far]
+                state = saved_state(
+                    key, epoch, model, optimizer, scheduler, scaler, device, since_best
+                )
+                state["attempts"] = result.extra.get("resumed", {}).get("attempts", 1)
+                state["best"] = [result.best_val_accuracy, result.best_epoch]
+                state["history"] = [r.to_dict() for r in result.history]
+                state["fit"] = join_measurements(parts).to_dict()
+                resume.save(state)  # type: ignore[union-attr]
+                saved = time.perf_counter()
     except Divergence as err:
         result.status, result.reason = "diverged", str(err)
     except Exception as err:
@@ -383,7 +416,32 @@ def _run(
         if device.type == "cuda":
             torch.cuda.empty_cache()
     finally:
-        result.fit = monitor.end_window("fit")
+        this = monitor.end_window("fit")
+        result.fit = this
+        if earlier is not None:  # the earlier attempts' epochs, then this one's
+            note = uncounted_note(first_epoch - 1)
+            result.fit = join_measurements([earlier, this], note=note)
+    if resume is not None:  # ended with a status (an interruption raised): nothing to resume
+        resume.discard()
+
+
+def _restore(
+    state: dict[str, Any],
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    scaler: Any,
+    loader: TensorLoader,
+    result: TrainResult,
+    device: torch.device,
+) -> int:
+    """Loads a saved training ``state`` into the run; returns the first epoch to train."""
+    epoch = restore_state(state, model, optimizer, scheduler, scaler, device)
+    loader.set_epoch(epoch)  # the shuffles and augmentations of the epochs that follow
+    result.history = [EpochRecord(**r) for r in state["history"]]
+    result.best_val_accuracy, result.best_epoch = state["best"]
+    result.extra["resumed"] = {"from_epoch": epoch, "attempts": int(state["attempts"]) + 1}
+    return epoch + 1
 
 
 def _train_epoch(
