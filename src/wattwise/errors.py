@@ -37,3 +37,8 @@ class QuantizationError(WattwiseError):
 
 class PruningError(WattwiseError):
     """A pruned model cannot be pruned, saved or loaded as asked (the message says why)."""
+
+
+class TechniqueError(WattwiseError):
+    """A technique step could not do what it was asked: its fine-tuning diverged or did not fit
+    in memory (the message says which step and why)."""

@@ -78,6 +78,47 @@ def test_out_of_memory_in_a_recipe_step_names_the_step(monkeypatch):
     )
 
 
+def fine_tune_with(monkeypatch, step: Any) -> list[Any]:
+    """The recipe's fine-tuning runs ``step`` for its batches; returns the configs it got."""
+    real, configs = recipe_module.fit, []
+
+    def fit(module: Any, data: Any, config: Any, **kwargs: Any) -> Any:
+        configs.append(config)
+        return real(module, data, config, step_fn=step, **kwargs)
+
+    monkeypatch.setattr(recipe_module, "fit", fit)
+    return configs
+
+
+def test_a_fine_tuning_that_does_not_fit_under_the_cap_fails_the_trial(monkeypatch):
+    """The fine-tuning after pruning runs under the trial's GPU memory cap; out of memory there
+    is no pruned-but-not-fine-tuned result: the trial fails with the cap's reading."""
+    configs = fine_tune_with(monkeypatch, raising(torch.OutOfMemoryError(CUDA_OOM)))
+    record = run_trial(trial(gpu_memory_gib=[4]))
+    assert [c.gpu_memory_gib for c in configs] == [4]
+    assert (record.status, record.reason) == (
+        "failed",
+        "does not fit in 4 GiB: out of memory while fine-tuning after prune:structured:0.5",
+    )
+    assert {"train", "test"} <= set(record.phases)  # the training's measurement is kept
+    assert run_trial(trial()).reason == (
+        f"out of memory while fine-tuning after prune:structured:0.5: OutOfMemoryError: {CUDA_OOM}"
+    )
+
+
+def test_a_fine_tuning_that_diverges_fails_the_trial(monkeypatch):
+    def nan_loss(model: Any, x: Any, y: Any, idx: Any) -> Any:
+        logits = model(x)
+        return logits.sum() * float("nan"), logits
+
+    fine_tune_with(monkeypatch, nan_loss)
+    record = run_trial(trial())
+    assert record.status == "failed"
+    assert record.reason.startswith(
+        "diverged while fine-tuning after prune:structured:0.5: loss became nan at epoch 1"
+    )
+
+
 def test_memory_error_while_loading_the_data_is_one_clear_line(monkeypatch):
     monkeypatch.setattr(runner_module, "load_dataset", raising(MemoryError()))
     record = run_trial(trial())

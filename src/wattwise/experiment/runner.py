@@ -64,7 +64,7 @@ from wattwise.energy.base import Measurement
 from wattwise.energy.monitor import EnergyMonitor
 from wattwise.energy.power_limit import gpu_power_limit
 from wattwise.energy.profiler import OperatorProfile, profile_training_steps
-from wattwise.errors import WattwiseError
+from wattwise.errors import TechniqueError, WattwiseError
 from wattwise.experiment.baselines import (
     BASELINE_DIR,
     TrainedBaseline,
@@ -283,7 +283,7 @@ def failure_reason(
     side by side (<error>)``, ``out of memory while loading the data: MemoryError``."""
     error = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
     cap = spec.gpu_memory_gib if spec is not None else None
-    if isinstance(err, TrialFailure):
+    if isinstance(err, (TrialFailure, TechniqueError)):  # their message is the reason
         text = str(err)
     elif not (is_out_of_memory(err) or isinstance(err, MemoryError)):
         text = error
@@ -328,6 +328,7 @@ def recipe_settings(
         inference_s=spec.measurement.inference_s,
         device="cpu" if any(s.cpu_only for s in steps) else device,
         seed=spec.seed,
+        gpu_memory_gib=spec.gpu_memory_gib,
     )
 
 

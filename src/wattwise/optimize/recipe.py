@@ -30,7 +30,7 @@ from wattwise.data.loader import TensorLoader
 from wattwise.data.types import DatasetSplits, TensorSplit
 from wattwise.energy.base import Measurement
 from wattwise.energy.monitor import EnergyMonitor
-from wattwise.errors import ConfigError
+from wattwise.errors import ConfigError, TechniqueError
 from wattwise.models import count_macs, count_parameters
 from wattwise.optimize.base import (
     BaselineConfig,
@@ -87,6 +87,9 @@ class RecipeSettings:
             count used is recorded either way).
         device: Where to train and run (int8 runs on CPU).
         seed: Seed of fine-tuning and distillation.
+        gpu_memory_gib: The GPU memory cap of fine-tuning and distillation (a study trial's
+            ``gpu_memory_gib``: its technique steps fit in what its training had); ``None``:
+            no cap.
     """
 
     finetune_epochs: NonNegativeInt = 2
@@ -101,6 +104,7 @@ class RecipeSettings:
     threads: PositiveInt | None = None
     device: Text = "cpu"
     seed: NonNegativeInt = 0
+    gpu_memory_gib: PositiveNumber | None = None
 
     def compare_settings(self) -> CompareSettings:
         """The comparison protocol these settings describe (``inference_s`` > 0)."""
@@ -189,6 +193,7 @@ def _train_config(settings: RecipeSettings, epochs: int, lr: float) -> TrainConf
         seed=settings.seed,
         device=settings.device,
         hflip=False,
+        gpu_memory_gib=settings.gpu_memory_gib,
     )
 
 
@@ -367,6 +372,14 @@ def _apply(
     if config.finetune and settings.finetune_epochs:
         tc = _train_config(settings, settings.finetune_epochs, settings.finetune_lr)
         tuned = _finetune(prepared.module, data, tc, context.monitor, on_epoch, teacher)
+        if tuned.status != "ok":  # a variant that is not what the recipe asked for: no result
+            why = tuned.reason or tuned.status
+            during = f"while fine-tuning after {format_recipe([config])}"
+            if tuned.status != "oom":
+                raise TechniqueError(f"{tuned.status} {during}: {why}")
+            if why.startswith("does not fit"):  # under a GPU memory cap: its reading first
+                raise TechniqueError(f"{why}: out of memory {during}")
+            raise TechniqueError(f"out of memory {during}: {why.removeprefix('out of memory: ')}")
         details["finetune_status"] = tuned.status
         details["finetune_epochs"] = settings.finetune_epochs
         if teacher is not None:
