@@ -86,22 +86,9 @@ def ok_record(trial_id: str, **changes: Any) -> TrialRecord:
     return TrialRecord(**(values | changes))
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def location(request: pytest.FixtureRequest, tmp_path: Path) -> str | Path:
-    """Where a new, empty store goes: a SQLite file, or a PostgreSQL database of its own."""
-    if request.param == "postgres":
-        return str(request.getfixturevalue("postgres_server").database())
-    return tmp_path / "run" / "results.sqlite"
-
-
-#: A test about SQLite's file: the ``store`` and ``location`` fixtures give SQLite only.
+#: A test about SQLite's file: the ``store`` and ``location`` fixtures (tests/experiment/
+#: conftest.py) give SQLite only.
 only_sqlite = pytest.mark.parametrize("location", ["sqlite"], indirect=True)
-
-
-@pytest.fixture
-def store(location: str | Path) -> Any:
-    with open_store(location, study="demo") as s:
-        yield s
 
 
 def stored_columns(store: Store) -> set[str]:

@@ -656,6 +656,8 @@ def study_summary_table(summary: Any) -> Table:
     table.add_row("failed", str(summary.failed))
     table.add_row("skipped (finished earlier)", str(summary.skipped))
     table.add_row("run now", str(summary.ran))
+    if summary.elsewhere:
+        table.add_row("left to another sweep", str(summary.elsewhere))
     if summary.left:
         table.add_row("left to run (resume)", str(summary.left))
     if summary.best_accuracy is not None:

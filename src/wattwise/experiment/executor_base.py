@@ -13,7 +13,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 from wattwise.experiment.record import TrialRecord
 from wattwise.experiment.spec import TrialSpec
 
-OnStart = Callable[[TrialSpec], None]
+#: Told a trial is about to run; ``False`` means "do not run it" (another sweep holds it):
+#: the executor skips it and reports nothing for it.
+OnStart = Callable[[TrialSpec], "bool | None"]
 OnDone = Callable[[TrialRecord], None]
 #: Told each finished epoch of a running trial's own training: ``(spec, epoch record)``.
 OnEpoch = Callable[[TrialSpec, "EpochRecord"], None]
@@ -42,7 +44,8 @@ class Executor(Protocol):
         teacher_dir: str | Path | None = None,
         on_epoch: OnEpoch | None = None,
     ) -> None:
-        """Runs every spec; returns when all are done. ``KeyboardInterrupt`` propagates (after
+        """Runs every spec whose ``on_start`` does not return ``False``; returns when all are
+        done. ``KeyboardInterrupt`` propagates (after
         the executor stopped its workers); trials in flight are not reported. ``on_epoch`` is
         told each training epoch of a running trial, where the executor can (see the module)."""
         ...

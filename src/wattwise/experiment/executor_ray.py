@@ -137,8 +137,11 @@ class RayExecutor(Closing):
             while queue or inflight:
                 while queue and len(inflight) < self.slots:
                     spec = queue.popleft()
-                    on_start(spec)
+                    if on_start(spec) is False:  # another sweep holds it
+                        continue
                     inflight[self._task.remote(spec.to_dict(), where, self.worker_env)] = spec
+                if not inflight:  # every trial left was another sweep's
+                    continue
                 done, _ = ray.wait(list(inflight), num_returns=1)
                 for ref in done:
                     spec = inflight.pop(ref)

@@ -10,8 +10,10 @@ array task unpickles a :class:`SlurmTask`, runs its trials with
 submitit pickles next to the task's logs in ``<study folder>/<log_dir>/<job id>/``. The sweep
 polls the jobs and hands each record to ``on_done``: it stays the one writer of the store.
 ``on_start`` is called when a task leaves SLURM's queue (a trial waiting in the queue is not
-``running``); ``on_epoch`` is never called (a task reports only its records; the records keep
-their predictions). The study folder (records, teachers, data) must be on a file system that
+``running``; its task runs it whatever ``on_start`` returns: a second sweep of the same study
+duplicates work, and its records of trials stored first by the other are dropped);
+``on_epoch`` is never called (a task reports only its records; the records keep their
+predictions). The study folder (records, teachers, data) must be on a file system that
 the compute nodes share with the node the sweep runs on.
 
 Requeue: when SLURM signals a task (``USR2``, ``signal_delay_s`` before its time limit, and on

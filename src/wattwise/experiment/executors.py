@@ -8,12 +8,13 @@ job arrays (:mod:`wattwise.experiment.executor_ray`, :mod:`wattwise.experiment.e
 Every executor runs :func:`wattwise.experiment.runner.run_trial` without a store and hands each
 finished :class:`TrialRecord` to ``on_done`` in the driver process, which writes the store:
 workers never touch it. ``on_start(spec)`` is called in the driver just before a trial is handed
-to a worker (the sweep marks it ``running`` there). ``on_epoch(spec, epoch_record)``, when
-given, is called in the driver with each finished epoch of a running trial's own training (not
-the recipe steps' fine-tuning: see ``run_trial``), as it happens, where the executor can report
-it live: ``local`` and ``local-gpus`` do (a worker sends each epoch's record over its pipe);
-``ray`` does not (its tasks report only their record; the record still keeps the predictions,
-``details["prediction"]``).
+to a worker (the sweep claims it and marks it ``running`` there); when it returns ``False``
+(another sweep of the study holds the trial) the trial is skipped. ``on_epoch(spec,
+epoch_record)``, when given, is called in the driver with each finished epoch of a running
+trial's own training (not the recipe steps' fine-tuning: see ``run_trial``), as it happens,
+where the executor can report it live: ``local`` and ``local-gpus`` do (a worker sends each
+epoch's record over its pipe); ``ray`` does not (its tasks report only their record; the record
+still keeps the predictions, ``details["prediction"]``).
 
 Executors that run several trials at once on a machine say so in every worker's environment
 (:func:`wattwise.energy.sharing.parallel_env`), so that device-wide energy (RAPL, a GPU that the
@@ -116,7 +117,8 @@ class LocalExecutor(Closing):
         from wattwise.experiment.runner import run_trial
 
         for spec in specs:
-            on_start(spec)
+            if on_start(spec) is False:  # another sweep holds it
+                continue
             told = None if on_epoch is None else functools.partial(on_epoch, spec)
             on_done(run_trial(spec, data_cache=self.cache, teacher_dir=teacher_dir, on_epoch=told))
 
@@ -257,15 +259,18 @@ class _ProcessPool(Closing):
         try:
             while queue or any(w.spec is not None for w in self._workers):
                 for worker in self._workers:
-                    if worker.spec is None and queue:
+                    while worker.spec is None and queue:
                         spec = queue.popleft()
-                        on_start(spec)
+                        if on_start(spec) is False:  # another sweep holds it
+                            continue
                         worker.spec = spec
                         try:
                             worker.conn.send(spec.to_dict())
                         except OSError:  # the worker is gone: its sentinel reports it
                             worker.process.kill()
                 busy = [w for w in self._workers if w.spec is not None]
+                if not busy:  # every trial left was another sweep's
+                    continue
                 ready = wait([w.conn for w in busy] + [w.process.sentinel for w in busy])
                 for index, worker in enumerate(list(self._workers)):
                     if worker.spec is None:

@@ -61,6 +61,7 @@ from wattwise.experiment.store_base import (  # Store, StoreError...: also this 
     POSTGRES_SCHEMES,
     Store,
     StoreError,
+    TrialAlreadyDone,
     _other_study,
     is_postgres_url,
 )
@@ -80,6 +81,7 @@ __all__ = [
     "ResultsStore",
     "Store",
     "StoreError",
+    "TrialAlreadyDone",
     "check_study",
     "is_postgres_url",
     "open_store",

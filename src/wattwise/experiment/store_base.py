@@ -17,10 +17,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from wattwise.errors import WattwiseError
+from wattwise.experiment.leases import LEASE_S, live
 from wattwise.experiment.record import RATIOS, TrialRecord
 from wattwise.experiment.store_schema import (
     COMPUTED_COLUMNS,
     EXPORT_COLUMNS,
+    LEASE_UPSERT,
     META_UPSERT,
     PANDAS_TYPES,
     SCHEMA_VERSION,
@@ -44,6 +46,10 @@ META = "meta"
 
 class StoreError(WattwiseError):
     """The results store cannot be opened, read or written."""
+
+
+class TrialAlreadyDone(StoreError):
+    """A record for a trial that another run of it stored ``ok`` first (nothing is written)."""
 
 
 class Store:
@@ -155,12 +161,88 @@ class Store:
                 raise ValueError(
                     f"trial {trial_id} already finished ok; pass rerun=True to redo it"
                 )
-            attempts = (row[1] if row else 0) + 1
-            record = TrialRecord.running(
-                trial_id, spec_dict, study=self._study_of(conn, spec_dict), attempts=attempts
-            )
-            conn.execute(UPSERT, row_values(record))
+            return self._begin(conn, trial_id, spec_dict, row)
+
+    def claim_trial(
+        self,
+        trial_id: str,
+        spec: Mapping[str, Any] | Any,
+        *,
+        owner: str,
+        lease_s: float = LEASE_S,
+        rerun: bool = False,
+    ) -> int | None:
+        """:meth:`begin_trial` for one of several sweeps that share the store: marks the trial
+        ``running`` under ``owner``'s claim (a lease of ``lease_s`` seconds, renewed by
+        :meth:`renew_leases`), atomically — unless another sweep's claim on it is live, or it
+        finished ``ok`` (and not ``rerun``): then nothing is written and it returns ``None``.
+
+        A claim is live until it expires, is released (the trial finished, the sweep ended) or,
+        taken on this host, its sweep's process is gone: a sweep killed here is resumed at once.
+
+        Returns:
+            The attempt number, or ``None`` when the trial is another sweep's (or done).
+        """
+        spec_dict = spec.to_dict() if hasattr(spec, "to_dict") else dict(spec)
+        with self._write(trial_id) as conn:
+            row = conn.execute(
+                "SELECT status, attempts FROM trials WHERE trial_id = ?", (trial_id,)
+            ).fetchone()
+            lease = conn.execute(
+                "SELECT owner, expires_unix_s FROM leases WHERE trial_id = ?", (trial_id,)
+            ).fetchone()
+            now = time.time()
+            if row is not None and row[0] == "ok" and not rerun:
+                return None
+            held = lease is not None and live(lease[0], float(lease[1]), owner, now)
+            if row is not None and row[0] == "running" and held:
+                return None
+            conn.execute(LEASE_UPSERT, (trial_id, owner, now + lease_s))
+            return self._begin(conn, trial_id, spec_dict, row)
+
+    def _begin(
+        self, conn: Any, trial_id: str, spec_dict: dict[str, Any], row: tuple[Any, ...] | None
+    ) -> int:
+        attempts = (row[1] if row else 0) + 1
+        record = TrialRecord.running(
+            trial_id, spec_dict, study=self._study_of(conn, spec_dict), attempts=attempts
+        )
+        conn.execute(UPSERT, row_values(record))
         return attempts
+
+    def renew_leases(self, owner: str, trial_ids: Iterable[str], lease_s: float = LEASE_S) -> None:
+        """Extends ``owner``'s claims on ``trial_ids`` to ``lease_s`` seconds from now."""
+        ids = list(trial_ids)
+        if not ids:
+            return
+        with self._write() as conn:
+            until = time.time() + lease_s
+            for trial_id in ids:
+                conn.execute(
+                    "UPDATE leases SET expires_unix_s = ? WHERE trial_id = ? AND owner = ?",
+                    (until, trial_id, owner),
+                )
+
+    def release_leases(self, owner: str) -> None:
+        """Drops every claim ``owner`` holds (its sweep ended): its trials that are still
+        ``running`` may be taken by the next sweep at once."""
+        with self._write() as conn:
+            conn.execute("DELETE FROM leases WHERE owner = ?", (owner,))
+
+    def held_elsewhere(self, owner: str | None = None) -> set[str]:
+        """The ``running`` trials that another sweep than ``owner`` holds a live claim on."""
+        query = (
+            "SELECT l.trial_id, l.owner, l.expires_unix_s FROM leases l "
+            "JOIN trials t ON t.trial_id = l.trial_id WHERE t.status = 'running'"
+        )
+        try:
+            rows = self._query(query)
+        except StoreError:
+            if not self.read_only:
+                raise
+            return set()  # a read-only view of a store no sweep of this version wrote to
+        now = time.time()
+        return {tid for tid, holder, until in rows if live(holder, float(until), owner, now)}
 
     def finish_trial(self, record: TrialRecord) -> TrialRecord:
         """Stores a finished (``ok`` or ``failed``) record in one transaction.
@@ -187,7 +269,7 @@ class Store:
                 (record.trial_id,),
             ).fetchone()
             if row is not None and row[3] == "ok":
-                raise StoreError(
+                raise TrialAlreadyDone(
                     f"trial {record.trial_id} already finished ok in {self.location}; another run "
                     "of it (a second sweep of this study?) is not stored over it"
                 )
@@ -200,6 +282,7 @@ class Store:
                 finished_unix_s=record.finished_unix_s or time.time(),
             )
             conn.execute(UPSERT, row_values(record))
+            conn.execute("DELETE FROM leases WHERE trial_id = ?", (record.trial_id,))
         return record
 
     def fail_trial(
@@ -231,6 +314,7 @@ class Store:
             else:
                 raise KeyError(f"trial {trial_id} is not in {self.location}; pass its spec")
             conn.execute(UPSERT, row_values(record))
+            conn.execute("DELETE FROM leases WHERE trial_id = ?", (trial_id,))
         return record
 
     @staticmethod
@@ -252,20 +336,27 @@ class Store:
         rows = self._query("SELECT status FROM trials WHERE trial_id = ?", (trial_id,))
         return rows[0][0] if rows else None
 
-    def pending(self, trials: Iterable[Any], *, retry_failed: bool = False) -> list[Any]:
+    def pending(
+        self, trials: Iterable[Any], *, retry_failed: bool = False, owner: str | None = None
+    ) -> list[Any]:
         """The trials that still have to run, in the given order: never begun, or ``running``
-        (an interrupted attempt), and with ``retry_failed`` also ``failed`` ones.
-
-        A ``running`` trial is taken for an interrupted one: call this when no other sweep
-        works on the store.
+        (an interrupted attempt) unless another sweep than ``owner`` holds a live claim on it
+        (:meth:`claim_trial`), and with ``retry_failed`` also ``failed`` ones.
 
         Args:
             trials: Trial ids, or objects with a ``trial_id`` (``TrialSpec``); returned as given.
             retry_failed: Run failed trials again (by default a failure is a result).
+            owner: The asking sweep (:func:`lease_owner`); its own claims do not count.
         """
         done = {"ok"} if retry_failed else {"ok", "failed"}
         status = dict(self._query("SELECT trial_id, status FROM trials"))
-        return [t for t in trials if status.get(getattr(t, "trial_id", t)) not in done]
+        held = self.held_elsewhere(owner)
+        return [
+            t
+            for t in trials
+            if status.get(getattr(t, "trial_id", t)) not in done
+            and getattr(t, "trial_id", t) not in held
+        ]
 
     def counts(self) -> dict[str, int]:
         """Number of trials per status."""

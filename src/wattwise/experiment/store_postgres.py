@@ -41,6 +41,7 @@ from urllib.parse import unquote
 from wattwise.experiment.store_base import Store, StoreError, is_postgres_url
 from wattwise.experiment.store_schema import (
     CREATE_INDEXES,
+    CREATE_LEASES,
     CREATE_META,
     META_UPSERT,
     SCHEMA_VERSION,
@@ -149,13 +150,15 @@ class PostgresStore(Store):
             raise
         return conn
 
-    def _tables(self) -> tuple[bool, bool]:
-        names = (f"{SCHEMA}.meta", f"{SCHEMA}.trials")
-        row = self._query("SELECT to_regclass(?) IS NOT NULL, to_regclass(?) IS NOT NULL", names)
-        return bool(row[0][0]), bool(row[0][1])
+    def _tables(self) -> tuple[bool, bool, bool]:
+        """Whether ``meta``, ``trials`` and ``leases`` exist."""
+        names = (f"{SCHEMA}.meta", f"{SCHEMA}.trials", f"{SCHEMA}.leases")
+        found = ", ".join("to_regclass(?) IS NOT NULL" for _ in names)
+        row = self._query(f"SELECT {found}", names)
+        return bool(row[0][0]), bool(row[0][1]), bool(row[0][2])
 
     def _check_layout(self) -> None:
-        if not all(self._tables()):
+        if not all(self._tables()[:2]):  # a reader needs no leases
             raise StoreError(f"{self.location} is not a wattwise results store (no trials table)")
         rows = self._query("SELECT value FROM meta WHERE key = 'schema_version'")
         if not rows:
@@ -166,7 +169,7 @@ class PostgresStore(Store):
         with self._write(_SCHEMA_LOCK) as conn:
             if not all(self._tables()):  # no CREATE needed (or allowed) once they exist
                 conn.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
-                for statement in (CREATE_META, CREATE_TRIALS, *CREATE_INDEXES):
+                for statement in (CREATE_META, CREATE_TRIALS, *CREATE_INDEXES, CREATE_LEASES):
                     conn.execute(statement)
             row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
             if row is None:

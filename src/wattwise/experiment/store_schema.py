@@ -132,7 +132,19 @@ CREATE_INDEXES = [
     "CREATE INDEX IF NOT EXISTS trials_status ON trials (status)",
     "CREATE INDEX IF NOT EXISTS trials_point ON trials (dataset, model, technique)",
 ]
-SCHEMA_STATEMENTS = [CREATE_META, CREATE_TRIALS, *CREATE_INDEXES]
+#: Which sweep runs a ``running`` trial, and until when its claim holds without renewal
+#: (:meth:`~wattwise.experiment.store_base.Store.claim_trial`). Added without a schema version
+#: change: a store without it gains it when opened for writing; readers never need it.
+CREATE_LEASES = (
+    "CREATE TABLE IF NOT EXISTS leases (trial_id TEXT PRIMARY KEY, owner TEXT NOT NULL, "
+    "expires_unix_s DOUBLE PRECISION NOT NULL)"
+)
+SCHEMA_STATEMENTS = [CREATE_META, CREATE_TRIALS, *CREATE_INDEXES, CREATE_LEASES]
+LEASE_UPSERT = (
+    "INSERT INTO leases (trial_id, owner, expires_unix_s) VALUES (?, ?, ?) "
+    "ON CONFLICT (trial_id) DO UPDATE SET owner = excluded.owner, "
+    "expires_unix_s = excluded.expires_unix_s"
+)
 #: Sets one ``meta`` entry (key, value).
 META_UPSERT = (
     "INSERT INTO meta (key, value) VALUES (?, ?) "

@@ -41,6 +41,8 @@ class StudySummary:
         left: Trials a resume would still run (``running`` ones and those never begun).
         skipped: Trials that had finished before this run (not run again).
         ran: Trials this run finished.
+        elsewhere: Trials this run left to another sweep of the study sharing its store: that
+            sweep held them when this one came to them, or stored them first.
         duration_s: Wall time of this run.
         best_accuracy: The ``ok`` trial with the highest accuracy.
         lowest_train_energy: The ``ok`` trial with the lowest training energy (joules).
@@ -69,6 +71,7 @@ class StudySummary:
     skipped: int
     ran: int
     duration_s: float
+    elsewhere: int = 0
     best_accuracy: Highlight | None = None
     lowest_train_energy: Highlight | None = None
     interrupted: bool = False

@@ -41,6 +41,7 @@ from typing import Any, Protocol
 from wattwise.config import StudyConfig, resolved_yaml
 from wattwise.errors import ConfigError, WattwiseError
 from wattwise.experiment.executors import Executor, create_executor
+from wattwise.experiment.leases import Leases, lease_owner
 from wattwise.experiment.plan import plan_study
 from wattwise.experiment.recipe_searches import StudySearch, run_study_searches
 from wattwise.experiment.record import TrialRecord
@@ -52,6 +53,7 @@ from wattwise.experiment.store import (
     STORE_FILE,
     ResultsStore,
     Store,
+    TrialAlreadyDone,
     check_study,
     open_store,
 )
@@ -218,10 +220,11 @@ def _run_locked(
     state = _State(config, folder, store, reporter, resume, retry_failed)
     try:
         executor = executor or create_executor(config.executor)
-        if config.search.kind == "optuna":
-            _search(state, executor)
-        else:
-            _grid(state, executor)
+        with state.leases:  # this sweep's claims, renewed while it runs, released at its end
+            if config.search.kind == "optuna":
+                _search(state, executor)
+            else:
+                _grid(state, executor)
         if config.recipe_search is not None:  # on the trained baselines the trials left
             told = getattr(reporter, "on_recipe_candidate", None)  # optional (StudyReporter)
             state.searches = run_study_searches(config, folder, on_candidate=told, resume=resume)
@@ -295,32 +298,48 @@ class _State:
     ids: list[str] = field(default_factory=list)
     skipped: int = 0
     ran: int = 0
+    elsewhere: int = 0  # trials another sweep of the study ran (or was running)
     total: int = 0
     search_left: int = 0
     searches: list[StudySearch] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        self.leases = Leases(self.store, lease_owner())
+
     @property
     def done(self) -> int:
-        return self.skipped + self.ran
+        return self.skipped + self.ran + self.elsewhere
 
     def begin(self, executor: Executor) -> None:
         _write_config(self.folder, self.config, self.store)
         self.reporter.on_study_start(self.config.name, self.total, self.skipped, executor.name)
 
     def pending(self, specs: Sequence[TrialSpec]) -> list[TrialSpec]:
+        """The specs to run; those another sweep holds are counted in ``elsewhere``."""
         if not self.resume:
-            return list(specs)
-        return self.store.pending(specs, retry_failed=self.retry_failed)
+            todo = list(specs)
+        else:
+            owner = self.leases.owner
+            todo = self.store.pending(specs, retry_failed=self.retry_failed, owner=owner)
+        held = self.store.held_elsewhere(self.leases.owner)
+        self.elsewhere += sum(s.trial_id in held for s in specs)
+        return [s for s in todo if s.trial_id not in held]
 
     def run(self, executor: Executor, specs: Sequence[TrialSpec]) -> None:
         store, reporter = self.store, self.reporter
         told = getattr(reporter, "on_trial_prediction", None)  # optional (see StudyReporter)
         predictors: dict[str, RunPredictor] = {}  # each running trial's, fed its training epochs
 
-        def on_start(spec: TrialSpec) -> None:  # without resume, a finished trial runs again
-            store.begin_trial(spec.trial_id, spec, rerun=not self.resume)
+        def on_start(spec: TrialSpec) -> bool:  # without resume, a finished trial runs again
+            owner, rerun = self.leases.owner, not self.resume
+            if store.claim_trial(spec.trial_id, spec, owner=owner, rerun=rerun) is None:
+                self.elsewhere += 1  # another sweep holds it (or finished it since we looked)
+                reporter.on_progress(self.done, self.total)
+                return False
+            self.leases.hold(spec.trial_id)
             predictors[spec.trial_id] = RunPredictor(spec.epochs)
             reporter.on_trial_start(spec, self.done, self.total)
+            return True
 
         def on_epoch(spec: TrialSpec, record: Any) -> None:
             predictor = predictors.get(spec.trial_id)
@@ -330,7 +349,13 @@ class _State:
 
         def on_done(record: TrialRecord) -> None:
             predictors.pop(record.trial_id, None)
-            stored = store.finish_trial(record)
+            self.leases.drop(record.trial_id)
+            try:
+                stored = store.finish_trial(record)
+            except TrialAlreadyDone:  # another sweep took it over (our claim lapsed) and won
+                self.elsewhere += 1
+                reporter.on_progress(self.done, self.total)
+                return
             self.ran += 1
             reporter.on_trial_end(stored, self.done, self.total)
 
@@ -342,7 +367,7 @@ def _grid(state: _State, executor: Executor) -> None:
     specs = expand_grid(state.config)
     todo = state.pending(specs)
     state.ids = [s.trial_id for s in specs]
-    state.total, state.skipped = len(specs), len(specs) - len(todo)
+    state.total, state.skipped = len(specs), len(specs) - len(todo) - state.elsewhere
     state.begin(executor)
     state.run(executor, todo)
 
@@ -365,9 +390,10 @@ def _search(state: _State, executor: Executor) -> None:
         points = search.ask(per_batch)
         unique = list({s.trial_id: s for p in points for s in p.specs}.values())
         state.ids.extend(s.trial_id for s in unique)
+        held_before = state.elsewhere
         todo = [s for s in state.pending(unique) if s.trial_id not in ran_now]
         # a point Optuna picked before (or twice in one batch) is not run again
-        reused = len(points) * seeds - len(todo)
+        reused = len(points) * seeds - len(todo) - (state.elsewhere - held_before)
         if reused:
             state.skipped += reused
             state.reporter.on_progress(state.done, state.total)
@@ -410,6 +436,7 @@ def _summary(state: _State, started: float, *, interrupted: bool = False) -> Stu
         left=left,
         skipped=state.skipped,
         ran=state.ran,
+        elsewhere=state.elsewhere,
         duration_s=time.perf_counter() - started,
         best_accuracy=highlight(best, best.accuracy if best else None, None),
         lowest_train_energy=highlight(
