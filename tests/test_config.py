@@ -425,3 +425,24 @@ def test_exponent_numbers_without_a_dot_are_numbers(tmp_path: Path) -> None:
     )
     assert config.learning_rates == (0.001,)
     assert config.train["weight_decay"] == pytest.approx(1e-4)
+
+
+def test_read_timeout_reaches_the_monitor_but_not_the_trial_identity() -> None:
+    import argparse
+
+    from wattwise.cli._base import add_meter_options, measurement_from_args
+    from wattwise.experiment.spec import TrialSpec
+
+    patient = validate(MeasurementSettings, {"read_timeout_s": 0.5}, "measurement")
+    assert patient.monitor_config().read_timeout_s == 0.5
+    assert MeasurementSettings().monitor_config().read_timeout_s == 5.0
+    grid = {"name": "s", "batch_sizes": [32], "learning_rates": [0.1], "epochs": [1]}
+    base = StudyConfig(**grid)  # type: ignore[arg-type]
+    (plain,) = expand_grid(base)
+    (slow,) = expand_grid(dataclasses.replace(base, measurement=patient))
+    assert plain.trial_id == slow.trial_id  # how long a read may take, not what is measured
+    assert TrialSpec.from_dict(slow.to_dict()).measurement.read_timeout_s == 0.5
+    parser = argparse.ArgumentParser()
+    add_meter_options(parser)
+    args = parser.parse_args(["--read-timeout-s", "2"])
+    assert measurement_from_args(args).monitor_config().read_timeout_s == 2.0

@@ -151,6 +151,9 @@ class MeasurementSettings:
         profile: Profile operators with torch.profiler (a few training steps and each variant's
             inference; see docs/measuring.md, "Profiling operators"). Part of a trial's
             identity when on: the profiled steps run slower and cost more.
+        read_timeout_s: The longest one meter read may take (a sensor that hangs is
+            unavailable for the windows open then: docs/measuring.md, "Timeouts"); how, not
+            what, is measured: not part of a trial's identity.
     """
 
     sample_hz: SampleRate = MonitorConfig.sample_hz
@@ -162,6 +165,7 @@ class MeasurementSettings:
     inference_s: NonNegativeNumber = 3.0
     inference_batch_size: PositiveInt = 64
     profile: Bool = False
+    read_timeout_s: PositiveNumber = MonitorConfig.read_timeout_s
 
     @model_validator(mode="before")
     @classmethod
@@ -187,6 +191,7 @@ class MeasurementSettings:
         return MonitorConfig(
             meters=self.meters,
             sample_hz=self.sample_hz,
+            read_timeout_s=self.read_timeout_s,
             carbon=self.carbon,
             meter_settings=MeterSettings(
                 powercap_root=self.powercap_root,

@@ -300,6 +300,8 @@ CASES = [
     case("monitor-sample-hz-too-high", "monitor", "--sample-hz", "5000", *END),
     case("monitor-sample-hz-inf", "monitor", "--sample-hz", "inf", *END),
     case("monitor-interval-and-sample-hz", "monitor", "--interval", "1", "--sample-hz", "2", *END),
+    case("monitor-read-timeout-zero", "monitor", "--read-timeout-s", "0", *END),
+    case("monitor-read-timeout-nan", "monitor", "--read-timeout-s", "nan", *END),
     case("monitor-unknown-meter", "monitor", "--meters", "bogus", *END),
     case("monitor-unknown-meter-among-known", "monitor", "--meters", "cpu-estimate,bogus", *END),
     case("monitor-pue-below-one", "monitor", "--pue", "0.5", *END),
@@ -752,6 +754,13 @@ CASES = [
         "sweep",
         "{tmp}/s.yaml",
         build=(study(extra="measurement: {sample_hz: 0}\n"),),
+        absent=NO_SWEEP,
+    ),
+    case(
+        "sweep-read-timeout-negative",
+        "sweep",
+        "{tmp}/s.yaml",
+        build=(study(extra="measurement: {read_timeout_s: -1}\n"),),
         absent=NO_SWEEP,
     ),
     case(

@@ -167,6 +167,13 @@ def add_meter_options(p: argparse.ArgumentParser) -> None:
         metavar="HZ",
         help="sampling rate of the background sampler, instead of --interval",
     )
+    g.add_argument(
+        "--read-timeout-s",
+        type=positive_float("--read-timeout-s"),
+        metavar="SECONDS",
+        help="the longest one meter read may take; a meter that hangs longer is unavailable "
+        "for the windows open then (default 5)",
+    )
     add_device_options(g)
     g.add_argument("--country", help="ISO 3166-1 alpha-3 code for the grid's carbon intensity")
     g.add_argument(
@@ -250,6 +257,7 @@ def measurement_from_args(args: argparse.Namespace, **settings: Any) -> Any:
             "cpu_tdp_w": args.cpu_tdp_w,
             "cpu_threads": args.cpu_threads,
             "powercap_root": args.powercap_root,
+            "read_timeout_s": args.read_timeout_s,
             "carbon": carbon,
             **settings,
         },
@@ -258,6 +266,7 @@ def measurement_from_args(args: argparse.Namespace, **settings: Any) -> Any:
 
 
 _METER_FLAGS = {
+    "read_timeout_s": "--read-timeout-s",
     "cpu_tdp_w": "--cpu-tdp-w",
     "cpu_threads": "--cpu-threads",
     "powercap_root": "--powercap-root",

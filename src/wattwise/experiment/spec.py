@@ -31,8 +31,9 @@ from wattwise.config import (
 from wattwise.errors import ConfigError
 from wattwise.validation import dump, fields_of, validate
 
-#: Measurement settings that say where or how CO2e is counted, not what is measured.
-_NOT_MEASUREMENT_IDENTITY = (*CARBON_KEYS, "powercap_root")
+#: Measurement settings that say where or how CO2e is counted, or how long a meter read may
+#: take, not what is measured.
+_NOT_MEASUREMENT_IDENTITY = (*CARBON_KEYS, "powercap_root", "read_timeout_s")
 #: Measurement settings in the identity only when they differ from this value, so that trials
 #: stored before the setting existed keep their ids. ``profile`` is identity: profiled steps run
 #: slower (their energy is in the trial's training) and add profile windows.
