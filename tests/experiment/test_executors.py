@@ -6,16 +6,20 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import torch
 
+from tests.experiment.test_sweep_prediction import Predictions, _check_live
+from tests.experiment.test_sweep_prediction import config as prediction_config
 from wattwise.config import ExecutorSettings, StudyConfig
 from wattwise.energy.sharing import ENV_OWN_DEVICES, ENV_PARALLEL_TRIALS
 from wattwise.errors import ConfigError
 from wattwise.experiment import ResultsStore, TrialRecord
 from wattwise.experiment import executors as executors_module
+from wattwise.experiment.executor_ray import _ray_trial
 from wattwise.experiment.executors import (
     LocalExecutor,
     LocalGpuExecutor,
@@ -25,6 +29,7 @@ from wattwise.experiment.executors import (
 )
 from wattwise.experiment.spec import TrialSpec, expand_grid
 from wattwise.experiment.sweep import run_study
+from wattwise.train.loop import EpochRecord
 
 
 def config(tmp_path: Any, **changes: Any) -> StudyConfig:
@@ -146,19 +151,82 @@ def test_ray_missing_is_a_config_error(monkeypatch):
         RayExecutor()
 
 
-def test_ray_executor_on_a_local_instance(tmp_path):
+def test_an_epoch_a_ray_task_cannot_send_does_not_fail_its_trial(tmp_path):
+    """The task's epoch queue is gone (its actor died): the trial runs on and returns its record."""
+
+    class Gone:
+        def put(self, item: Any) -> None:
+            raise ConnectionError("the queue's actor died")
+
+    (spec,) = expand_grid(config(tmp_path, learning_rates=[0.05], epochs=[2]))
+    done = TrialRecord.from_dict(_ray_trial(spec.to_dict(), None, {}, Gone()))
+    assert done.status == "ok" and len(done.history) == 2
+
+
+@pytest.fixture(scope="module")
+def local_ray() -> Iterator[Any]:
+    """One local Ray instance (two CPUs) for this module's Ray tests: it takes ~15 s to start."""
     ray = pytest.importorskip("ray")
     ray.init(num_cpus=2, include_dashboard=False, logging_level="error")
     try:
-        executor = RayExecutor()
-        assert executor.slots == 2 and executor._options == {"num_cpus": 1}
-        assert executor.worker_env == {ENV_PARALLEL_TRIALS: "2"}  # what each task applies
-        summary = run_study(config(tmp_path), executor=executor)
-        assert (summary.ok, summary.failed, summary.ran) == (2, 0, 2)
-        with ResultsStore(summary.store_path) as store:  # written by the driver
-            assert [r.status for r in store.records()] == ["ok", "ok"]
-            assert all(r.phases["train"]["total_energy_j"] > 0 for r in store.records())
-        executor.close()  # not started by the executor: left running
-        assert ray.is_initialized()
+        yield ray
     finally:
         ray.shutdown()
+
+
+def test_ray_executor_on_a_local_instance(local_ray, tmp_path):
+    ray = local_ray
+    executor = RayExecutor()
+    assert executor.slots == 2 and executor._options == {"num_cpus": 1}
+    assert executor.worker_env == {ENV_PARALLEL_TRIALS: "2"}  # what each task applies
+    summary = run_study(config(tmp_path), executor=executor)
+    assert (summary.ok, summary.failed, summary.ran) == (2, 0, 2)
+    with ResultsStore(summary.store_path) as store:  # written by the driver
+        assert [r.status for r in store.records()] == ["ok", "ok"]
+        assert all(r.phases["train"]["total_energy_j"] > 0 for r in store.records())
+    executor.close()  # not started by the executor: left running
+    assert ray.is_initialized()
+
+
+def test_ray_tasks_report_each_epoch_to_the_driver_as_it_ends(local_ray, tmp_path):
+    """Every epoch of each task's training reaches ``on_epoch`` in the driver, in order and
+    before its trial's record, exactly as the record keeps it; closing the executor kills its
+    epoch queue's actor."""
+    specs = expand_grid(config(tmp_path, epochs=[2]))
+    seen: list[tuple[str, str, Any]] = []
+    records: list[TrialRecord] = []
+
+    def done(record: TrialRecord) -> None:
+        seen.append(("done", record.trial_id, None))
+        records.append(record)
+
+    executor = RayExecutor()
+    executor.run(
+        specs,
+        on_start=lambda spec: None,
+        on_done=done,
+        on_epoch=lambda spec, epoch: seen.append(("epoch", spec.trial_id, epoch)),
+    )
+    assert sorted(r.trial_id for r in records) == sorted(s.trial_id for s in specs)
+    for record in records:
+        mine = [(kind, epoch) for kind, trial, epoch in seen if trial == record.trial_id]
+        assert [kind for kind, _ in mine] == ["epoch", "epoch", "done"]
+        epochs = [epoch for kind, epoch in mine if kind == "epoch"]
+        assert all(isinstance(epoch, EpochRecord) for epoch in epochs)
+        assert [epoch.to_dict() for epoch in epochs] == list(record.history)
+    actor = executor._epochs.actor  # the queue's
+    executor.close()
+    with pytest.raises(local_ray.exceptions.RayActorError):
+        local_ray.get(actor.qsize.remote())  # killed
+
+
+def test_a_ray_study_predicts_its_running_trials_live(local_ray, tmp_path):
+    """A sweep on the Ray executor tells its reporter each running trial's prediction after
+    its first epoch, as it does with worker processes (test_sweep_prediction)."""
+    study = prediction_config(tmp_path, epochs=[2], learning_rates=[0.05, 0.1])
+    reporter = Predictions()
+    with RayExecutor() as executor:
+        summary = run_study(study, executor=executor, reporter=reporter)
+    assert (summary.ok, summary.failed) == (2, 0)
+    for spec in expand_grid(study):
+        _check_live(reporter, spec.trial_id, 2)

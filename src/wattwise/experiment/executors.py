@@ -13,8 +13,9 @@ to a worker (the sweep claims it and marks it ``running`` there); when it return
 epoch_record)``, when given, is called in the driver with each finished epoch of a running
 trial's own training (not the recipe steps' fine-tuning: see ``run_trial``), as it happens,
 where the executor can report it live: ``local`` and ``local-gpus`` do (a worker sends each
-epoch's record over its pipe); ``ray`` does not (its tasks report only their record; the record
-still keeps the predictions, ``details["prediction"]``).
+epoch's record over its pipe), and so does ``ray`` (each task puts its epochs on a Ray queue
+that the driver reads between waits); ``slurm`` does not (its jobs report only their records;
+a record still keeps the predictions, ``details["prediction"]``).
 
 Executors that run several trials at once on a machine say so in every worker's environment
 (:func:`wattwise.energy.sharing.parallel_env`), so that device-wide energy (RAPL, a GPU that the

@@ -110,7 +110,7 @@ class StudyReporter(Protocol):
     def on_trial_prediction(self, trial_id: str, prediction: Prediction) -> None:
         """Optional (called only when the reporter has it): after one of a running trial's first
         training epochs, its training's predicted total (none for a reused training; none with
-        the ``ray`` executor, whose tasks report no epochs: the record keeps them)."""
+        the ``slurm`` executor, whose jobs report no epochs: the record keeps them)."""
 
     def on_trial_end(self, record: TrialRecord, done: int, total: int) -> None:
         """A trial finished, ``ok`` or ``failed``, and is committed; ``done`` counts it."""
