@@ -38,7 +38,21 @@ TRAIN_EPOCH, VALIDATION, FIT = "train_epoch", "validation", "fit"
 PROVENANCE_KEY = "energy/provenance"
 
 
-class FitWindows:
+class WindowRecord:
+    """Finished windows: ``epochs``, ``validations`` and ``fit`` (see :class:`FitWindows`)."""
+
+    def __init__(self) -> None:
+        self.epochs: list[Measurement] = []
+        self.validations: list[Measurement] = []
+        self.fit: Measurement | None = None
+
+    def finished(self) -> list[Measurement]:
+        """Epochs and validations in the order they began, then the fit (when it ended)."""
+        rows = sorted([*self.epochs, *self.validations], key=lambda m: m.start_unix_s)
+        return [*rows, self.fit] if self.fit is not None else rows
+
+
+class FitWindows(WindowRecord):
     """The open and finished windows of one fit, over a monitor of the user's or its own.
 
     Args:
@@ -56,12 +70,10 @@ class FitWindows:
     def __init__(self, monitor: EnergyMonitor | None = None, config: MonitorConfig | None = None):
         if monitor is not None and config is not None:
             raise ValueError("pass an EnergyMonitor or the settings of one (config), not both")
+        super().__init__()
         self._owned = monitor is None
         self._config = config
         self.monitor: EnergyMonitor | None = monitor
-        self.epochs: list[Measurement] = []
-        self.validations: list[Measurement] = []
-        self.fit: Measurement | None = None
         self._fit_open = False
         self._epoch: int | None = None  # the open train epoch
         self._parts: list[Measurement] = []  # its finished parts
@@ -192,12 +204,6 @@ class FitWindows:
         if self._owned and idle and self.monitor is not None:
             self.monitor.close()
             self.monitor = None
-
-    # --- what the windows measured --------------------------------------------------------------
-    def finished(self) -> list[Measurement]:
-        """Epochs and validations in the order they began, then the fit (when it ended)."""
-        rows = sorted([*self.epochs, *self.validations], key=lambda m: m.start_unix_s)
-        return [*rows, self.fit] if self.fit is not None else rows
 
 
 class WindowsCallback:
@@ -357,12 +363,12 @@ def provenance_text(m: Measurement) -> str:
     )
 
 
-def energy_table(windows: FitWindows) -> Table:
+def energy_table(windows: WindowRecord, title: str = "energy per window") -> Table:
     """One row per finished window (time, energy, mean and peak power, peak RSS, provenance),
     the fit last; the caption says how each component's energy was made. Readable at 80
     columns: numbers keep their line, the window names wrap."""
     table = Table(
-        title="energy per window",
+        title=title,
         title_justify="left",
         box=box.SIMPLE_HEAD,
         show_edge=False,
@@ -396,6 +402,6 @@ def energy_table(windows: FitWindows) -> Table:
     return table
 
 
-def print_energy_table(windows: FitWindows) -> None:
+def print_energy_table(windows: WindowRecord, title: str = "energy per window") -> None:
     """Print :func:`energy_table` on standard output."""
-    Console().print(energy_table(windows))
+    Console().print(energy_table(windows, title))

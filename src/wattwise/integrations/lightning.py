@@ -15,6 +15,15 @@ reach ``trainer.callback_metrics``, where ModelCheckpoint or EarlyStopping can r
 fit's go to every logger's ``log_metrics`` when the fit ends, with the provenance of each
 component as the hyperparameter ``energy/provenance``. ``on_exception`` closes every window.
 
+Under DDP (any strategy over ``torch.distributed``, e.g. ``strategy="ddp"`` or ``"ddp_spawn"``)
+every rank measures its own process tree; at the end of each window the ranks exchange their
+Measurements (one ``all_gather_object``, on every rank at the same hook) and every rank logs the
+*whole job's* figures, merged as :mod:`wattwise.integrations._ranks` says: energy summed (each
+process and each machine's device counted once), time the longest rank's. ``epochs``,
+``validations`` and ``fit`` then hold the job's Measurements, ``rank`` this process's own; rank 0
+prints the table. ``energy/processes`` (a hyperparameter) says how many processes the figures
+cover.
+
 Lightning is imported from ``lightning.pytorch``, else from ``pytorch_lightning``
 (``pip install 'wattwise[lightning]'``).
 """
@@ -34,16 +43,25 @@ except ImportError:  # pragma: no cover - the older package name
             "pip install 'wattwise[lightning]'"
         ) from err
 
+import torch
+
+from wattwise.energy.base import Measurement
+from wattwise.energy.monitor import EnergyMonitor, MonitorConfig
+from wattwise.integrations._ranks import RankWindow, job_measurement, mark_ranks_shared
 from wattwise.integrations._windows import (
     FIT,
     PROVENANCE_KEY,
     TRAIN_EPOCH,
     VALIDATION,
+    WindowRecord,
     WindowsCallback,
     print_energy_table,
     provenance_text,
     window_metrics,
 )
+
+#: The hyperparameter that says how many processes (ranks) the logged figures cover.
+PROCESSES_KEY = "energy/processes"
 
 
 class EnergyCallback(WindowsCallback, pl.Callback):
@@ -57,39 +75,128 @@ class EnergyCallback(WindowsCallback, pl.Callback):
 
     Attributes:
         epochs / validations / fit: The Measurements (see
-            :class:`~wattwise.integrations._windows.FitWindows`).
+            :class:`~wattwise.integrations._windows.FitWindows`); under DDP the whole job's.
+        job: The whole job's Measurements, window by window (one process: its own).
     """
 
+    def __init__(
+        self,
+        monitor: EnergyMonitor | None = None,
+        config: MonitorConfig | None = None,
+        *,
+        print_table: bool = True,
+    ):
+        super().__init__(monitor, config, print_table=print_table)
+        self.job = WindowRecord()
+        self._world_size = 1
+        self._ranks_here = 1
+
+    @property
+    def epochs(self) -> list[Measurement]:
+        """Each train epoch's Measurement (its training only), the job's under DDP."""
+        return self._record.epochs
+
+    @property
+    def validations(self) -> list[Measurement]:
+        """Each validation's Measurement, the job's under DDP."""
+        return self._record.validations
+
+    @property
+    def fit(self) -> Measurement | None:
+        """The whole fit's Measurement, the job's under DDP. After a failed DDP fit, ``None``
+        (the ranks cannot meet to merge it): this rank's is in :attr:`rank`."""
+        return self._record.fit
+
+    @property
+    def rank(self) -> WindowRecord:
+        """This process's own windows; under DDP, device-wide energy is marked ``shared`` when
+        other ranks ran on the same machine."""
+        own = WindowRecord()
+        own.epochs = [mark_ranks_shared(m, self._ranks_here) for m in self.windows.epochs]
+        own.validations = [mark_ranks_shared(m, self._ranks_here) for m in self.windows.validations]
+        if self.windows.fit is not None:
+            own.fit = mark_ranks_shared(self.windows.fit, self._ranks_here)
+        return own
+
+    @property
+    def _record(self) -> WindowRecord:
+        return self.job if self._world_size > 1 else self.windows
+
+    # --- Lightning hooks ------------------------------------------------------------------------
+    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        # After the strategy set up the process group, before any window: fit and validate.
+        self._world_size = trainer.world_size if _distributed(trainer) else 1
+        self._ranks_here = trainer.num_devices if self._world_size > 1 else 1
+
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
+        self.job = WindowRecord()
         self.windows.begin_fit()
 
     def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
         self.windows.begin_epoch(trainer.current_epoch + 1)
 
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
-        measurement = self.windows.end_epoch()
-        if measurement is not None:
-            pl_module.log_dict(window_metrics(TRAIN_EPOCH, measurement), on_epoch=True)
+        tree = self._tree_pids()
+        job = self._merge(trainer, self.windows.end_epoch(), tree)
+        if job is not None:
+            self.job.epochs.append(job)
+            self._log(pl_module, window_metrics(TRAIN_EPOCH, job))
 
     def on_validation_epoch_start(self, trainer: Any, pl_module: Any) -> None:
         if not trainer.sanity_checking:
             self.windows.begin_validation(trainer.current_epoch + 1)
 
     def on_validation_epoch_end(self, trainer: Any, pl_module: Any) -> None:
-        if trainer.sanity_checking:
+        if trainer.sanity_checking:  # the same on every rank: none of them exchanges
             return
-        measurement = self.windows.end_validation()
-        if measurement is not None:
-            pl_module.log_dict(window_metrics(VALIDATION, measurement), on_epoch=True)
+        tree = self._tree_pids()
+        job = self._merge(trainer, self.windows.end_validation(), tree)
+        if job is not None:
+            self.job.validations.append(job)
+            self._log(pl_module, window_metrics(VALIDATION, job))
 
     def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
-        fit = self.windows.end_fit()
+        tree = self._tree_pids()
+        fit = self._merge(trainer, self.windows.end_fit(), tree)
+        assert fit is not None  # every rank ended its fit
+        self.job.fit = fit
         metrics = window_metrics(FIT, fit)
+        params = {PROVENANCE_KEY: provenance_text(fit), PROCESSES_KEY: self._world_size}
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=trainer.global_step)
-            logger.log_hyperparams({PROVENANCE_KEY: provenance_text(fit)})
+            logger.log_hyperparams(params)
         if self.print_table and trainer.is_global_zero:
-            print_energy_table(self.windows)
+            title = "energy per window"
+            if self._world_size > 1:
+                title += f", whole job: {self._world_size} processes"
+            print_energy_table(self._record, title)
 
     def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
-        self.windows.abort()
+        self.windows.abort()  # no exchange: the other ranks may be gone or stuck
+
+    # --- the ranks ------------------------------------------------------------------------------
+    def _tree_pids(self) -> set[int]:
+        monitor = self.windows.monitor
+        return monitor.tree.pids() if monitor is not None else set()
+
+    def _merge(self, trainer: Any, mine: Measurement | None, tree: set[int]) -> Measurement | None:
+        """The job's Measurement of the window that just ended (``mine`` alone in one process).
+        Under DDP every rank calls this at the same hook, with or without a window."""
+        if self._world_size <= 1:
+            return mine
+        ranks: list[Any] = [None] * self._world_size
+        torch.distributed.all_gather_object(ranks, RankWindow.of(trainer.global_rank, mine, tree))
+        return job_measurement(ranks)
+
+    def _log(self, pl_module: Any, metrics: dict[str, float]) -> None:
+        # The figures are the job's and alike on every rank: ``sync_dist`` (a mean of equal
+        # values) only spares the user Lightning's warning about unsynchronized epoch metrics.
+        pl_module.log_dict(metrics, on_epoch=True, sync_dist=self._world_size > 1)
+
+
+def _distributed(trainer: Any) -> bool:
+    return (
+        trainer.world_size > 1
+        and torch.distributed.is_available()
+        and torch.distributed.is_initialized()
+    )
