@@ -133,3 +133,29 @@ def test_the_pareto_plot_marks_and_names_the_recommended_variant() -> None:
     assert not any(t.get_text().startswith("recommended") for t in
                    plots.render_pareto(other).axes[0].texts)  # fmt: skip
     assert all(isinstance(line, Line2D) for line in ax.get_lines())
+
+
+@pytest.mark.parametrize("corner", ["top left", "top right", "bottom left", "bottom right"])
+def test_the_recommended_variants_label_stays_inside_the_axes(corner: str) -> None:
+    """Wherever the star is (the demo's sits top left: cheapest and as accurate), its label
+    goes towards the middle: never over the title or out of the plot."""
+    top, left = corner.startswith("top"), corner.endswith("left")
+    star = plots.ParetoPoint(
+        "digits · resnet18 · prune:structured:0.5,quantize:int8 · bs 64 · lr 0.05 · 5 ep",
+        "prune:structured:0.5,quantize:int8",
+        0.97 if top else 0.90,
+        1.4 if left else 7.4,
+    )
+    others = (
+        plots.ParetoPoint("a", "baseline", 0.935, 4.0),
+        plots.ParetoPoint("b", "compile", 0.95 if top else 0.92, 5.6 if left else 2.0),
+    )
+    data = plots.ParetoData("inference", "inference energy (mJ/image)", (star, *others), ((0,),),
+                            None, recommended=(0,))  # fmt: skip
+    ax = plots.render_pareto(data).axes[0]
+    ax.figure.canvas.draw()
+    box = ax.get_window_extent()
+    (label,) = [t for t in ax.texts if t.get_text().startswith("recommended")]
+    placed = label.get_window_extent()
+    assert box.x0 <= placed.x0 and placed.x1 <= box.x1, (corner, placed, box)
+    assert box.y0 <= placed.y0 and placed.y1 <= box.y1, (corner, placed, box)

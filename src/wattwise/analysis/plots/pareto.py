@@ -17,7 +17,7 @@ from __future__ import annotations
 import textwrap
 from collections import defaultdict
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from matplotlib.figure import Figure
 
@@ -107,6 +107,18 @@ def _coinciding(points: Sequence[ParetoPoint]) -> dict[tuple[float, float], int]
     return {xy: n for xy, n in counts.items() if n > 1}
 
 
+def _inside(ax: Any, x: float, y: float) -> dict[str, Any]:
+    """Where a point's label goes so that it stays inside the axes (never over the title or the
+    legend): towards the middle of the plot from the point, right or left, below or above."""
+    fx, fy = ax.transAxes.inverted().transform(ax.transData.transform((x, y)))
+    right, below = fx < 0.6, fy > 0.5
+    return {
+        "xytext": (14 if right else -14, -16 if below else 16),
+        "ha": "left" if right else "right",
+        "va": "top" if below else "bottom",
+    }
+
+
 def render_pareto(data: ParetoData) -> Figure:
     """Accuracy (higher is better) against energy (lower is better), the fronts drawn as steps,
     the recommended variants as stars with their names."""
@@ -158,16 +170,16 @@ def render_pareto(data: ParetoData) -> Figure:
             label="Pareto front" if i == 0 else None,
             zorder=4,
         )
+    log_if_wide(ax, [p.energy for p in data.points])
     for k, j in enumerate(data.recommended):
         p = data.points[j]
         ax.scatter([p.energy], [p.accuracy], marker="*", s=320, color="gold", edgecolors="black",
                    linewidths=1.0, zorder=5, label="recommended" if k == 0 else None)  # fmt: skip
         name = "\n".join(textwrap.wrap(f"recommended: {p.label}", 44))
-        ax.annotate(name, (p.energy, p.accuracy), xytext=(12, 14),
+        ax.annotate(name, (p.energy, p.accuracy), **_inside(ax, p.energy, p.accuracy),
                     textcoords="offset points", fontsize="small", zorder=6,
                     bbox={"boxstyle": "round", "fc": "white", "ec": "gray", "alpha": 0.9},
                     arrowprops={"arrowstyle": "-", "color": "gray"})  # fmt: skip
-    log_if_wide(ax, [p.energy for p in data.points])
     ax.set_xlabel(data.x_label + " — lower is better")
     ax.set_ylabel("test accuracy — higher is better")
     ax.set_title(title)
