@@ -9,8 +9,14 @@ from dataclasses import replace
 import pytest
 
 from wattwise.energy.base import ComponentEnergy, Measurement, Provenance
-from wattwise.integrations._ranks import RankWindow, job_measurement, mark_ranks_shared
-from wattwise.integrations._windows import window_metrics
+from wattwise.integrations._ranks import (
+    RankWindow,
+    job_measurement,
+    mark_ranks_shared,
+    own_record,
+    ranks_beside,
+)
+from wattwise.integrations._windows import WindowRecord, window_metrics
 
 CPU = Provenance.estimated("tdp", "4 W per busy CPU", scope="process")
 GPU = Provenance.measured("nvml", scope="device")
@@ -92,3 +98,21 @@ def test_a_ranks_device_wide_energy_is_shared_with_the_ranks_beside_it():
     assert marked.component("cpu").provenance.shared == ""  # its own process tree
     alone = _m(1.0, 2.0)
     assert mark_ranks_shared(alone, ranks_here=1) is alone
+
+
+def test_the_ranks_on_a_machine_are_counted_from_what_they_sent():
+    ranks = [_rank(0, "a", None), _rank(1, "a", _m(1.0, 1.0)), _rank(2, "b", None)]
+    assert ranks_beside(ranks, 0) == 2
+    assert ranks_beside(ranks, 2) == 1
+
+
+def test_a_ranks_own_record_marks_its_device_wide_energy_shared():
+    windows = WindowRecord()
+    windows.epochs = [_m(1.0, 2.0)]
+    windows.fit = replace(_m(3.0, 4.0), name="fit")
+    own = own_record(windows, ranks_here=2)
+    assert [m.name for m in own.epochs] == ["train/epoch1"] and own.validations == []
+    assert own.fit is not None and own.fit.total_energy_j == pytest.approx(7.0)
+    assert "distributed job" in own.fit.component("gpu:0").provenance.shared
+    assert "distributed job" in own.epochs[0].component("gpu:0").provenance.shared
+    assert own_record(WindowRecord(), ranks_here=2).fit is None

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field, replace
 
 from wattwise.energy.base import CarbonEstimate, ComponentEnergy, Measurement
 from wattwise.energy.sharing import add_shared
+from wattwise.integrations._windows import WindowRecord
 
 
 @dataclass(frozen=True)
@@ -173,6 +174,23 @@ def mark_ranks_shared(m: Measurement, ranks_here: int) -> Measurement:
         for c in m.components
     )
     return replace(m, components=components)
+
+
+def ranks_beside(ranks: Sequence[RankWindow], rank: int) -> int:
+    """How many of the job's ``ranks`` ran on the machine of ``rank`` (itself included), from
+    the hosts they sent: the count :func:`mark_ranks_shared` needs, whatever the launcher."""
+    host = next(r.host for r in ranks if r.rank == rank)
+    return sum(r.host == host for r in ranks)
+
+
+def own_record(windows: WindowRecord, ranks_here: int) -> WindowRecord:
+    """A rank's own finished ``windows``, each marked by :func:`mark_ranks_shared`."""
+    own = WindowRecord()
+    own.epochs = [mark_ranks_shared(m, ranks_here) for m in windows.epochs]
+    own.validations = [mark_ranks_shared(m, ranks_here) for m in windows.validations]
+    if windows.fit is not None:
+        own.fit = mark_ranks_shared(windows.fit, ranks_here)
+    return own
 
 
 def _sum_known(values: Iterable[int | None]) -> int | None:

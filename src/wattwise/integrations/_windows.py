@@ -36,6 +36,8 @@ from wattwise.energy.monitor import EnergyMonitor, MonitorConfig
 TRAIN_EPOCH, VALIDATION, FIT = "train_epoch", "validation", "fit"
 #: The name of the logged provenance (a string: ``cpu=estimated:tdp; dram=...``).
 PROVENANCE_KEY = "energy/provenance"
+#: How many processes (distributed ranks) the logged figures cover: 1 without DDP.
+PROCESSES_KEY = "energy/processes"
 
 
 class WindowRecord:

@@ -47,9 +47,10 @@ import torch
 
 from wattwise.energy.base import Measurement
 from wattwise.energy.monitor import EnergyMonitor, MonitorConfig
-from wattwise.integrations._ranks import RankWindow, job_measurement, mark_ranks_shared
+from wattwise.integrations._ranks import RankWindow, job_measurement, own_record
 from wattwise.integrations._windows import (
     FIT,
+    PROCESSES_KEY,
     PROVENANCE_KEY,
     TRAIN_EPOCH,
     VALIDATION,
@@ -59,9 +60,6 @@ from wattwise.integrations._windows import (
     provenance_text,
     window_metrics,
 )
-
-#: The hyperparameter that says how many processes (ranks) the logged figures cover.
-PROCESSES_KEY = "energy/processes"
 
 
 class EnergyCallback(WindowsCallback, pl.Callback):
@@ -111,12 +109,7 @@ class EnergyCallback(WindowsCallback, pl.Callback):
     def rank(self) -> WindowRecord:
         """This process's own windows; under DDP, device-wide energy is marked ``shared`` when
         other ranks ran on the same machine."""
-        own = WindowRecord()
-        own.epochs = [mark_ranks_shared(m, self._ranks_here) for m in self.windows.epochs]
-        own.validations = [mark_ranks_shared(m, self._ranks_here) for m in self.windows.validations]
-        if self.windows.fit is not None:
-            own.fit = mark_ranks_shared(self.windows.fit, self._ranks_here)
-        return own
+        return own_record(self.windows, self._ranks_here)
 
     @property
     def _record(self) -> WindowRecord:

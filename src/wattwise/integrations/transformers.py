@@ -24,6 +24,18 @@ after this one (and that ``Trainer.evaluate`` returns). The Trainer has no excep
 either: ``with ... attach(trainer)`` (or :meth:`EnergyCallback.close`) closes the windows when
 training raises.
 
+Under ``torchrun`` (DDP, or any run over ``torch.distributed``: the Trainer calls every callback
+on every process) each rank measures its own process tree; at the end of each window (the
+``on_epoch_end``, ``on_evaluate`` during training and ``on_train_end`` that every rank reaches
+alike) the ranks exchange their Measurements in one ``all_gather_object`` and every rank logs the
+*whole job's* figures, merged as :mod:`wattwise.integrations._ranks` says: energy summed (each
+process and each machine's device counted once), time the longest rank's. The reporters of
+``report_to`` write them once (they report on the main process only); ``state.log_history`` and
+the evaluation metrics hold them on every rank, so that callbacks such as EarlyStopping decide
+alike. ``epochs``, ``validations`` and ``fit`` then hold the job's Measurements, ``rank`` this
+process's own; world process zero prints the table. ``energy/processes`` (in the training's
+last record) says how many processes the figures cover.
+
 ``pip install 'wattwise[transformers]'`` (the Trainer also needs ``accelerate``).
 """
 
@@ -39,13 +51,19 @@ except ImportError as err:  # pragma: no cover - depends on the environment
         "pip install 'wattwise[transformers]'"
     ) from err
 
+import torch
+
+from wattwise.energy.base import Measurement
 from wattwise.energy.monitor import EnergyMonitor, MonitorConfig
 from wattwise.errors import WattwiseError
+from wattwise.integrations._ranks import RankWindow, job_measurement, own_record, ranks_beside
 from wattwise.integrations._windows import (
     FIT,
+    PROCESSES_KEY,
     PROVENANCE_KEY,
     TRAIN_EPOCH,
     VALIDATION,
+    WindowRecord,
     WindowsCallback,
     print_energy_table,
     provenance_text,
@@ -66,7 +84,8 @@ class EnergyCallback(WindowsCallback, TrainerCallback):
 
     Attributes:
         epochs / validations / fit: The Measurements (see
-            :class:`~wattwise.integrations._windows.FitWindows`).
+            :class:`~wattwise.integrations._windows.FitWindows`); under DDP the whole job's.
+        job: The whole job's Measurements, window by window (one process: its own).
     """
 
     def __init__(
@@ -79,6 +98,37 @@ class EnergyCallback(WindowsCallback, TrainerCallback):
         super().__init__(monitor, config, print_table=print_table)
         self._trainer: Any = None
         self._epoch = 0
+        self.job = WindowRecord()
+        self._world_size = 1
+        self._rank_index = 0
+        self._ranks_here = 1
+        self._training = False  # inside train(): every rank's evaluations are in it alike
+
+    @property
+    def epochs(self) -> list[Measurement]:
+        """Each train epoch's Measurement (its training only), the job's under DDP."""
+        return self._record.epochs
+
+    @property
+    def validations(self) -> list[Measurement]:
+        """Each evaluation's Measurement, the job's under DDP."""
+        return self._record.validations
+
+    @property
+    def fit(self) -> Measurement | None:
+        """The whole training's Measurement, the job's under DDP. After a failed DDP training,
+        ``None`` (the ranks cannot meet to merge it): this rank's is in :attr:`rank`."""
+        return self._record.fit
+
+    @property
+    def rank(self) -> WindowRecord:
+        """This process's own windows; under DDP, device-wide energy is marked ``shared`` when
+        other ranks ran on the same machine."""
+        return own_record(self.windows, self._ranks_here)
+
+    @property
+    def _record(self) -> WindowRecord:
+        return self.job if self._world_size > 1 else self.windows
 
     def attach(self, trainer: Any) -> EnergyCallback:
         """Add this callback to ``trainer`` (once) and log through it; returns the callback."""
@@ -100,7 +150,13 @@ class EnergyCallback(WindowsCallback, TrainerCallback):
                 "EnergyCallback logs through its Trainer: add it with "
                 "EnergyCallback(...).attach(trainer) instead of callbacks=[...]"
             )
+        distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+        self._world_size = torch.distributed.get_world_size() if distributed else 1
+        self._rank_index = torch.distributed.get_rank() if distributed else 0
+        self._ranks_here = 1
+        self.job = WindowRecord()
         self.windows.begin_fit()
+        self._training = True
         self._epoch = 0
         if getattr(args, "eval_on_start", False):  # transformers >= 4.41
             self.windows.begin_validation(0)
@@ -118,8 +174,10 @@ class EnergyCallback(WindowsCallback, TrainerCallback):
 
     def on_epoch_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self.windows.cancel_validation()
-        measurement = self.windows.end_epoch()
+        tree = self._tree_pids()
+        measurement = self._merge(self.windows.end_epoch(), tree)
         if measurement is not None:
+            self.job.epochs.append(measurement)
             self._log(window_metrics(TRAIN_EPOCH, measurement), control)
         if control.should_evaluate:
             self.windows.begin_validation(self._epoch)
@@ -127,9 +185,13 @@ class EnergyCallback(WindowsCallback, TrainerCallback):
     def on_evaluate(
         self, args: Any, state: Any, control: Any, metrics: Any = None, **kwargs: Any
     ) -> None:
-        measurement = self.windows.end_validation()
-        if measurement is None:  # an evaluation outside train(): no window
+        if not self._training:  # an evaluation outside train(): no window on any rank
             return
+        tree = self._tree_pids()
+        measurement = self._merge(self.windows.end_validation(), tree)
+        if measurement is None:  # one that no rank announced: no window
+            return
+        self.job.validations.append(measurement)
         figures = window_metrics(VALIDATION, measurement)
         if metrics is not None:
             metrics.update(figures)
@@ -137,10 +199,39 @@ class EnergyCallback(WindowsCallback, TrainerCallback):
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self.windows.cancel_validation()
-        fit = self.windows.end_fit()
-        self._log({**window_metrics(FIT, fit), PROVENANCE_KEY: provenance_text(fit)}, control)
+        self._training = False
+        tree = self._tree_pids()
+        fit = self._merge(self.windows.end_fit(), tree)
+        assert fit is not None  # every rank ended its training
+        self.job.fit = fit
+        figures = {**window_metrics(FIT, fit), PROVENANCE_KEY: provenance_text(fit)}
+        self._log({**figures, PROCESSES_KEY: self._world_size}, control)
         if self.print_table and state.is_world_process_zero:
-            print_energy_table(self.windows)
+            title = "energy per window"
+            if self._world_size > 1:
+                title += f", whole job: {self._world_size} processes"
+            print_energy_table(self._record, title)
+
+    def close(self) -> None:
+        """Close every window still open, without an exchange (the other ranks may be gone)."""
+        self._training = False
+        super().close()
+
+    # --- the ranks ------------------------------------------------------------------------------
+    def _tree_pids(self) -> set[int]:
+        monitor = self.windows.monitor
+        return monitor.tree.pids() if monitor is not None else set()
+
+    def _merge(self, mine: Measurement | None, tree: set[int]) -> Measurement | None:
+        """The job's Measurement of the window that just ended (``mine`` alone in one process).
+        Under DDP every rank calls this at the same event, with or without a window."""
+        if self._world_size <= 1:
+            return mine
+        ranks: list[Any] = [None] * self._world_size
+        window = RankWindow.of(self._rank_index, mine, tree)
+        torch.distributed.all_gather_object(ranks, window)
+        self._ranks_here = ranks_beside(ranks, self._rank_index)
+        return job_measurement(ranks)
 
     def _log(self, figures: dict[str, Any], control: Any) -> None:
         """One ``Trainer.log`` record; its ``on_log`` event clears ``control.should_log``, which
