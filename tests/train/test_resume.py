@@ -13,8 +13,9 @@ from torch import nn
 from wattwise.data import DatasetSplits
 from wattwise.energy.base import ComponentEnergy, Measurement, PowerSample, Provenance
 from wattwise.energy.monitor import EnergyMonitor
+from wattwise.energy.segments import combine
 from wattwise.train import TrainConfig, fit
-from wattwise.train.resume import ResumeFile, join_measurements
+from wattwise.train.resume import ResumeFile
 
 MakeCnn = Callable[..., nn.Module]
 FastConfig = Callable[..., TrainConfig]
@@ -122,11 +123,13 @@ def test_saves_wait_every_s_and_never_follow_the_last_epoch(
     assert saved == [1, 2]  # every epoch but the last at 0 s; none within an hour
 
 
-def _m(name: str, joules: float, seconds: float, *, peak: int, samples: int) -> Measurement:
+def _m(
+    name: str, joules: float, seconds: float, *, peak: int, samples: int, start: float = 100.0
+) -> Measurement:
     prov = Provenance.estimated("tdp", "cores x watts")
     return Measurement(
         name=name,
-        start_unix_s=100.0,
+        start_unix_s=start,
         duration_s=seconds,
         components=(
             ComponentEnergy("cpu", joules, prov, joules / seconds),
@@ -138,9 +141,10 @@ def _m(name: str, joules: float, seconds: float, *, peak: int, samples: int) -> 
     )
 
 
-def test_join_measurements_adds_energy_and_time_and_keeps_the_peaks() -> None:
-    a, b = _m("fit", 10.0, 2.0, peak=5, samples=3), _m("fit", 5.0, 3.0, peak=9, samples=4)
-    joined = join_measurements([a, b], note="resumed after epoch 1: a lower bound")
+def test_combined_segments_add_energy_and_time_and_keep_the_peaks() -> None:
+    a = _m("fit", 10.0, 2.0, peak=5, samples=3)
+    b = _m("fit", 5.0, 3.0, peak=9, samples=4, start=102.0)  # measured right after a
+    joined = combine("fit", [a, b], note="resumed after epoch 1: a lower bound")
     assert joined.total_energy_j == 15.0 and joined.duration_s == 5.0
     assert joined.component("cpu").avg_power_w == 3.0
     assert joined.component("gpu").energy_j is None  # unavailable stays unavailable
@@ -148,7 +152,7 @@ def test_join_measurements_adds_energy_and_time_and_keeps_the_peaks() -> None:
     assert [s.t_s for s in joined.timeline or ()] == [0.0, 2.0, 2.0, 5.0]
     assert joined.suspect == ("cpu: resumed after epoch 1: a lower bound",)
     assert joined.total_provenance == "estimated"
-    assert join_measurements([a]) is a
+    assert combine("fit", [a]) is a
 
 
 # --- the study setting -------------------------------------------------------------------------

@@ -19,17 +19,14 @@ their hooks onto :class:`FitWindows` and deliver the figures.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import replace
-from typing import Any
-
 from rich import box
 from rich.console import Console
 from rich.table import Table
 
 from wattwise.cli.render import fmt_bytes, fmt_energy, fmt_float
-from wattwise.energy.base import CarbonEstimate, ComponentEnergy, Measurement, PowerSample
+from wattwise.energy.base import Measurement
 from wattwise.energy.monitor import EnergyMonitor, MonitorConfig
+from wattwise.energy.segments import combine
 
 #: The phase names in metric names: ``energy/train_epoch_j``, ``energy/validation_j``,
 #: ``energy/fit_j``.
@@ -247,82 +244,6 @@ class WindowsCallback:
     def close(self) -> None:
         """Close every window still open (see :meth:`FitWindows.abort`)."""
         self.windows.abort()
-
-
-def combine(name: str, parts: Sequence[Measurement]) -> Measurement:
-    """One Measurement named ``name`` for a window measured in ``parts`` (an epoch paused by its
-    validations): energies, durations, samples and CO2e add up, peaks are the highest, a
-    component unavailable in one part is unavailable for the whole, and the timeline keeps each
-    part's samples at their time since the first part began.
-
-    Raises:
-        ValueError: No parts, or parts from monitors with different components.
-    """
-    if not parts:
-        raise ValueError(f"window {name!r} has no parts")
-    first = parts[0]
-    if len(parts) == 1:
-        return replace(first, name=name)
-    duration = sum(p.duration_s for p in parts)
-    components: list[ComponentEnergy] = []
-    for same in zip(*(p.components for p in parts), strict=True):
-        base = same[0]
-        if any(c.component != base.component for c in same):
-            raise ValueError(f"the parts of {name!r} measured different components")
-        gap = next((c for c in same if c.energy_j is None), None)
-        if gap is not None:
-            components.append(replace(gap, avg_power_w=None, peak_power_w=None))
-            continue
-        energy = float(sum(c.energy_j for c in same))  # type: ignore[misc]
-        components.append(
-            replace(
-                base,
-                energy_j=energy,
-                provenance=next(
-                    (c.provenance for c in same if c.provenance.suspect), base.provenance
-                ),
-                avg_power_w=energy / duration if duration > 0 else None,
-                peak_power_w=_highest(c.peak_power_w for c in same),
-            )
-        )
-    gpu_memory: dict[str, int] = {}
-    for part in parts:
-        for comp, used in part.peak_gpu_memory_bytes.items():
-            gpu_memory[comp] = max(gpu_memory.get(comp, 0), used)
-    timeline = None
-    if all(p.timeline is not None for p in parts):
-        timeline = tuple(
-            PowerSample(s.t_s + p.start_unix_s - first.start_unix_s, s.power_w)
-            for p in parts
-            for s in p.timeline or ()
-        )
-    carbon = None
-    if first.carbon is not None and all(p.carbon is not None for p in parts):
-        carbon = CarbonEstimate(
-            sum(p.carbon.co2e_g for p in parts),  # type: ignore[union-attr]
-            first.carbon.intensity_g_per_kwh,
-            first.carbon.pue,
-            first.carbon.source,
-        )
-    return Measurement(
-        name=name,
-        start_unix_s=first.start_unix_s,
-        duration_s=duration,
-        components=tuple(components),
-        peak_power_w=_highest(p.peak_power_w for p in parts),
-        peak_rss_bytes=_highest(p.peak_rss_bytes for p in parts),
-        peak_gpu_memory_bytes=gpu_memory,
-        peak_cuda_allocated_bytes=_highest(p.peak_cuda_allocated_bytes for p in parts),
-        peak_cuda_reserved_bytes=_highest(p.peak_cuda_reserved_bytes for p in parts),
-        timeline=timeline,
-        carbon=carbon,
-        samples=sum(p.samples for p in parts),
-    )
-
-
-def _highest(values: Any) -> Any:
-    known = [v for v in values if v is not None]
-    return max(known) if known else None
 
 
 def measured_share(m: Measurement) -> float | None:

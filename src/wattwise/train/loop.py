@@ -20,6 +20,7 @@ from wattwise.data.loader import AugmentConfig, TensorLoader
 from wattwise.data.types import DatasetSplits, TensorSplit
 from wattwise.energy.base import Measurement
 from wattwise.energy.monitor import EnergyMonitor
+from wattwise.energy.segments import combine
 from wattwise.train.config import TrainConfig
 from wattwise.train.device import (
     MemoryCap,
@@ -33,7 +34,6 @@ from wattwise.train.device import (
 from wattwise.train.resume import (
     ResumeFile,
     fingerprint,
-    join_measurements,
     restore_state,
     saved_state,
     uncounted_note,
@@ -403,7 +403,7 @@ def _run(
                 state["attempts"] = result.extra.get("resumed", {}).get("attempts", 1)
                 state["best"] = [result.best_val_accuracy, result.best_epoch]
                 state["history"] = [r.to_dict() for r in result.history]
-                state["fit"] = join_measurements(parts).to_dict()
+                state["fit"] = combine("fit", parts).to_dict()
                 resume.save(state)  # type: ignore[union-attr]
                 saved = time.perf_counter()
     except Divergence as err:
@@ -420,7 +420,7 @@ def _run(
         result.fit = this
         if earlier is not None:  # the earlier attempts' epochs, then this one's
             note = uncounted_note(first_epoch - 1)
-            result.fit = join_measurements([earlier, this], note=note)
+            result.fit = combine("fit", [earlier, this], note=note)
     if resume is not None:  # ended with a status (an interruption raised): nothing to resume
         resume.discard()
 

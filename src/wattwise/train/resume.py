@@ -20,7 +20,8 @@ ran uninterrupted: same shuffles, same augmentations, same weights (tested on CP
 
 Accounting (every joule in exactly one place): the ``fit`` measurement of a resumed training is
 the join of what the earlier attempts measured up to their last save and what this attempt
-measured (:func:`join_measurements`: energies and durations add up, peaks take the maximum). What
+measured (:func:`wattwise.energy.segments.combine`: energies and durations add up, peaks take
+the maximum, the power timeline keeps the time between the attempts). What
 an interrupted attempt did after its last save (at most ``every_s`` seconds and one epoch) was
 measured by nobody; every component of the joined measurement is marked suspect saying so: its
 energy is a lower bound. Saving costs time and energy inside the ``fit`` window (it is the
@@ -34,15 +35,12 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
-
-from wattwise.energy.base import ComponentEnergy, Measurement, PowerSample, Provenance
 
 FORMAT = "wattwise-resume/1"
 _log = logging.getLogger(__name__)
@@ -150,83 +148,6 @@ def restore_state(
     if device.type == "cuda" and "cuda" in state["rng"]:
         torch.cuda.set_rng_state(state["rng"]["cuda"], device)
     return int(state["epoch"])
-
-
-def join_measurements(parts: Sequence[Measurement], *, note: str | None = None) -> Measurement:
-    """One window made of ``parts`` measured one after another (the segments of one training):
-    energies, durations and samples add up, peaks take the maximum, the power timelines follow
-    each other. A component some part could not measure is unavailable in the join. ``note``
-    (when given) marks every component suspect with it. The name, start and carbon settings are
-    the first part's."""
-    first = parts[0]
-    if len(parts) == 1 and note is None:
-        return first
-    names = list(dict.fromkeys(c.component for p in parts for c in p.components))
-    duration = sum(p.duration_s for p in parts)
-    components = []
-    for name in names:
-        found = [next((c for c in p.components if c.component == name), None) for p in parts]
-        last = next(c for c in reversed(found) if c is not None)
-        energies = [c.energy_j if c is not None else None for c in found]
-        if any(e is None for e in energies):
-            missing = next(c for c in found if c is None or c.energy_j is None)
-            provenance = (
-                missing.provenance
-                if missing is not None
-                else Provenance.unavailable(f"{name}: not measured in every segment")
-            )
-            energy = None
-        else:
-            energy = float(sum(energies))  # type: ignore[arg-type]
-            provenance = last.provenance
-            if note is not None:
-                provenance = provenance.with_suspect(note)
-        peaks = [c.peak_power_w for c in found if c is not None and c.peak_power_w is not None]
-        components.append(
-            ComponentEnergy(
-                component=name,
-                energy_j=energy,
-                provenance=provenance,
-                avg_power_w=energy / duration if energy is not None and duration > 0 else None,
-                peak_power_w=max(peaks) if peaks else None,
-                nested_in=last.nested_in,
-            )
-        )
-    timeline: list[PowerSample] | None = []
-    offset = 0.0
-    for part in parts:
-        if part.timeline is None or timeline is None:
-            timeline = None
-        else:
-            timeline.extend(PowerSample(s.t_s + offset, s.power_w) for s in part.timeline)
-        offset += part.duration_s
-    gpu_memory: dict[str, int] = {}
-    for part in parts:
-        for gpu, used in part.peak_gpu_memory_bytes.items():
-            gpu_memory[gpu] = max(used, gpu_memory.get(gpu, 0))
-    joined = replace(
-        first,
-        duration_s=duration,
-        components=tuple(components),
-        peak_power_w=_max(p.peak_power_w for p in parts),
-        peak_rss_bytes=_max(p.peak_rss_bytes for p in parts),
-        peak_gpu_memory_bytes=gpu_memory,
-        peak_cuda_allocated_bytes=_max(p.peak_cuda_allocated_bytes for p in parts),
-        peak_cuda_reserved_bytes=_max(p.peak_cuda_reserved_bytes for p in parts),
-        timeline=tuple(timeline) if timeline is not None else None,
-        profile=None,
-        samples=sum(p.samples for p in parts),
-    )
-    carbon = first.carbon
-    if carbon is not None:  # the same intensity and PUE over the joined energy
-        co2e = joined.total_energy_j / 3.6e6 * carbon.intensity_g_per_kwh * carbon.pue
-        joined = replace(joined, carbon=replace(carbon, co2e_g=co2e))
-    return joined
-
-
-def _max(values: Any) -> Any:
-    known = [v for v in values if v is not None]
-    return max(known) if known else None
 
 
 def uncounted_note(epoch: int) -> str:
