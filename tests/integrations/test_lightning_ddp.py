@@ -10,13 +10,12 @@ two busy cores: ``slow``. The merge itself is tested fast in ``test_ranks.py``.
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.integrations._ddp import run_ranks
 
 pytest.importorskip("lightning.pytorch")
 
@@ -26,24 +25,7 @@ TIMEOUT_S = 180
 
 def _run_ddp_fit(out: Path) -> str:
     """Run the two-rank fit; returns what it printed. Kills the whole process group on a hang."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    env.pop("WATTWISE_PARALLEL_TRIALS", None)
-    proc = subprocess.Popen(
-        [sys.executable, str(SCRIPT), str(out)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-        start_new_session=True,
-    )
-    try:
-        printed, _ = proc.communicate(timeout=TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        printed, _ = proc.communicate()
-        pytest.fail(f"the DDP fit hung for {TIMEOUT_S} s:\n{printed[-3000:]}")
-    assert proc.returncode == 0, printed[-3000:]
-    return printed
+    return run_ranks([sys.executable, str(SCRIPT), str(out)], "DDP fit", TIMEOUT_S)
 
 
 @pytest.mark.slow

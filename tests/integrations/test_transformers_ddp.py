@@ -12,9 +12,6 @@ here, with the Trainer's events called by hand and a stand-in for the second ran
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -27,6 +24,7 @@ import torch
 pytest.importorskip("transformers")
 pytest.importorskip("accelerate")
 
+from tests.integrations._ddp import run_ranks
 from wattwise.energy.monitor import MonitorConfig
 from wattwise.integrations._ranks import RankWindow
 from wattwise.integrations.transformers import EnergyCallback
@@ -37,26 +35,9 @@ TIMEOUT_S = 240
 
 def _run_torchrun(out: Path) -> str:
     """Run the two-rank training; returns what it printed. Kills the process group on a hang."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1"}
-    env.pop("WATTWISE_PARALLEL_TRIALS", None)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
     command += ["--nproc_per_node", "2", str(SCRIPT), str(out)]
-    proc = subprocess.Popen(
-        command,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-        start_new_session=True,
-    )
-    try:
-        printed, _ = proc.communicate(timeout=TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        printed, _ = proc.communicate()
-        pytest.fail(f"the torchrun training hung for {TIMEOUT_S} s:\n{printed[-3000:]}")
-    assert proc.returncode == 0, printed[-3000:]
-    return printed
+    return run_ranks(command, "torchrun training", TIMEOUT_S, {"OMP_NUM_THREADS": "1"})
 
 
 @pytest.mark.slow

@@ -27,10 +27,12 @@ import os
 import socket
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from wattwise.energy.base import CarbonEstimate, ComponentEnergy, Measurement
+from wattwise.energy.monitor import EnergyMonitor, MonitorConfig
 from wattwise.energy.sharing import add_shared
-from wattwise.integrations._windows import WindowRecord
+from wattwise.integrations._windows import WindowRecord, WindowsCallback, print_energy_table
 
 
 @dataclass(frozen=True)
@@ -191,6 +193,77 @@ def own_record(windows: WindowRecord, ranks_here: int) -> WindowRecord:
     if windows.fit is not None:
         own.fit = mark_ranks_shared(windows.fit, ranks_here)
     return own
+
+
+class RanksCallback(WindowsCallback):
+    """What both callbacks do with the ranks of a distributed job: each ended window is
+    exchanged (:meth:`_merge`, called by every rank at the same hook or event) and the job's
+    Measurements are kept in ``job``; in one process the callback's own windows are the job's.
+    A subclass sets ``_world_size`` and ``_rank_index`` once the process group is known.
+    """
+
+    def __init__(
+        self,
+        monitor: EnergyMonitor | None = None,
+        config: MonitorConfig | None = None,
+        *,
+        print_table: bool = True,
+    ):
+        super().__init__(monitor, config, print_table=print_table)
+        self.job = WindowRecord()
+        self._world_size = 1
+        self._rank_index = 0
+        self._ranks_here = 1
+
+    @property
+    def epochs(self) -> list[Measurement]:
+        """Each train epoch's Measurement (its training only), the job's under DDP."""
+        return self._record.epochs
+
+    @property
+    def validations(self) -> list[Measurement]:
+        """Each validation's Measurement, the job's under DDP."""
+        return self._record.validations
+
+    @property
+    def fit(self) -> Measurement | None:
+        """The whole fit's Measurement, the job's under DDP. After a failed DDP fit, ``None``
+        (the ranks cannot meet to merge it): this rank's is in :attr:`rank`."""
+        return self._record.fit
+
+    @property
+    def rank(self) -> WindowRecord:
+        """This process's own windows; under DDP, device-wide energy is marked ``shared`` when
+        other ranks ran on the same machine."""
+        return own_record(self.windows, self._ranks_here)
+
+    @property
+    def _record(self) -> WindowRecord:
+        return self.job if self._world_size > 1 else self.windows
+
+    def _tree_pids(self) -> set[int]:
+        monitor = self.windows.monitor
+        return monitor.tree.pids() if monitor is not None else set()
+
+    def _merge(self, mine: Measurement | None, tree: set[int]) -> Measurement | None:
+        """The job's Measurement of the window that just ended (``mine`` alone in one process).
+        Under DDP every rank calls this at the same hook or event, with or without a window."""
+        if self._world_size <= 1:
+            return mine
+        import torch.distributed
+
+        ranks: list[Any] = [None] * self._world_size
+        window = RankWindow.of(self._rank_index, mine, tree)
+        torch.distributed.all_gather_object(ranks, window)
+        self._ranks_here = ranks_beside(ranks, self._rank_index)
+        return job_measurement(ranks)
+
+    def _print_table(self) -> None:
+        """The table of the job's windows (call it on one rank)."""
+        title = "energy per window"
+        if self._world_size > 1:
+            title += f", whole job: {self._world_size} processes"
+        print_energy_table(self._record, title)
 
 
 def _sum_known(values: Iterable[int | None]) -> int | None:

@@ -45,9 +45,7 @@ except ImportError:  # pragma: no cover - the older package name
 
 import torch
 
-from wattwise.energy.base import Measurement
-from wattwise.energy.monitor import EnergyMonitor, MonitorConfig
-from wattwise.integrations._ranks import RankWindow, job_measurement, own_record
+from wattwise.integrations._ranks import RanksCallback
 from wattwise.integrations._windows import (
     FIT,
     PROCESSES_KEY,
@@ -55,14 +53,12 @@ from wattwise.integrations._windows import (
     TRAIN_EPOCH,
     VALIDATION,
     WindowRecord,
-    WindowsCallback,
-    print_energy_table,
     provenance_text,
     window_metrics,
 )
 
 
-class EnergyCallback(WindowsCallback, pl.Callback):
+class EnergyCallback(RanksCallback, pl.Callback):
     """Measures every train epoch, validation and the whole fit; logs them through Lightning.
 
     Args:
@@ -77,48 +73,11 @@ class EnergyCallback(WindowsCallback, pl.Callback):
         job: The whole job's Measurements, window by window (one process: its own).
     """
 
-    def __init__(
-        self,
-        monitor: EnergyMonitor | None = None,
-        config: MonitorConfig | None = None,
-        *,
-        print_table: bool = True,
-    ):
-        super().__init__(monitor, config, print_table=print_table)
-        self.job = WindowRecord()
-        self._world_size = 1
-        self._ranks_here = 1
-
-    @property
-    def epochs(self) -> list[Measurement]:
-        """Each train epoch's Measurement (its training only), the job's under DDP."""
-        return self._record.epochs
-
-    @property
-    def validations(self) -> list[Measurement]:
-        """Each validation's Measurement, the job's under DDP."""
-        return self._record.validations
-
-    @property
-    def fit(self) -> Measurement | None:
-        """The whole fit's Measurement, the job's under DDP. After a failed DDP fit, ``None``
-        (the ranks cannot meet to merge it): this rank's is in :attr:`rank`."""
-        return self._record.fit
-
-    @property
-    def rank(self) -> WindowRecord:
-        """This process's own windows; under DDP, device-wide energy is marked ``shared`` when
-        other ranks ran on the same machine."""
-        return own_record(self.windows, self._ranks_here)
-
-    @property
-    def _record(self) -> WindowRecord:
-        return self.job if self._world_size > 1 else self.windows
-
     # --- Lightning hooks ------------------------------------------------------------------------
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
         # After the strategy set up the process group, before any window: fit and validate.
         self._world_size = trainer.world_size if _distributed(trainer) else 1
+        self._rank_index = trainer.global_rank
         self._ranks_here = trainer.num_devices if self._world_size > 1 else 1
 
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
@@ -130,7 +89,7 @@ class EnergyCallback(WindowsCallback, pl.Callback):
 
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
         tree = self._tree_pids()
-        job = self._merge(trainer, self.windows.end_epoch(), tree)
+        job = self._merge(self.windows.end_epoch(), tree)
         if job is not None:
             self.job.epochs.append(job)
             self._log(pl_module, window_metrics(TRAIN_EPOCH, job))
@@ -143,14 +102,14 @@ class EnergyCallback(WindowsCallback, pl.Callback):
         if trainer.sanity_checking:  # the same on every rank: none of them exchanges
             return
         tree = self._tree_pids()
-        job = self._merge(trainer, self.windows.end_validation(), tree)
+        job = self._merge(self.windows.end_validation(), tree)
         if job is not None:
             self.job.validations.append(job)
             self._log(pl_module, window_metrics(VALIDATION, job))
 
     def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
         tree = self._tree_pids()
-        fit = self._merge(trainer, self.windows.end_fit(), tree)
+        fit = self._merge(self.windows.end_fit(), tree)
         assert fit is not None  # every rank ended its fit
         self.job.fit = fit
         metrics = window_metrics(FIT, fit)
@@ -159,27 +118,10 @@ class EnergyCallback(WindowsCallback, pl.Callback):
             logger.log_metrics(metrics, step=trainer.global_step)
             logger.log_hyperparams(params)
         if self.print_table and trainer.is_global_zero:
-            title = "energy per window"
-            if self._world_size > 1:
-                title += f", whole job: {self._world_size} processes"
-            print_energy_table(self._record, title)
+            self._print_table()
 
     def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
         self.windows.abort()  # no exchange: the other ranks may be gone or stuck
-
-    # --- the ranks ------------------------------------------------------------------------------
-    def _tree_pids(self) -> set[int]:
-        monitor = self.windows.monitor
-        return monitor.tree.pids() if monitor is not None else set()
-
-    def _merge(self, trainer: Any, mine: Measurement | None, tree: set[int]) -> Measurement | None:
-        """The job's Measurement of the window that just ended (``mine`` alone in one process).
-        Under DDP every rank calls this at the same hook, with or without a window."""
-        if self._world_size <= 1:
-            return mine
-        ranks: list[Any] = [None] * self._world_size
-        torch.distributed.all_gather_object(ranks, RankWindow.of(trainer.global_rank, mine, tree))
-        return job_measurement(ranks)
 
     def _log(self, pl_module: Any, metrics: dict[str, float]) -> None:
         # The figures are the job's and alike on every rank: ``sync_dist`` (a mean of equal

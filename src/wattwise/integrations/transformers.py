@@ -53,10 +53,9 @@ except ImportError as err:  # pragma: no cover - depends on the environment
 
 import torch
 
-from wattwise.energy.base import Measurement
 from wattwise.energy.monitor import EnergyMonitor, MonitorConfig
 from wattwise.errors import WattwiseError
-from wattwise.integrations._ranks import RankWindow, job_measurement, own_record, ranks_beside
+from wattwise.integrations._ranks import RanksCallback
 from wattwise.integrations._windows import (
     FIT,
     PROCESSES_KEY,
@@ -64,14 +63,12 @@ from wattwise.integrations._windows import (
     TRAIN_EPOCH,
     VALIDATION,
     WindowRecord,
-    WindowsCallback,
-    print_energy_table,
     provenance_text,
     window_metrics,
 )
 
 
-class EnergyCallback(WindowsCallback, TrainerCallback):
+class EnergyCallback(RanksCallback, TrainerCallback):
     """Measures every train epoch, evaluation and the whole training; logs them through the
     Trainer.
 
@@ -98,37 +95,7 @@ class EnergyCallback(WindowsCallback, TrainerCallback):
         super().__init__(monitor, config, print_table=print_table)
         self._trainer: Any = None
         self._epoch = 0
-        self.job = WindowRecord()
-        self._world_size = 1
-        self._rank_index = 0
-        self._ranks_here = 1
         self._training = False  # inside train(): every rank's evaluations are in it alike
-
-    @property
-    def epochs(self) -> list[Measurement]:
-        """Each train epoch's Measurement (its training only), the job's under DDP."""
-        return self._record.epochs
-
-    @property
-    def validations(self) -> list[Measurement]:
-        """Each evaluation's Measurement, the job's under DDP."""
-        return self._record.validations
-
-    @property
-    def fit(self) -> Measurement | None:
-        """The whole training's Measurement, the job's under DDP. After a failed DDP training,
-        ``None`` (the ranks cannot meet to merge it): this rank's is in :attr:`rank`."""
-        return self._record.fit
-
-    @property
-    def rank(self) -> WindowRecord:
-        """This process's own windows; under DDP, device-wide energy is marked ``shared`` when
-        other ranks ran on the same machine."""
-        return own_record(self.windows, self._ranks_here)
-
-    @property
-    def _record(self) -> WindowRecord:
-        return self.job if self._world_size > 1 else self.windows
 
     def attach(self, trainer: Any) -> EnergyCallback:
         """Add this callback to ``trainer`` (once) and log through it; returns the callback."""
@@ -207,31 +174,12 @@ class EnergyCallback(WindowsCallback, TrainerCallback):
         figures = {**window_metrics(FIT, fit), PROVENANCE_KEY: provenance_text(fit)}
         self._log({**figures, PROCESSES_KEY: self._world_size}, control)
         if self.print_table and state.is_world_process_zero:
-            title = "energy per window"
-            if self._world_size > 1:
-                title += f", whole job: {self._world_size} processes"
-            print_energy_table(self._record, title)
+            self._print_table()
 
     def close(self) -> None:
         """Close every window still open, without an exchange (the other ranks may be gone)."""
         self._training = False
         super().close()
-
-    # --- the ranks ------------------------------------------------------------------------------
-    def _tree_pids(self) -> set[int]:
-        monitor = self.windows.monitor
-        return monitor.tree.pids() if monitor is not None else set()
-
-    def _merge(self, mine: Measurement | None, tree: set[int]) -> Measurement | None:
-        """The job's Measurement of the window that just ended (``mine`` alone in one process).
-        Under DDP every rank calls this at the same event, with or without a window."""
-        if self._world_size <= 1:
-            return mine
-        ranks: list[Any] = [None] * self._world_size
-        window = RankWindow.of(self._rank_index, mine, tree)
-        torch.distributed.all_gather_object(ranks, window)
-        self._ranks_here = ranks_beside(ranks, self._rank_index)
-        return job_measurement(ranks)
 
     def _log(self, figures: dict[str, Any], control: Any) -> None:
         """One ``Trainer.log`` record; its ``on_log`` event clears ``control.should_log``, which
